@@ -1,0 +1,121 @@
+"""Stage-1 throughput against a loopback OpenAI-protocol server with a fixed latency per request.
+
+Ours: construct_verifiable_medical_problems' async pipeline at --num_process N (requests in flight).
+Baseline, measured in the same run: the original design, a pool of 10 blocking threads, each
+running one item's filter + rewrite calls with the synchronous openai client.
+Prints achieved requests/s as a ratio of the ideal bound (in-flight / latency) for both.
+
+    .venv/bin/python bench/bench_construct.py [--items 500 --latency 0.2 --num_process 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from huatuo_o1.construct import load_mcq_items, run  # noqa: E402
+from huatuo_o1.parsing import extract_json, parse_filter_verdict  # noqa: E402
+from huatuo_o1.prompts import filter_prompt, rewrite_prompt  # noqa: E402
+from huatuo_o1.testing import FakeOpenAIServer  # noqa: E402
+
+
+def responder(req):
+    if "four verdicts" in req.prompt:
+        return "Pass"
+    return json.dumps({"Open-ended Verifiable Question": "What is the diagnosis?", "Ground-True Answer": "X"})
+
+
+def make_data(path: Path, n: int) -> None:
+    items = [
+        {
+            "question": f"Case {i}: which diagnosis?",
+            "options": {"A": "X", "B": "Y"},
+            "answer_idx": "A",
+            "answer": "X",
+        }
+        for i in range(n)
+    ]
+    path.write_text(json.dumps(items))
+
+
+def ours(data: Path, out: Path, url: str, num_process: int) -> float:
+    parser_args = argparse.Namespace(
+        data_path=str(data), filter_data=True, model_name="gpt-4o", api_key="sk-bench", api_url=url,
+        num_process=num_process, limit_num=None, max_retries=6, retry_backoff=1.0, request_timeout=60.0,
+        price=None, max_cost=None, dry_run=False, output_dir=str(out), output_path=None, language="en",
+        max_tries=2, retry_failed=False,
+    )  # fmt: skip
+    t = time.perf_counter()
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        asyncio.run(run(parser_args))
+    return time.perf_counter() - t
+
+
+def original(data: Path, out: Path, url: str, threads: int = 10) -> float:
+    """The original pattern: ThreadPoolExecutor of blocking clients, one item per thread at a time."""
+    import openai
+
+    client = openai.OpenAI(api_key="sk-bench", base_url=url, max_retries=3)
+    items = load_mcq_items(data)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def one(item):
+        reply = client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": filter_prompt(item)}]
+        )
+        if parse_filter_verdict(reply.choices[0].message.content) != "Pass":
+            return
+        reply = client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": rewrite_prompt(item)}]
+        )
+        item.update(extract_json(reply.choices[0].message.content) or {})
+        (out / f"{item['process_id']}.json").write_text(json.dumps(item))
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, items))
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--items", type=int, default=500)
+    ap.add_argument("--latency", type=float, default=0.2)
+    ap.add_argument("--num_process", type=int, default=64)
+    a = ap.parse_args()
+    requests = 2 * a.items
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        FakeOpenAIServer(responder, latency=a.latency, in_process=False) as srv,
+    ):
+        tmp = Path(tmp)
+        data = tmp / "bench.json"
+        make_data(data, a.items)
+        t_ours = ours(data, tmp / "ours", srv.url, a.num_process)
+        t_orig = original(data, tmp / "orig", srv.url)
+    ideal_ours = a.num_process / a.latency
+    ideal_orig = 10 / a.latency
+    r_ours, r_orig = requests / t_ours, requests / t_orig
+    print(f"stage 1 benchmark: {a.items} items, {requests} requests, latency {a.latency}s per request")
+    print(
+        f"ours     (async, {a.num_process} in flight): {r_ours:7.1f} req/s = {r_ours / ideal_ours:.2f} of ideal {ideal_ours:.0f} req/s"
+    )
+    print(
+        f"original (10 blocking threads)    : {r_orig:7.1f} req/s = {r_orig / ideal_orig:.2f} of its ideal {ideal_orig:.0f} req/s"
+    )
+    print(f"speed-up ours / original: {r_ours / r_orig:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

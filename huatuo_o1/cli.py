@@ -1,0 +1,40 @@
+"""Small helpers shared by the top-level scripts: boolean flags and the exit-code contract."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from huatuo_o1.io import InputError
+
+EXIT_BAD_INPUT = 2
+
+
+def str2bool(value: str | bool) -> bool:
+    """argparse type for `--flag True|False` (the original used `type=bool`, so "False" was True)."""
+    if isinstance(value, bool):
+        return value
+    v = value.strip().lower()
+    if v in ("1", "true", "t", "yes", "y", "on"):
+        return True
+    if v in ("0", "false", "f", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (True/False), got {value!r}")
+
+
+def run_main(main: Callable[[], int | None]) -> None:
+    """Run a script's main(): known user errors become one stderr line and exit code 2."""
+    from huatuo_o1.llm import FatalAPIError  # local: keeps `openai` out of torch-only scripts' import path
+
+    try:
+        code = main()
+    except (InputError, FatalAPIError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        print(
+            "interrupted: results written so far are kept; rerun the same command to resume", file=sys.stderr
+        )
+        sys.exit(130)
+    sys.exit(code or 0)

@@ -1,0 +1,414 @@
+"""Asynchronous client for any OpenAI-compatible endpoint (OpenAI, gateways, vLLM, SGLang, llama.cpp).
+
+How a request goes:
+  1. A semaphore bounds the requests in flight (`--num_process`).
+  2. Before sending, the budget is checked: once the run's cost reached `--max_cost`, no new request
+     starts (`BudgetExceeded`); requests already in flight finish and are counted.
+  3. The official `openai` package sends it (its own retries are off, so we control them).
+  4. 429, 5xx, timeouts and dropped connections are retried with exponential backoff and full
+     jitter, waiting at least the server's `Retry-After` when it sends one. After `max_retries`
+     the request fails with `TransientAPIError` (the item fails; the run goes on).
+  5. 400/401/403/404 are not retried: `FatalAPIError` with a one-line cause ("invalid API key for
+     <url>"); the scripts turn it into exit code 2.
+  6. Token usage and cost are added to the run's `Usage` and to the current item's `Usage` (a
+     context variable the runner sets per item, so stage code does not pass it around).
+
+The API key is only handed to the `openai` client object; it is never printed or logged, and any
+echo of it in a server's error message is masked before it reaches an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import email.utils
+import os
+import random
+import re
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import openai
+
+# USD per 1M tokens (input, output); public list prices. Override with --price IN,OUT.
+PRICES_PER_1M: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4-turbo": (10.00, 30.00),
+    "gpt-4": (30.00, 60.00),
+    "gpt-3.5-turbo": (0.50, 1.50),
+    "o1-mini": (1.10, 4.40),
+    "o1": (15.00, 60.00),
+    "o3-mini": (1.10, 4.40),
+    "o4-mini": (1.10, 4.40),
+    "deepseek-chat": (0.27, 1.10),
+}
+
+RETRYABLE = (
+    openai.RateLimitError,
+    openai.InternalServerError,
+    openai.APITimeoutError,
+    openai.APIConnectionError,
+)
+
+
+class FatalAPIError(Exception):
+    """A request the server will never accept (bad key, unknown model, bad request): stop the run."""
+
+
+class TransientAPIError(Exception):
+    """The endpoint kept failing (429/5xx/timeouts) after all retries."""
+
+
+class BudgetExceeded(Exception):
+    """`--max_cost` was reached: no new request is issued."""
+
+
+def price_for(model: str, override: tuple[float, float] | None = None) -> tuple[float, float] | None:
+    """(input, output) USD per 1M tokens: the override, else the longest matching table prefix."""
+    if override is not None:
+        return override
+    name = model.lower().split("/")[-1]
+    for key in sorted(PRICES_PER_1M, key=len, reverse=True):
+        if name == key or name.startswith(key + "-"):
+            return PRICES_PER_1M[key]
+    return None
+
+
+def parse_price(text: str) -> tuple[float, float]:
+    """argparse type for `--price IN,OUT` (USD per 1M input and output tokens)."""
+    try:
+        a, b = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"--price expects IN,OUT in USD per 1M tokens, e.g. 2.5,10 (got {text!r})") from None
+    return a, b
+
+
+def estimate_tokens(text: str) -> int:
+    """Token estimate without a tokenizer: ~4 characters per token for Latin text (OpenAI's rule of
+    thumb) and 1 token per CJK character. Used by --dry_run."""
+    cjk = len(re.findall(r"[\u3000-\u9fff\uac00-\ud7af\uff00-\uffef]", text))
+    return max(1, cjk + (len(text) - cjk + 3) // 4)
+
+
+ESTIMATOR_NAME = "heuristic (~4 characters/token, 1 token per CJK character; no tokenizer)"
+
+
+@dataclasses.dataclass
+class Usage:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    retries: int = 0
+
+    def add(self, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
+        self.requests += 1
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        self.cost += cost
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["cost"] = round(self.cost, 6)
+        return d
+
+
+# The runner sets this to a fresh Usage for each item it processes.
+current_item_usage: contextvars.ContextVar[Usage | None] = contextvars.ContextVar(
+    "current_item_usage", default=None
+)
+
+
+def normalize_base_url(api_url: str | None) -> str | None:
+    """Accept a base URL (`.../v1`) or the original's full endpoint
+    (`https://api.openai.com/v1/chat/completions`); return the base URL the openai package wants."""
+    if not api_url:
+        return None
+    parts = urlsplit(api_url.strip())
+    path = parts.path.rstrip("/")
+    for suffix in ("/chat/completions", "/completions"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+            break
+    if not re.search(r"/v\d+[a-z]*$", path) and "openai.azure.com" not in parts.netloc:
+        path = path + "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _retry_after_seconds(err: Exception) -> float | None:
+    response = getattr(err, "response", None)
+    if response is None:
+        return None
+    value = response.headers.get("retry-after-ms")
+    if value:
+        try:
+            return float(value) / 1000
+        except ValueError:
+            pass
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _http_client(timeout: float):
+    """openai's aiohttp transport (`openai[aiohttp]`) when installed: about half the client CPU per
+    request of the default httpx pool at 64 requests in flight (bench/bench_construct.py)."""
+    try:
+        import aiohttp  # noqa: F401
+
+        return openai.DefaultAioHttpClient(timeout=timeout)
+    except ImportError:
+        return None
+
+
+class LLMClient:
+    """One endpoint + model, shared by all concurrent tasks of a run."""
+
+    def __init__(
+        self,
+        model: str,
+        api_key: str | None = None,
+        api_url: str | None = None,
+        max_concurrency: int = 10,
+        max_retries: int = 6,
+        timeout: float = 600.0,
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+        price: tuple[float, float] | None = None,
+        max_cost: float | None = None,
+        usage: Usage | None = None,
+        default_kwargs: dict | None = None,
+    ):
+        self.model = model
+        self.base_url = normalize_base_url(api_url)
+        self.display_url = self.base_url or "https://api.openai.com/v1"
+        self._secret = api_key or os.environ.get("OPENAI_API_KEY") or ""
+        self.client = openai.AsyncOpenAI(
+            api_key=self._secret or "EMPTY",  # local servers (vLLM, SGLang) need no key
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=timeout,
+            http_client=_http_client(timeout),
+        )
+        self.semaphore = asyncio.Semaphore(max_concurrency)
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.price = price_for(model, price)
+        self.max_cost = max_cost
+        self.usage = usage if usage is not None else Usage()
+        self.default_kwargs = default_kwargs or {}
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"LLMClient(model={self.model!r}, url={self.display_url!r})"
+
+    # -- public API -----------------------------------------------------------------------------
+    async def chat(self, prompt: str | list[dict], **kwargs) -> str:
+        """Send one chat request (a user prompt or a message list); return the reply text."""
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        params = {**self.default_kwargs, **kwargs}
+        resp = await self._call(
+            self.client.chat.completions.create, model=self.model, messages=messages, **params
+        )
+        return resp.choices[0].message.content or ""
+
+    async def chat_n(self, prompt: str | list[dict], n: int, **kwargs) -> list[str]:
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        params = {**self.default_kwargs, **kwargs}
+        resp = await self._call(
+            self.client.chat.completions.create, model=self.model, messages=messages, n=n, **params
+        )
+        return [c.message.content or "" for c in resp.choices]
+
+    async def complete(self, prompt: str, n: int = 1, **kwargs) -> list[str]:
+        """Send one text-completions request (prompt already chat-templated); return n texts."""
+        params = {**self.default_kwargs, **kwargs}
+        resp = await self._call(
+            self.client.completions.create, model=self.model, prompt=prompt, n=n, **params
+        )
+        return [c.text or "" for c in sorted(resp.choices, key=lambda c: c.index)]
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    def budget_left(self) -> bool:
+        return self.max_cost is None or self.usage.cost < self.max_cost
+
+    # -- internals ------------------------------------------------------------------------------
+    def _mask(self, text: str) -> str:
+        if self._secret and len(self._secret) >= 4:
+            text = text.replace(self._secret, "***")
+        return re.sub(r"\bsk-[A-Za-z0-9_\-*]{6,}", "sk-***", text)
+
+    def _fatal(self, err: openai.APIStatusError) -> FatalAPIError:
+        status = err.status_code
+        where = self.display_url
+        body = getattr(err, "body", None)
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            body = body["error"]
+        detail = body.get("message") if isinstance(body, dict) else None
+        detail = self._mask(" ".join(str(detail or err.message).split()))[:300]
+        if status == 401:
+            msg = f"invalid API key for {where} (HTTP 401)"
+        elif status == 403:
+            msg = f"permission denied by {where} for model {self.model!r} (HTTP 403)"
+        elif status == 404:
+            msg = f"not found at {where}: model {self.model!r} or endpoint does not exist (HTTP 404)"
+        else:
+            msg = f"request rejected by {where} (HTTP {status})"
+        return FatalAPIError(f"{msg}: {detail}" if detail else msg)
+
+    def _account(self, resp) -> None:
+        u = getattr(resp, "usage", None)
+        pt = getattr(u, "prompt_tokens", 0) or 0
+        ct = getattr(u, "completion_tokens", 0) or 0
+        cost = 0.0
+        if self.price is not None:
+            cost = (pt * self.price[0] + ct * self.price[1]) / 1e6
+        self.usage.add(pt, ct, cost)
+        item = current_item_usage.get()
+        if item is not None and item is not self.usage:
+            item.add(pt, ct, cost)
+
+    async def _call(self, fn, **params):
+        async with self.semaphore:
+            last: Exception | None = None
+            for attempt in range(self.max_retries + 1):
+                if not self.budget_left():
+                    raise BudgetExceeded(
+                        f"--max_cost {self.max_cost} USD reached (spent {self.usage.cost:.4f} USD)"
+                    )
+                try:
+                    resp = await fn(**params)
+                except RETRYABLE as err:
+                    last = err
+                    if attempt == self.max_retries:
+                        break
+                    self.usage.retries += 1
+                    delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
+                    retry_after = _retry_after_seconds(err)
+                    if retry_after is not None:
+                        delay = max(delay, min(retry_after, self.backoff_max))
+                    await asyncio.sleep(delay)
+                    continue
+                except openai.APIStatusError as err:
+                    raise self._fatal(err) from None
+                self._account(resp)
+                return resp
+            kind = type(last).__name__
+            status = getattr(last, "status_code", None)
+            reason = f"HTTP {status}" if status else kind
+            raise TransientAPIError(
+                f"{self.display_url} kept failing after {self.max_retries + 1} tries ({reason})"
+            ) from None
+
+
+def add_client_args(parser, default_model: str = "gpt-4", default_num_process: int = 10) -> None:
+    """The original's client flags plus cost control, shared by stage 1, stage 2 and evaluation."""
+    g = parser.add_argument_group("LLM endpoint")
+    g.add_argument("--model_name", type=str, default=default_model, help="Model name sent to the endpoint.")
+    g.add_argument(
+        "--api_key",
+        type=str,
+        default=None,
+        help="API key (default: the OPENAI_API_KEY environment variable). Never printed or saved.",
+    )
+    g.add_argument(
+        "--api_url",
+        type=str,
+        default=None,
+        help="OpenAI-compatible endpoint: a base URL ending in /v1 or the full .../v1/chat/completions "
+        "URL (default: https://api.openai.com/v1).",
+    )
+    g.add_argument(
+        "--num_process", type=int, default=default_num_process, help="Number of requests in flight at once."
+    )
+    g.add_argument("--limit_num", type=int, default=None, help="Only process the first N items.")
+    g.add_argument(
+        "--max_retries", type=int, default=6, help="Retries on 429/5xx/timeouts before an item fails."
+    )
+    g.add_argument(
+        "--retry_backoff",
+        type=float,
+        default=1.0,
+        help="Base of the exponential backoff between retries, in seconds (full jitter, capped at 60 s).",
+    )
+    g.add_argument(
+        "--request_timeout", type=float, default=600.0, help="Seconds before one request times out."
+    )
+    g.add_argument(
+        "--price",
+        type=parse_price,
+        default=None,
+        help="Override the price table: IN,OUT in USD per 1M input and output tokens.",
+    )
+    g.add_argument(
+        "--max_cost",
+        type=float,
+        default=None,
+        help="Stop issuing new requests once the run has spent this (USD).",
+    )
+    g.add_argument(
+        "--dry_run",
+        action="store_true",
+        help="Make no request; print how many requests the run would make and estimated tokens and cost.",
+    )
+
+
+def client_from_args(args, usage: Usage | None = None, **overrides) -> LLMClient:
+    kw = dict(
+        model=args.model_name,
+        api_key=args.api_key,
+        api_url=args.api_url,
+        max_concurrency=args.num_process,
+        max_retries=args.max_retries,
+        backoff_base=args.retry_backoff,
+        timeout=args.request_timeout,
+        price=args.price,
+        max_cost=args.max_cost,
+        usage=usage,
+    )
+    kw.update(overrides)
+    return LLMClient(**kw)
+
+
+def dry_run_report(
+    model: str, requests: list[tuple[str, int]], price: tuple[float, float] | None = None, note: str = ""
+) -> str:
+    """Text for --dry_run: the number of requests and estimated tokens and cost.
+
+    `requests` lists (prompt text, expected reply tokens) for every request the run would make.
+    """
+    p_tok = sum(estimate_tokens(p) for p, _ in requests)
+    c_tok = sum(n for _, n in requests)
+    rate = price_for(model, price)
+    cost = "unknown (no price for this model; pass --price IN,OUT)"
+    if rate is not None:
+        cost = f"~{(p_tok * rate[0] + c_tok * rate[1]) / 1e6:.4f} USD at {rate[0]}/{rate[1]} USD per 1M in/out tokens"
+    lines = [
+        f"[dry run] no request sent. {len(requests)} requests to {model}",
+        f"[dry run] ~{p_tok} prompt tokens + ~{c_tok} completion tokens; cost {cost}",
+        f"[dry run] token estimator: {ESTIMATOR_NAME}",
+    ]
+    if note:
+        lines.append(f"[dry run] {note}")
+    return "\n".join(lines)
+
+
+def usage_report(model: str, usage: Usage, price: tuple[float, float] | None = None) -> str:
+    rate = price_for(model, price)
+    cost = f"{usage.cost:.4f} USD" if rate is not None else "unknown (no price for this model)"
+    return (
+        f"API usage ({model}): {usage.requests} requests, {usage.prompt_tokens} prompt + "
+        f"{usage.completion_tokens} completion tokens, {usage.retries} retries, cost {cost}"
+    )

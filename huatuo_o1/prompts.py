@@ -1,0 +1,420 @@
+"""Every prompt the pipeline sends to an LLM, in English (`en`) and Chinese (`zh`).
+
+Written for this project from the paper's method. The tags and JSON keys are fixed because
+parsing, released data and released models depend on them:
+  stage 1  : <Multiple-choice Question> ... </Multiple-choice Question>, a `Correct Answer:` line,
+             the verdicts Pass / Too Simple / Ambiguous Answer / Not Reformulatable, and the JSON keys
+             "Open-ended Verifiable Question" / "Ground-True Answer".
+  verifier : <Model Response> ... </Model Response>, <Reference Answer> ... </Reference Answer>,
+             answer True or False.
+Stage 2 (search) prompts live below the stage-1 ones.
+"""
+
+from __future__ import annotations
+
+LANGUAGES = ("en", "zh")
+
+FILTER_VERDICTS = ("Pass", "Too Simple", "Ambiguous Answer", "Not Reformulatable")
+
+
+def _check_language(language: str) -> str:
+    if language not in LANGUAGES:
+        raise ValueError(f"unknown language {language!r}; expected one of {', '.join(LANGUAGES)}")
+    return language
+
+
+def format_options(options: dict) -> str:
+    """Options as `A. text` lines, in the order given."""
+    return "\n".join(f"{k}. {v}" for k, v in options.items())
+
+
+def mcq_block(item: dict) -> str:
+    """The multiple-choice question with its options and correct answer between the fixed tags."""
+    letter = item.get("answer_idx")
+    answer = f"{letter}. {item['answer']}" if letter else item["answer"]
+    return (
+        "<Multiple-choice Question>\n"
+        f"{item['question'].strip()}\n"
+        f"{format_options(item['options'])}\n"
+        f"Correct Answer: {answer}\n"
+        "</Multiple-choice Question>"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 1: filter and rewrite
+# ---------------------------------------------------------------------------------------------
+
+_FILTER = {
+    "en": """{mcq}
+
+You are curating medical exam questions for a dataset of verifiable open-ended problems. Judge the multiple-choice question above against three criteria:
+1. It needs real medical reasoning (several steps of clinical or scientific thinking), not the recall of a single fact.
+2. It has exactly one unambiguous correct answer: no "which is NOT / EXCEPT" questions, no questions where more than one option could be right.
+3. It can be rewritten as an open-ended question (without options) whose answer is short and definite, so a free-text reply can be checked against it.
+
+Reply with exactly one of these four verdicts and nothing else:
+- Pass (all three criteria hold)
+- Too Simple (criterion 1 fails)
+- Ambiguous Answer (criterion 2 fails)
+- Not Reformulatable (criterion 3 fails)""",
+    "zh": """{mcq}
+
+你正在为一个"可验证的开放式医学问题"数据集筛选医学考试题。请按以下三条标准评判上面的选择题:
+1. 需要真正的医学推理(多步的临床或科学思考),而不是单一知识点的记忆。
+2. 只有一个明确无歧义的正确答案:不能是"以下哪项不是/除外"类题目,也不能有多个选项都可能正确。
+3. 可以改写为不带选项的开放式问题,且答案简短、确定,能够与自由文本回答进行核对。
+
+只回复以下四个判定之一(保持英文原文),不要输出其他内容:
+- Pass(三条标准都满足)
+- Too Simple(不满足第1条)
+- Ambiguous Answer(不满足第2条)
+- Not Reformulatable(不满足第3条)""",
+}
+
+_REWRITE = {
+    "en": """{mcq}
+
+Rewrite the multiple-choice question above as an open-ended question that can be answered without seeing any options, and give its ground-truth answer.
+- Keep every clinical detail needed to reach the answer; do not reveal the answer in the question.
+- The ground-truth answer must be short (a diagnosis, a drug, a mechanism, a value...) so that a free-text reply can be matched against it precisely.
+
+Reply with JSON holding exactly these two keys:
+```json
+{{
+  "Open-ended Verifiable Question": "...",
+  "Ground-True Answer": "..."
+}}
+```""",
+    "zh": """{mcq}
+
+请把上面的选择题改写为不需要选项即可作答的开放式问题,并给出标准答案。
+- 保留得出答案所需的全部临床信息;不要在问题中泄露答案。
+- 标准答案必须简短(一个诊断、药物、机制、数值等),以便能与自由文本回答精确比对。
+
+请用 JSON 回复,且只包含以下两个键(键名保持英文原样):
+```json
+{{
+  "Open-ended Verifiable Question": "...",
+  "Ground-True Answer": "..."
+}}
+```""",
+}
+
+
+def filter_prompt(item: dict, language: str = "en") -> str:
+    return _FILTER[_check_language(language)].format(mcq=mcq_block(item))
+
+
+def rewrite_prompt(item: dict, language: str = "en") -> str:
+    return _REWRITE[_check_language(language)].format(mcq=mcq_block(item))
+
+
+# ---------------------------------------------------------------------------------------------
+# Verification (search stage, RL's LLM judge, verifier training data)
+# ---------------------------------------------------------------------------------------------
+
+_VERIFY = {
+    "en": """<Model Response>
+{response}
+</Model Response>
+
+<Reference Answer>
+{reference}
+</Reference Answer>
+
+Above are a model's response (<Model Response>) and the reference answer (<Reference Answer>). Decide whether the model's response is correct, that is, whether it reaches the same answer as the reference (wording may differ; a more specific or equivalent answer counts as correct). Output only "True" if it is correct and "False" otherwise.""",
+    "zh": """<Model Response>
+{response}
+</Model Response>
+
+<Reference Answer>
+{reference}
+</Reference Answer>
+
+以上是模型的回答(<Model Response>)和参考答案(<Reference Answer>)。请判断模型的回答是否正确,即是否与参考答案得出相同的结论(措辞可以不同;更具体或等价的答案也算正确)。正确则只输出 "True",否则只输出 "False"。""",
+}
+
+
+def verify_prompt(response: str, reference: str, language: str = "en") -> str:
+    return _VERIFY[_check_language(language)].format(response=response, reference=reference)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 2: search
+# ---------------------------------------------------------------------------------------------
+# Fixed by the method (parsing in huatuo_o1/search.py and released data depend on them): the tags
+# <question>, <previous reasoning>, <Thought Process>, <Internal Thinking>, <Question>; the JSON keys
+# "CoT" (steps with "action" in "Inner Thinking" (+ "title") / "Final Conclusion" / "Verification",
+# and "content") and "NaturalReasoning". The action names stay in English in both languages.
+
+SEARCH_STRATEGIES = ("Backtracking", "Exploring New Paths", "Verification", "Correction")
+
+_COT_FORMAT_INIT = """```json
+{
+"CoT": [
+    {"action": "Inner Thinking", "title": "...", "content": "..."},
+    ...,
+    {"action": "Final Conclusion", "content": "..."},
+    {"action": "Verification", "content": "..."}
+]
+}
+```"""
+
+_COT_FORMAT_CONTINUE = """```json
+{
+"CoT": [
+    {"action": "Verification", "content": "..."},
+    {"action": "Inner Thinking", "title": "...", "content": "..."},
+    ...,
+    {"action": "Final Conclusion", "content": "..."},
+    {"action": "Verification", "content": "..."}
+]
+}
+```"""
+
+_STEP_RULES = {
+    "en": """Your reasoning is a list of steps. Each step has one of three actions:
+- "Inner Thinking": one piece of the actual thinking. Use several of these, each with a short "title" that says what the step does, so the reasoning is thorough and easy to follow.
+- "Final Conclusion": sum up what the Inner Thinking steps established and state the final answer. No title.
+- "Verification": check the Final Conclusion. If it holds, the reasoning ends here; if it does not, go back to Inner Thinking and continue. No title.""",
+    "zh": """你的推理由一系列步骤组成,每个步骤属于以下三种动作之一(动作名称保持英文原样):
+- "Inner Thinking":真正的思考过程。请使用多个这样的步骤,每个步骤带一个简短的 "title" 说明该步在做什么,使推理充分且清晰。
+- "Final Conclusion":总结前面 Inner Thinking 步骤得出的结论,并给出最终答案。不需要 title。
+- "Verification":检验 Final Conclusion。若成立,推理到此结束;若不成立,回到 Inner Thinking 继续推理。不需要 title。""",
+}
+
+_INIT_COT = {
+    "en": """<question>
+{question}
+</question>
+
+Answer the question above (<question>) by reasoning step by step before you answer.
+
+{rules}
+
+Reply with JSON in exactly this structure, and nothing else:
+{fmt}""",
+    "zh": """<question>
+{question}
+</question>
+
+请先逐步推理,再回答上面的问题(<question>)。
+
+{rules}
+
+请严格按照以下 JSON 结构回复,不要输出其他内容:
+{fmt}""",
+}
+
+# What each refinement strategy asks the model to do.
+_STRATEGY_TEXT = {
+    "en": {
+        "Backtracking": "backtrack: return to an earlier point of the reasoning where it went astray and reason forward again from there",
+        "Exploring New Paths": "explore a new path: approach the problem from a different angle than the one taken so far",
+        "Verification": "verify thoroughly: re-examine each claim and step of the reasoning to find the one that does not hold",
+        "Correction": "correct: pinpoint the specific errors in the reasoning and fix them precisely",
+    },
+    "zh": {
+        "Backtracking": "回溯:回到推理中出现偏差的较早位置,从那里重新向前推理",
+        "Exploring New Paths": "探索新思路:从与此前不同的角度重新分析这个问题",
+        "Verification": "全面核查:逐一重新检验推理中的每个论断和步骤,找出不成立的地方",
+        "Correction": "纠正:准确指出推理中的具体错误并加以修正",
+    },
+}
+
+_REFINE = {
+    "en": """<question>
+{question}
+</question>
+
+<previous reasoning>
+{reasoning}
+</previous reasoning>
+
+<question> is the question to answer and <previous reasoning> is your reasoning so far, up to its Final Conclusion. That Final Conclusion has been checked and judged false.
+
+Continue the reasoning. Start with a new "Verification" step that examines the Final Conclusion and finds that it is wrong (your verification must agree with this judgement). Then {strategy}, and reach a new Final Conclusion.
+
+{rules}
+
+Do not repeat the previous reasoning: begin directly with the new Verification step. Reply with JSON in exactly this structure, and nothing else:
+{fmt}""",
+    "zh": """<question>
+{question}
+</question>
+
+<previous reasoning>
+{reasoning}
+</previous reasoning>
+
+<question> 是需要回答的问题,<previous reasoning> 是你到目前为止的推理(截至其 Final Conclusion)。该 Final Conclusion 已经过核对,被判定为错误。
+
+请继续推理。先写一个新的 "Verification" 步骤,检验该 Final Conclusion 并发现它是错误的(你的检验结论必须与这一判定一致)。然后请{strategy},并得出新的 Final Conclusion。
+
+{rules}
+
+不要重复之前的推理,直接从新的 Verification 步骤开始。请严格按照以下 JSON 结构回复,不要输出其他内容:
+{fmt}""",
+}
+
+_LABEL_GUIDED = {
+    "en": """<question>
+{question}
+</question>
+
+<previous reasoning>
+{reasoning}
+</previous reasoning>
+
+<question> is the question to answer and <previous reasoning> is your reasoning so far, up to its Final Conclusion.
+
+In confidence: the correct answer is "{answer}". Do not mention or hint that you were told it; reason as if you had worked it out yourself.
+
+Continue the reasoning. Start with a new "Verification" step that carefully checks the Final Conclusion. If it is wrong, add new Inner Thinking steps that find the way to the correct answer and a new Final Conclusion that states it, then a last Verification.
+
+{rules}
+
+Do not repeat the previous reasoning: begin directly with the new Verification step. Reply with JSON in exactly this structure, and nothing else:
+{fmt}""",
+    "zh": """<question>
+{question}
+</question>
+
+<previous reasoning>
+{reasoning}
+</previous reasoning>
+
+<question> 是需要回答的问题,<previous reasoning> 是你到目前为止的推理(截至其 Final Conclusion)。
+
+私下告诉你:正确答案是"{answer}"。不要提及或暗示你被告知了答案,要像自己推理得出一样。
+
+请继续推理。先写一个新的 "Verification" 步骤,仔细检验该 Final Conclusion。若它是错误的,请补充新的 Inner Thinking 步骤,找到通往正确答案的推理路径,并给出陈述该答案的新 Final Conclusion,最后再写一个 Verification。
+
+{rules}
+
+不要重复之前的推理,直接从新的 Verification 步骤开始。请严格按照以下 JSON 结构回复,不要输出其他内容:
+{fmt}""",
+}
+
+_NATURAL = {
+    "en": """<Thought Process>
+{thought}
+</Thought Process>
+
+<Question>
+{question}
+</Question>
+
+The <Thought Process> above is a model's reasoning about the <Question>. Rewrite it as the natural, free-flowing thinking of a person working the problem out:
+1. One thought per line, lines separated by line breaks, step by step.
+2. No titles, headings or structure; move between thoughts with natural, casual transitions ("hmm", "oh", "wait", "also", "let me check").
+3. Keep every idea, check and correction of the original, in the same order, and make the reasoning richer, more detailed and logically clear, while staying conversational.
+
+Reply with JSON only:
+```json
+{{
+  "NaturalReasoning": "..."
+}}
+```""",
+    "zh": """<Thought Process>
+{thought}
+</Thought Process>
+
+<Question>
+{question}
+</Question>
+
+上面的 <Thought Process> 是模型针对 <Question> 的推理。请把它改写成一个人在思考这道题时自然、流畅的思维过程:
+1. 逐步推理,每个想法单独一行,用换行分隔。
+2. 不要标题、小标题或结构化格式;想法之间用自然、口语化的过渡("嗯"、"哦"、"等等"、"另外"、"我再确认一下")。
+3. 按原顺序保留原推理中的每个想法、检验和修正,并使推理更丰富、更详细、逻辑更清晰,同时保持口语化。
+
+只用 JSON 回复(键名保持英文原样):
+```json
+{{
+  "NaturalReasoning": "..."
+}}
+```""",
+}
+
+_FINAL_RESPONSE = {
+    "en": """<Internal Thinking>
+{thinking}
+</Internal Thinking>
+
+<Question>
+{question}
+</Question>
+
+<Internal Thinking> is your own private thinking about the <Question>. Based on it, write a rich, high-quality final response to the user. If there is a clear answer, give it first. Stay close to what the <Question> asks, in the clear, well-organised style of a strong AI assistant. Output only the final response, nothing else.""",
+    "zh": """<Internal Thinking>
+{thinking}
+</Internal Thinking>
+
+<Question>
+{question}
+</Question>
+
+<Internal Thinking> 是你针对 <Question> 的内部思考。请基于它给用户写一个内容充实、高质量的最终回复。如果有明确的答案,请先给出答案。紧扣 <Question> 的要求,采用优秀 AI 助手清晰、有条理的风格。只输出最终回复,不要输出其他内容。""",
+}
+
+
+def init_cot_prompt(question: str, language: str = "en") -> str:
+    """Initial reasoning: answer <question> as {"CoT": [...]} ending Inner Thinking, Final Conclusion,
+    Verification."""
+    lang = _check_language(language)
+    return _INIT_COT[lang].format(question=question, rules=_STEP_RULES[lang], fmt=_COT_FORMAT_INIT)
+
+
+def refine_prompt(question: str, reasoning: str, strategy: str, language: str = "en") -> str:
+    """A refinement with one of SEARCH_STRATEGIES; `reasoning` is the trace minus its last Verification."""
+    lang = _check_language(language)
+    if strategy not in SEARCH_STRATEGIES:
+        raise ValueError(f"unknown search strategy {strategy!r}; expected one of {SEARCH_STRATEGIES}")
+    return _REFINE[lang].format(
+        question=question,
+        reasoning=reasoning,
+        strategy=_STRATEGY_TEXT[lang][strategy],
+        rules=_STEP_RULES[lang],
+        fmt=_COT_FORMAT_CONTINUE,
+    )
+
+
+def label_guided_prompt(question: str, reasoning: str, answer: str, language: str = "en") -> str:
+    """The last-resort refinement that is told the reference answer (--efficient_search)."""
+    lang = _check_language(language)
+    return _LABEL_GUIDED[lang].format(
+        question=question,
+        reasoning=reasoning,
+        answer=answer,
+        rules=_STEP_RULES[lang],
+        fmt=_COT_FORMAT_CONTINUE,
+    )
+
+
+def natural_reasoning_prompt(thought: str, question: str, language: str = "en") -> str:
+    """Rewrite the `### title` trace as natural thinking: reply {"NaturalReasoning": "..."}."""
+    return _NATURAL[_check_language(language)].format(thought=thought, question=question)
+
+
+def final_response_prompt(thinking: str, question: str, language: str = "en") -> str:
+    """The user-facing answer written from the natural thinking."""
+    return _FINAL_RESPONSE[_check_language(language)].format(thinking=thinking, question=question)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation (evaluation/eval.py): one instruction line, the question, the options as `A. text`
+# ---------------------------------------------------------------------------------------------
+
+EVAL_INSTRUCTION = "Please answer the following multiple-choice question:"
+EVAL_INSTRUCTION_STRICT = (
+    "Please answer the following multiple-choice question, ensuring your response concludes with "
+    "the correct option in the format: 'The answer is A.'."
+)
+
+
+def eval_prompt(item: dict, strict: bool = False) -> str:
+    """The user turn of evaluation; `strict` asks the model to end with "The answer is X."."""
+    instruction = EVAL_INSTRUCTION_STRICT if strict else EVAL_INSTRUCTION
+    return f"{instruction}\n{str(item['question']).strip()}\n{format_options(item['options'])}"

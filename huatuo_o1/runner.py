@@ -1,0 +1,129 @@
+"""Run an async function over many items with bounded concurrency, resume and failure limits.
+
+The plan, in plain words:
+  - Items already in the result store (one file per finished item) are skipped: that is resume.
+  - `concurrency` workers pull items from a queue; each item's calls run in sequence inside its
+    worker, so at most `concurrency` requests are in flight.
+  - A finished item's record is written atomically at once, so a crash (even kill -9) loses at
+    most the items in flight, and a rerun neither repeats nor duplicates finished ones.
+  - The record's `status` field (e.g. "kept", "filtered", "failed") is counted for the summary;
+    a record is saved whatever its status (a reply that never parsed is kept for inspection).
+  - An item whose requests kept failing (`TransientAPIError`) or that raised unexpectedly is not
+    saved (so a rerun retries it). `max_consecutive_failures` such failures in a row mean the
+    endpoint is down: the run stops with the reason, finished results intact.
+  - `BudgetExceeded` stops new items cleanly; `FatalAPIError` (bad key, unknown model) stops all
+    at once and propagates, so the script exits with code 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+from tqdm.auto import tqdm
+
+from huatuo_o1.io import ItemStore
+from huatuo_o1.llm import BudgetExceeded, FatalAPIError, TransientAPIError, Usage, current_item_usage
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class RunReport:
+    total: int = 0
+    skipped: int = 0
+    done: int = 0
+    failed: int = 0
+    statuses: Counter = dataclasses.field(default_factory=Counter)
+    stopped_reason: str | None = None
+    budget_stopped: bool = False
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.stopped_reason is None
+
+
+async def run_items(
+    items: list[dict],
+    process: Callable[[dict], Awaitable[dict]],
+    store: ItemStore,
+    concurrency: int,
+    desc: str = "items",
+    id_key: str = "process_id",
+    max_consecutive_failures: int = 20,
+    show_progress: bool = True,
+) -> RunReport:
+    report = RunReport(total=len(items))
+    done_ids = store.done_ids()
+    todo = [it for it in items if str(it[id_key]) not in done_ids]
+    report.skipped = len(items) - len(todo)
+    queue: asyncio.Queue = asyncio.Queue()
+    for it in todo:
+        queue.put_nowait(it)
+    consecutive = 0
+    stop = asyncio.Event()
+    fatal: list[BaseException] = []
+    bar = tqdm(total=len(todo), desc=desc, disable=not show_progress, dynamic_ncols=True)
+
+    def refresh():
+        bar.set_postfix(done=report.done, failed=report.failed, skipped=report.skipped, refresh=False)
+
+    refresh()
+
+    async def worker():
+        nonlocal consecutive
+        while not stop.is_set():
+            try:
+                item = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            usage = Usage()
+            token = current_item_usage.set(usage)
+            try:
+                record = await process(item)
+            except BudgetExceeded as e:
+                report.budget_stopped = True
+                report.stopped_reason = str(e)
+                stop.set()
+                return
+            except FatalAPIError as e:
+                fatal.append(e)
+                stop.set()
+                return
+            except (TransientAPIError, Exception) as e:  # noqa: B014 - both listed for clarity
+                report.failed += 1
+                consecutive += 1
+                msg = f"item {item.get(id_key)}: {type(e).__name__}: {e}"
+                report.errors.append(msg)
+                log.warning(msg)
+                if consecutive >= max_consecutive_failures:
+                    report.stopped_reason = (
+                        f"{consecutive} consecutive items failed (last: {type(e).__name__}: {e}); "
+                        "the endpoint looks down"
+                    )
+                    stop.set()
+            else:
+                consecutive = 0
+                record.setdefault("api_usage", usage.as_dict())
+                store.save(item[id_key], record)
+                report.done += 1
+                report.statuses[record.get("status", "done")] += 1
+            finally:
+                current_item_usage.reset(token)
+                bar.update(1)
+                refresh()
+
+    workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(todo))))]
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        for w in workers:
+            w.cancel()
+        bar.close()
+    if fatal:
+        raise fatal[0]
+    return report
