@@ -15,6 +15,7 @@ from huatuo_o1.cli import run_main
 from huatuo_o1.construct import run
 from huatuo_o1.llm import add_client_args
 from huatuo_o1.prompts import LANGUAGES
+from huatuo_o1.runner import add_run_args
 
 
 def parse_args(argv=None):
@@ -28,20 +29,9 @@ def parse_args(argv=None):
         help="Ask the LLM to filter questions first; only 'Pass' ones go on.",
     )
     add_client_args(p, default_model="gpt-4", default_num_process=10)
-    p.add_argument(
-        "--output_dir", type=str, default="output_data", help="Folder for per-item files and merges."
-    )
-    p.add_argument(
-        "--output_path",
-        type=str,
-        default=None,
-        help="Merged output file (default: <output_dir>/<task>_final_<N>.json).",
-    )
     p.add_argument("--language", choices=LANGUAGES, default="en", help="Prompt language.")
     p.add_argument("--max_tries", type=int, default=2, help="Requests per step when a reply does not parse.")
-    p.add_argument(
-        "--retry_failed", action="store_true", help="On resume, redo items whose replies never parsed."
-    )
+    add_run_args(p, merged_help="Merged output file")
     return p.parse_args(argv)
 
 

@@ -20,11 +20,11 @@ import json
 import logging
 from pathlib import Path
 
-from huatuo_o1.io import InputError, ItemStore, atomic_write_json, load_records
+from huatuo_o1.io import InputError, ItemStore, atomic_write_json, load_records, write_merged
 from huatuo_o1.llm import LLMClient, Usage, client_from_args, dry_run_report, usage_report
 from huatuo_o1.parsing import extract_json, parse_filter_verdict
 from huatuo_o1.prompts import filter_prompt, rewrite_prompt
-from huatuo_o1.runner import RunReport, run_items
+from huatuo_o1.runner import RunReport, exit_code_for, run_items
 
 log = logging.getLogger(__name__)
 
@@ -120,19 +120,6 @@ def plan_requests(items: list[dict], filter_data: bool, language: str) -> list[t
     return plan
 
 
-def merge_results(store: ItemStore, items: list[dict], out_dir: Path, task: str, output_path: str | None):
-    """Write every finished item, kept/filtered/failed, in input order, to `output_path` or
-    <out_dir>/<task>_final_<N>.json; older merges of the task (subsets of the new one) are removed."""
-    merged = [store.load(it["process_id"]) for it in items if store.has(it["process_id"])]
-    out_path = Path(output_path) if output_path else out_dir / f"{task}_final_{len(merged)}.json"
-    atomic_write_json(out_path, merged)
-    for old in out_dir.glob(f"{task}_final_*.json"):
-        if old != out_path and not old.name.endswith("_summary.json"):
-            old.unlink(missing_ok=True)
-            old.with_name(old.stem + "_summary.json").unlink(missing_ok=True)
-    return merged, out_path
-
-
 def summarize(report: RunReport, merged: list[dict], total: int, usage: Usage, model: str, price) -> dict:
     verdicts: dict[str, int] = {}
     for rec in merged:
@@ -171,9 +158,7 @@ async def run(args) -> int:
     out_dir = Path(args.output_dir)
     store = ItemStore(out_dir / task)
     if args.retry_failed:
-        for rec in list(store.iter_records()):
-            if rec.get("status") == "failed":
-                store.path(rec["process_id"]).unlink(missing_ok=True)
+        store.drop_status("failed")
     usage = Usage()
     client = client_from_args(args, usage=usage)
     try:
@@ -183,19 +168,16 @@ async def run(args) -> int:
             store,
             concurrency=args.num_process,
             desc="construct",
+            max_consecutive_failures=args.max_consecutive_failures,
         )
     finally:
         await client.close()
-    merged, merged_path = merge_results(store, items, out_dir, task, args.output_path)
+    merged = store.load_finished(items)
+    merged_path = write_merged(merged, out_dir, task, args.output_path)
     summary = summarize(report, merged, len(items), usage, args.model_name, args.price)
     atomic_write_json(merged_path.with_name(merged_path.stem + "_summary.json"), summary)
     print(describe(summary, merged_path))
-    if report.stopped_reason:
-        print(
-            f"stopped: {report.stopped_reason}. Finished items are saved; rerun the same command to resume."
-        )
-        return 0 if report.budget_stopped else 1
-    return 0
+    return exit_code_for(report)
 
 
 def describe(summary: dict, merged_path: Path) -> str:

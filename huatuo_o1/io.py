@@ -109,6 +109,39 @@ class ItemStore:
     def load(self, process_id: int | str) -> dict:
         return json.loads(self.path(process_id).read_text(encoding="utf-8"))
 
+    def drop_status(self, status: str) -> int:
+        """Forget finished items with this `status` (e.g. "failed") so a rerun redoes them."""
+        dropped = 0
+        for p in list(self.root.glob("*.json")):
+            try:
+                rec = json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            if rec.get("status") == status:
+                p.unlink(missing_ok=True)
+                dropped += 1
+        return dropped
+
+    def load_finished(self, items: Iterable[dict], id_key: str = "process_id") -> list[dict]:
+        """The stored records of `items` that are finished, in the items' order."""
+        return [self.load(it[id_key]) for it in items if self.has(it[id_key])]
+
     def iter_records(self) -> Iterator[dict]:
         for p in sorted(self.root.glob("*.json"), key=lambda p: (len(p.stem), p.stem)):
             yield json.loads(p.read_text(encoding="utf-8"))
+
+
+def write_merged(records: list[dict], out_dir: str | Path, task: str, output_path: str | None = None) -> Path:
+    """Write a stage's merged output to `output_path` or <out_dir>/<task>_final_<N>.json (N records).
+
+    Older merges of the same task (and their `_summary.json`) are removed: after a resumed run they
+    are subsets of the new file, and leaving them would invite using a stale one.
+    """
+    out_dir = Path(out_dir)
+    path = Path(output_path) if output_path else out_dir / f"{task}_final_{len(records)}.json"
+    atomic_write_json(path, records)
+    for old in out_dir.glob(f"{task}_final_*.json"):
+        if old != path and not old.name.endswith("_summary.json"):
+            old.unlink(missing_ok=True)
+            old.with_name(old.stem + "_summary.json").unlink(missing_ok=True)
+    return path

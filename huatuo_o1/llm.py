@@ -241,6 +241,12 @@ class LLMClient:
     async def close(self) -> None:
         await self.client.close()
 
+    async def __aenter__(self) -> LLMClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
     def budget_left(self) -> bool:
         return self.max_cost is None or self.usage.cost < self.max_cost
 

@@ -109,7 +109,8 @@ async def run_items(
             else:
                 consecutive = 0
                 record.setdefault("api_usage", usage.as_dict())
-                store.save(item[id_key], record)
+                # off the event loop: the fsync of the atomic write would stall every worker
+                await asyncio.to_thread(store.save, item[id_key], record)
                 report.done += 1
                 report.statuses[record.get("status", "done")] += 1
             finally:
@@ -127,3 +128,33 @@ async def run_items(
     if fatal:
         raise fatal[0]
     return report
+
+
+def add_run_args(parser, merged_help: str = "Merged output file") -> None:
+    """Output and resume flags shared by the API stages."""
+    parser.add_argument(
+        "--output_dir", type=str, default="output_data", help="Folder for per-item files and merges."
+    )
+    parser.add_argument(
+        "--output_path",
+        type=str,
+        default=None,
+        help=f"{merged_help} (default: <output_dir>/<task>_final_<N>.json).",
+    )
+    parser.add_argument(
+        "--retry_failed", action="store_true", help="On resume, redo items whose replies never parsed."
+    )
+    parser.add_argument(
+        "--max_consecutive_failures",
+        type=int,
+        default=20,
+        help="Stop the run after this many items in a row failed on the endpoint (it looks down).",
+    )
+
+
+def exit_code_for(report: RunReport) -> int:
+    """0 when done or stopped by --max_cost; 1 when the endpoint looked down. Prints why it stopped."""
+    if not report.stopped_reason:
+        return 0
+    print(f"stopped: {report.stopped_reason}. Finished items are saved; rerun the same command to resume.")
+    return 0 if report.budget_stopped else 1

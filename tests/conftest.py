@@ -41,3 +41,12 @@ def tiny_verifier_dir(tmp_path_factory):
     from huatuo_o1.testing import build_tiny_classifier
 
     return build_tiny_classifier(tmp_path_factory.mktemp("tiny_verifier"))
+
+
+@pytest.fixture(scope="session")
+def default_model_dir():
+    """The embedded default model converted to an HF folder (once; cached in the ignored models/)."""
+    from huatuo_o1.models import DEFAULT_MODEL_DIR, prepare_default_model
+    from tests.helpers import REPO
+
+    return prepare_default_model(REPO / DEFAULT_MODEL_DIR)

@@ -1,0 +1,82 @@
+"""Stage 2: verifier-guided search for complex reasoning paths (verifiable problems -> SFT data).
+
+    python search_for_complex_reasoning_path.py --data_path data/demo_data.json --efficient_search True \
+        --max_search_attempts 1 --max_search_depth 2 --model_name gpt-4o --api_key [key]
+
+See huatuo_o1/search.py for the method. Output: one trace file per item under
+<output_dir>/<task>/ (resume state; task = <data file stem>_CoT_search), the merged SFT file
+<output_dir>/<task>_final_<N>.json (N kept items) and <...>_summary.json beside it.
+"""
+
+import argparse
+import asyncio
+import logging
+
+from huatuo_o1.cli import run_main, str2bool
+from huatuo_o1.llm import add_client_args
+from huatuo_o1.prompts import LANGUAGES
+from huatuo_o1.runner import add_run_args
+from huatuo_o1.search import run
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--data_path", type=str, required=True, help="Verifiable problems (JSON list or JSONL, CONTRACTS §2)."
+    )
+    add_client_args(p, default_model="gpt-4", default_num_process=5)
+    p.add_argument(
+        "--max_search_attempts",
+        type=int,
+        default=1,
+        help="Attempts; each restarts from the initial reasoning.",
+    )
+    p.add_argument(
+        "--max_search_depth",
+        type=int,
+        default=2,
+        help="Refinements per attempt while the answer is judged wrong.",
+    )
+    p.add_argument(
+        "--efficient_search",
+        type=str2bool,
+        default=True,
+        help="True/False: after all attempts failed, one label-guided refinement (else the item is dropped).",
+    )
+    p.add_argument("--seed", type=int, default=None, help="Seed for the strategy draws (default: random).")
+    p.add_argument("--language", choices=LANGUAGES, default="en", help="Prompt language.")
+    p.add_argument(
+        "--max_tries",
+        type=int,
+        default=3,
+        help="Requests per step when a reply is invalid (CoT, verdict, rewrite).",
+    )
+    p.add_argument(
+        "--max_tokens", type=int, default=8192, help="max_tokens sent with every request (0: not sent)."
+    )
+    g = p.add_argument_group("verifier (default: the search model and endpoint)")
+    g.add_argument("--verifier_model_name", type=str, default=None, help="Model that judges conclusions.")
+    g.add_argument("--verifier_api_url", type=str, default=None, help="Endpoint of the verifier model.")
+    g.add_argument(
+        "--verifier_api_key",
+        type=str,
+        default=None,
+        help="API key of the verifier endpoint (default: --api_key).",
+    )
+    p.add_argument(
+        "--export_verifier_data",
+        type=str,
+        default=None,
+        help="Also write every verification as {response, reference, label} (.json list or .jsonl).",
+    )
+    add_run_args(p, merged_help="Merged SFT file")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return asyncio.run(run(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    run_main(main)
