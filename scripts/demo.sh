@@ -23,6 +23,17 @@ step "2. search for complex reasoning paths (dry run)"
 $PY search_for_complex_reasoning_path.py --data_path data/demo_data.json --efficient_search True \
   --max_search_attempts 1 --max_search_depth 2 --model_name gpt-4o --dry_run
 
-# STAGE3_DEMO
+step "3a. the default model's answer before SFT"
+$PY scripts/show_answer.py --model_path "$MODEL" --max_new_tokens 64
+
+step "3b. SFT of the default model on data/demo_data.json (8 steps on CPU)"
+$PY SFT_stage1.py --model_path "$MODEL" --data_path data/demo_data.json --experiment_name demo_sft \
+  --output_dir "$OUT/ckpts" --log_dir "$OUT/train_logs" --max_seq_len 1024 --train_bsz_per_gpu 1 \
+  --gradient_accumulation_steps 1 --learning_rate 5e-4 --warmup_rates 0 --max_steps 8 \
+  --gradient_checkpointing False --report_to none
+SFT_MODEL="$OUT/ckpts/demo_sft"
+
+step "3c. the same question after SFT"
+$PY scripts/show_answer.py --model_path "$SFT_MODEL" --max_new_tokens 64
 # STAGE4_DEMO
 # STAGE5_DEMO
