@@ -16,6 +16,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 class InputError(Exception):
     """Bad input: the scripts print the message as one line and exit with code 2."""
@@ -70,6 +73,7 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Non
             json.dump(obj, f, ensure_ascii=False, indent=indent)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

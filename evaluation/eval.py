@@ -1,0 +1,23 @@
+"""Evaluate a model on multiple-choice medical benchmarks, as HuatuoGPT-o1's evaluation/eval.py.
+
+    python -m sglang.launch_server --model-path $model_name --port $port --mem-fraction-static 0.8 --dp 1 --tp 1 > sglang0.log 2>&1 &
+    python evaluation/eval.py --model_name $model_name --eval_file evaluation/data/eval_data.json --port $port
+    bash evaluation/kill_sglang_server.sh
+
+    python evaluation/eval.py --model_name $model_name --eval_file ... --launch_server   # starts and stops SGLang
+    python evaluation/eval.py --model_name models/SmolLM2-135M-Instruct --eval_file ... --backend hf
+
+All logic lives in huatuo_o1/eval_run.py (flow), eval_backends.py (generation), eval_scoring.py
+(answer extraction and scores) and serving.py (SGLang process).
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+
+from huatuo_o1.cli import run_main  # noqa: E402
+from huatuo_o1.eval_run import main  # noqa: E402
+
+if __name__ == "__main__":
+    run_main(main)

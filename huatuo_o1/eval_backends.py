@@ -1,0 +1,228 @@
+"""Where evaluation's answers come from: an OpenAI-compatible server, or transformers in-process.
+
+Prompts: the user turn (prompts.eval_prompt) goes through the chat template of `--model_name`'s
+tokenizer locally, and the resulting text is sent to the server's completions endpoint, as the
+original did with SGLang. `--use_chat_api` sends the plain user turn to the chat endpoint instead
+(hosted APIs, servers that template themselves). `--max_tokens N` caps the templated prompt at N
+tokens by cutting the end of the question (the instruction, options and template stay whole).
+
+Server backend: one request per question (`n` = samples per question), at most `--batch_size` in
+flight through the shared LLMClient (retries, backoff, fatal errors), driven by runner.run_items,
+which saves each finished question at once (resume) and shows a progress bar. The original sent
+one blocking request holding a whole batch, so a batch waited for its slowest answer.
+
+hf backend: transformers `generate` in-process, prompts sorted by length and cut into batches of
+`--batch_size` (less padding), sampling with the same temperature/top_p, `n` return sequences per
+prompt; each batch's questions are saved as soon as it finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from huatuo_o1.io import InputError
+
+log = logging.getLogger(__name__)
+
+
+def postprocess_output(text: str) -> str:
+    """The original's clean-up: drop `</s>` and one leading space."""
+    text = (text or "").replace("</s>", "")
+    return text[1:] if text.startswith(" ") else text
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path, padding_side="left")
+    except Exception as e:  # missing folder, offline hub, no tokenizer files
+        raise InputError(
+            f"cannot load the tokenizer of {path!r} to apply its chat template "
+            f"({type(e).__name__}); pass --tokenizer PATH, or --use_chat_api / --use_chat_template False"
+        ) from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+class PromptBuilder:
+    """User turn -> the text actually sent (chat-templated and capped as configured)."""
+
+    def __init__(self, tokenizer=None, use_chat_template: bool = True, max_tokens: int = -1):
+        self.tok = tokenizer
+        self.use_chat_template = use_chat_template
+        self.max_tokens = max_tokens
+        if use_chat_template and tokenizer is not None and not getattr(tokenizer, "chat_template", None):
+            raise InputError(
+                f"the tokenizer of {tokenizer.name_or_path!r} has no chat template; "
+                "pass --use_chat_template False to send raw prompts"
+            )
+
+    def template(self, user: str) -> str:
+        if not self.use_chat_template or self.tok is None:
+            return user
+        return self.tok.apply_chat_template(
+            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+        )
+
+    def build(self, item: dict, strict: bool = False) -> tuple[str, str]:
+        """(user turn, text sent); the question is cut from its end while the text is too long."""
+        from huatuo_o1.prompts import eval_prompt
+
+        user = eval_prompt(item, strict)
+        text = self.template(user)
+        if self.max_tokens is None or self.max_tokens <= 0 or self.tok is None:
+            return user, text
+        question = str(item["question"])
+        for _ in range(4):  # re-templating can shift a token or two: re-check
+            over = len(self.tok.encode(text, add_special_tokens=False)) - self.max_tokens
+            if over <= 0:
+                break
+            ids = self.tok.encode(question, add_special_tokens=False)
+            if not ids:
+                break
+            question = self.tok.decode(ids[: max(0, len(ids) - over)], skip_special_tokens=True)
+            user = eval_prompt({**item, "question": question}, strict)
+            text = self.template(user)
+        return user, text
+
+
+# ---------------------------------------------------------------------------------------------
+# Server backend
+# ---------------------------------------------------------------------------------------------
+
+
+async def served_model_id(base_url: str, api_key: str | None, timeout: float = 10.0) -> str | None:
+    """The first model id of GET /v1/models; raise InputError when nothing answers there."""
+    import openai
+
+    client = openai.AsyncOpenAI(api_key=api_key or "EMPTY", base_url=base_url, max_retries=0, timeout=timeout)
+    try:
+        page = await client.models.list()
+        ids = [m.id for m in page.data]
+        return ids[0] if ids else None
+    except openai.APIConnectionError:
+        raise InputError(
+            f"no OpenAI-compatible server answers at {base_url}: start it first "
+            "(python -m sglang.launch_server --model-path ... --port ...), or pass --launch_server, "
+            "or --backend hf"
+        ) from None
+    except openai.APIError:
+        return None  # e.g. an endpoint without /models: use --model_name as given
+    finally:
+        await client.close()
+
+
+def generation_kwargs(args, chat: bool) -> dict:
+    kw = {"temperature": args.temperature, "top_p": args.top_p, "max_tokens": args.max_new_tokens}
+    if args.seed is not None:
+        kw["seed"] = args.seed
+    return kw
+
+
+def make_server_process(client, args):
+    """The per-question coroutine for runner.run_items: returns the generated texts."""
+    gen = generation_kwargs(args, args.use_chat_api)
+    n = args.n_samples
+
+    async def generate(work: dict) -> list[str]:
+        if args.use_chat_api:
+            if n == 1:
+                return [await client.chat(work["user_prompt"], **gen)]
+            return await client.chat_n(work["user_prompt"], n, **gen)
+        return await client.complete(work["prompt"], n=n, **gen)
+
+    return generate
+
+
+def run_server(work_items: list[dict], store, client, args, make_record) -> object:
+    from huatuo_o1.runner import run_items
+
+    generate = make_server_process(client, args)
+
+    async def process(work: dict) -> dict:
+        outputs = await generate(work)
+        return make_record(work, [postprocess_output(o) for o in outputs])
+
+    async def go():
+        try:
+            return await run_items(
+                work_items,
+                process,
+                store,
+                concurrency=args.batch_size,
+                desc="eval",
+                id_key="item_id",
+                show_progress=not args.quiet,
+            )
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+# ---------------------------------------------------------------------------------------------
+# hf backend
+# ---------------------------------------------------------------------------------------------
+
+
+class HFGenerator:
+    """Batched sampling with transformers on the best local device."""
+
+    def __init__(self, model_path: str, tokenizer, device: str | None = None, dtype: str = "auto"):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        self.torch = torch
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype == "auto":
+            torch_dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        else:
+            torch_dtype = getattr(torch, dtype)
+        try:
+            self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
+        except Exception as e:
+            raise InputError(
+                f"cannot load model {model_path!r} for --backend hf ({type(e).__name__}: {e})"
+            ) from None
+        self.model.to(self.device).eval()
+        self.tok = tokenizer
+        self.tok.padding_side = "left"
+
+    def generate(
+        self, prompts: list[str], n: int, max_new_tokens: int, temperature: float, top_p: float
+    ) -> list[list[str]]:
+        enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        sample = temperature is not None and temperature > 0
+        kw = {"do_sample": sample, "max_new_tokens": max_new_tokens, "num_return_sequences": n}
+        if sample:
+            kw.update(temperature=temperature, top_p=top_p)
+        else:
+            kw.update(temperature=None, top_p=None, top_k=None)
+        with self.torch.inference_mode():
+            out = self.model.generate(**enc, pad_token_id=self.tok.pad_token_id, **kw)
+        new = out[:, enc["input_ids"].shape[1] :]
+        texts = self.tok.batch_decode(new, skip_special_tokens=True)
+        return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+
+def run_hf(work_items: list[dict], store, generator: HFGenerator, args, make_record) -> dict:
+    """Generate for the unfinished items in length-sorted batches; returns counts."""
+    from tqdm.auto import tqdm
+
+    done = store.done_ids()
+    todo = [w for w in work_items if w["item_id"] not in done]
+    todo.sort(key=lambda w: len(w["prompt"]))
+    bar = tqdm(total=len(todo), desc="eval (hf)", disable=args.quiet, dynamic_ncols=True)
+    for start in range(0, len(todo), args.batch_size):
+        batch = todo[start : start + args.batch_size]
+        outs = generator.generate(
+            [w["prompt"] for w in batch], args.n_samples, args.max_new_tokens, args.temperature, args.top_p
+        )
+        for w, o in zip(batch, outs, strict=True):
+            store.save(w["item_id"], make_record(w, [postprocess_output(t) for t in o]))
+        bar.update(len(batch))
+    bar.close()
+    return {"skipped": len(work_items) - len(todo), "done": len(todo)}

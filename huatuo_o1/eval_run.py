@@ -1,0 +1,405 @@
+"""evaluation/eval.py's logic: load the eval file, generate, score, write results, print the table.
+
+Steps:
+  1. Read the eval file (CONTRACTS §6: source -> items, or a plain list = source `normal`) and
+     check every item (question, options, answer_idx among the options) before any request.
+  2. Build each prompt (prompts.eval_prompt, chat template applied locally, see eval_backends).
+  3. Generate with the chosen backend. Each finished question is saved at once in a cache folder
+     named after the run and a hash of every setting that changes outputs, so an interrupted run
+     resumes where it stopped and a changed setting never reuses stale answers.
+  4. Score every output (eval_scoring), write `<model>_<eval file stem>_<task>[_strict-prompt][_n<k>].json`
+     (one record per question: the item, its source, the prompt, `output`, the extracted answers
+     and correctness) and `result_<same name>.json` (per-source summary), print the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from huatuo_o1.cli import str2bool
+from huatuo_o1.io import InputError, ItemStore, atomic_write_json
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Evaluate a model on multiple-choice medical benchmarks (HuatuoGPT-o1 evaluation)."
+    )
+    o = p.add_argument_group("original flags")
+    o.add_argument(
+        "--model_name",
+        type=str,
+        default="",
+        help="Model path/name: its tokenizer's chat template is applied locally; the hf backend loads it.",
+    )
+    o.add_argument(
+        "--eval_file",
+        type=str,
+        required=True,
+        help="Eval file: {source: [items]} or a list of items (CONTRACTS §6).",
+    )
+    o.add_argument("--max_new_tokens", type=int, default=2000, help="Tokens generated per answer.")
+    o.add_argument(
+        "--max_tokens",
+        type=int,
+        default=-1,
+        help="Cap on prompt tokens (the question is cut from its end); -1 = no cap.",
+    )
+    o.add_argument(
+        "--use_chat_template",
+        type=str2bool,
+        default=True,
+        help="Apply the tokenizer's chat template locally (True/False).",
+    )
+    o.add_argument(
+        "--strict_prompt", action="store_true", help="Ask the model to end with 'The answer is X.'."
+    )
+    o.add_argument("--task", type=str, default="api", help="Tag in the results file name.")
+    o.add_argument(
+        "--port", type=int, default=30000, help="Port of the local SGLang server (http://127.0.0.1:PORT/v1)."
+    )
+    o.add_argument(
+        "--batch_size",
+        type=int,
+        default=None,
+        help="server: requests in flight (default 1024, the original's batch); hf: prompts per generate() call (default 8).",
+    )
+    g = p.add_argument_group("generation and endpoint")
+    g.add_argument(
+        "--backend",
+        choices=("server", "hf"),
+        default="server",
+        help="server: an OpenAI-compatible server; hf: transformers in-process.",
+    )
+    g.add_argument(
+        "--api_url",
+        type=str,
+        default=None,
+        help="Any OpenAI-compatible endpoint instead of the local port (vLLM, OpenAI...).",
+    )
+    g.add_argument(
+        "--api_key", type=str, default=None, help="API key (default: OPENAI_API_KEY). Never printed or saved."
+    )
+    g.add_argument(
+        "--served_model_name",
+        type=str,
+        default=None,
+        help="Model name sent in requests (default: the server's first /v1/models id for a local port, else --model_name).",
+    )
+    g.add_argument(
+        "--use_chat_api",
+        action="store_true",
+        help="Send the plain question to /chat/completions (the server applies its template).",
+    )
+    g.add_argument(
+        "--tokenizer", type=str, default=None, help="Tokenizer for the chat template (default: --model_name)."
+    )
+    g.add_argument("--temperature", type=float, default=0.5, help="Sampling temperature (0 = greedy).")
+    g.add_argument("--top_p", type=float, default=0.9, help="Nucleus sampling top_p.")
+    g.add_argument(
+        "--seed", type=int, default=None, help="Sampling seed (sent to the server; seeds the hf backend)."
+    )
+    g.add_argument(
+        "--n_samples",
+        type=int,
+        default=1,
+        help="Samples per question: mean accuracy with 95%% CI, maj@k and pass@k.",
+    )
+    g.add_argument("--limit_num", type=int, default=None, help="Only the first N questions of each source.")
+    g.add_argument(
+        "--max_retries", type=int, default=6, help="Retries on 429/5xx/timeouts before a question fails."
+    )
+    g.add_argument(
+        "--request_timeout", type=float, default=3600.0, help="Seconds before one request times out."
+    )
+    g.add_argument(
+        "--device", type=str, default=None, help="hf backend device (default: cuda when available, else cpu)."
+    )
+    g.add_argument(
+        "--dtype",
+        type=str,
+        default="auto",
+        help="hf backend dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.",
+    )
+    r = p.add_argument_group("outputs")
+    r.add_argument(
+        "--output_dir",
+        type=str,
+        default=".",
+        help="Folder for the results and summary files (the original wrote to the current folder).",
+    )
+    r.add_argument(
+        "--cache_dir", type=str, default=None, help="Resume cache (default: <output_dir>/.eval_cache)."
+    )
+    r.add_argument(
+        "--no_resume", action="store_true", help="Ignore finished questions in the cache and generate again."
+    )
+    r.add_argument("--quiet", action="store_true", help="No progress bar or example prompt.")
+    s = p.add_argument_group("serving")
+    s.add_argument(
+        "--launch_server",
+        action="store_true",
+        help="Start SGLang for --model_name on --port, wait until it answers, evaluate, stop it.",
+    )
+    s.add_argument("--server_log", type=str, default="sglang0.log", help="Log file of the launched server.")
+    s.add_argument("--mem_fraction_static", type=float, default=0.8, help="SGLang --mem-fraction-static.")
+    s.add_argument("--dp", type=int, default=1, help="SGLang data parallel size.")
+    s.add_argument("--tp", type=int, default=1, help="SGLang tensor parallel size.")
+    s.add_argument(
+        "--server_timeout",
+        type=float,
+        default=1800.0,
+        help="Seconds to wait for the launched server to answer.",
+    )
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# Eval file
+# ---------------------------------------------------------------------------------------------
+
+
+def load_eval_file(path: str | Path) -> list[dict]:
+    """All items with their `source`, in file order; InputError naming the source and item on bad input."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"eval file not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    if isinstance(data, list):
+        data = {"normal": data}
+    if not isinstance(data, dict) or not data:
+        raise InputError(f"{path}: expected an object mapping sources to lists of items, or a list of items")
+    items = []
+    for source, lst in data.items():
+        if not isinstance(lst, list):
+            raise InputError(f"{path}: source {source!r} is not a list of items")
+        for i, it in enumerate(lst, 1):
+            where = f"{path}: source {source!r} item {i}"
+            if not isinstance(it, dict):
+                raise InputError(f"{where} is not an object")
+            if not str(it.get("question") or "").strip():
+                raise InputError(f"{where} has no question")
+            opts = it.get("options")
+            if isinstance(opts, list) and opts:  # accept a list of option texts: letters A, B, ...
+                opts = {chr(ord("A") + j): v for j, v in enumerate(opts)}
+            if not isinstance(opts, dict) or not opts:
+                raise InputError(f'{where} has no options (expected an object like {{"A": "..."}})')
+            idx = it.get("answer_idx")
+            if idx is None or str(idx) == "":
+                raise InputError(f"{where} has no answer_idx")
+            if str(idx) not in opts:
+                raise InputError(f"{where}: answer_idx {idx!r} is not one of the options {', '.join(opts)}")
+            items.append({**it, "options": opts, "answer_idx": str(idx), "source": source})
+    return items
+
+
+def results_name(args) -> str:
+    model = os.path.basename(os.path.normpath(args.model_name)) if args.model_name else "model"
+    stem = Path(args.eval_file).name
+    stem = stem[: -len(".json")] if stem.endswith(".json") else Path(stem).stem
+    name = f"{model}_{stem}_{args.task}" + ("_strict-prompt" if args.strict_prompt else "")
+    if args.n_samples > 1:
+        name += f"_n{args.n_samples}"
+    return name
+
+
+def settings_of(args) -> dict:
+    """Every setting that changes the generated text (the cache key)."""
+    return {
+        "model_name": args.model_name,
+        "backend": args.backend,
+        "api_url": args.api_url if args.backend == "server" else None,
+        "served_model_name": args.served_model_name,
+        "use_chat_template": args.use_chat_template,
+        "use_chat_api": args.use_chat_api,
+        "tokenizer": args.tokenizer,
+        "strict_prompt": args.strict_prompt,
+        "max_new_tokens": args.max_new_tokens,
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "seed": args.seed,
+        "n_samples": args.n_samples,
+    }
+
+
+def item_id(index: int, item: dict) -> str:
+    h = hashlib.sha1(
+        json.dumps(
+            [item["source"], item["question"], item["options"]], ensure_ascii=False, sort_keys=True
+        ).encode()
+    ).hexdigest()
+    return f"{index}-{h[:10]}"
+
+
+def make_record(work: dict, outputs: list[str]) -> dict:
+    """One results-file record: the item, its prompt, the output(s) and their scores."""
+    from huatuo_o1.eval_scoring import score_output
+
+    item = work["item"]
+    scored = [{"output": o, **score_output(o, item["options"], item["answer_idx"])} for o in outputs]
+    rec = {
+        **item,
+        "item_id": work["item_id"],
+        "option_str": "\n".join(f"{k}. {v}" for k, v in item["options"].items()),
+        "input_str": work["user_prompt"],
+        **scored[0],
+    }
+    if len(scored) > 1:
+        rec["samples"] = scored
+    return rec
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    from huatuo_o1.eval_backends import PromptBuilder, load_tokenizer
+    from huatuo_o1.eval_scoring import format_table, overall, summarize
+
+    args = build_parser().parse_args(argv)
+    if args.batch_size is None:
+        args.batch_size = 8 if args.backend == "hf" else 1024
+    if args.batch_size < 1 or args.n_samples < 1:
+        raise InputError("--batch_size and --n_samples must be at least 1")
+    if args.backend == "hf" and not args.model_name:
+        raise InputError("--backend hf needs --model_name (a local model folder)")
+    if args.launch_server and (args.backend != "server" or args.api_url):
+        raise InputError(
+            "--launch_server starts a local SGLang server: it goes with --backend server and no --api_url"
+        )
+
+    items = load_eval_file(args.eval_file)
+    if args.limit_num is not None:
+        seen: dict[str, int] = {}
+        kept = []
+        for it in items:
+            seen[it["source"]] = seen.get(it["source"], 0) + 1
+            if seen[it["source"]] <= args.limit_num:
+                kept.append(it)
+        items = kept
+
+    need_tok = (
+        args.backend == "hf" or (not args.use_chat_api and args.use_chat_template) or args.max_tokens > 0
+    )
+    tok = load_tokenizer(args.tokenizer or args.model_name) if need_tok else None
+    builder = PromptBuilder(
+        tok, use_chat_template=args.use_chat_template and not args.use_chat_api, max_tokens=args.max_tokens
+    )
+    work = []
+    for i, it in enumerate(items):
+        user, text = builder.build(it, args.strict_prompt)
+        work.append({"item_id": item_id(i, it), "item": it, "user_prompt": user, "prompt": text})
+    if not args.quiet and work:
+        print(
+            "Example prompt:\n" + (work[0]["user_prompt"] if args.use_chat_api else work[0]["prompt"]),
+            file=sys.stderr,
+        )
+
+    name = results_name(args)
+    out_dir = Path(args.output_dir)
+    settings = settings_of(args)
+    key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    cache = Path(args.cache_dir or out_dir / ".eval_cache") / f"{name}-{key}"
+    if args.no_resume and cache.exists():
+        for f in cache.glob("*.json"):
+            f.unlink()
+    store = ItemStore(cache)
+    atomic_write_json(cache.parent / f"{cache.name}.settings.json", settings)
+
+    failed_msgs: list[str] = []
+    if args.backend == "hf":
+        from huatuo_o1.eval_backends import HFGenerator, run_hf
+
+        if args.seed is not None:
+            from transformers import set_seed
+
+            set_seed(args.seed)
+        gen = HFGenerator(args.model_name, tok, device=args.device, dtype=args.dtype)
+        run_hf(work, store, gen, args, make_record)
+    else:
+        failed_msgs = _run_server(work, store, args)
+
+    by_id = {r["item_id"]: r for r in store.iter_records()}
+    records = [by_id[w["item_id"]] for w in work if w["item_id"] in by_id]
+    missing = len(work) - len(records)
+    summary = summarize(records)
+    res_path = out_dir / f"{name}.json"
+    sum_path = out_dir / f"result_{name}.json"
+    atomic_write_json(res_path, records)
+    atomic_write_json(
+        sum_path,
+        {
+            "sources": summary,
+            "overall": overall(summary),
+            "results_file": str(res_path),
+            "questions": len(work),
+            "missing": missing,
+            "settings": settings,
+        },
+    )
+    print(f"*{res_path.name}*")
+    print(format_table(summary))
+    print(f"results: {res_path}\nsummary: {sum_path}")
+    if missing:
+        for m in failed_msgs[:5]:
+            print(f"  {m}", file=sys.stderr)
+        print(
+            f"{missing} of {len(work)} questions have no answer yet (requests failed): rerun the same command to retry them",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _run_server(work: list[dict], store: ItemStore, args) -> list[str]:
+    import asyncio
+    import contextlib
+
+    from huatuo_o1.eval_backends import run_server, served_model_id
+    from huatuo_o1.llm import LLMClient, normalize_base_url
+
+    base_url = normalize_base_url(args.api_url) if args.api_url else f"http://127.0.0.1:{args.port}/v1"
+    server_ctx = contextlib.nullcontext()
+    if args.launch_server:
+        from huatuo_o1.serving import SGLangServer
+
+        server_ctx = SGLangServer(
+            args.model_name,
+            port=args.port,
+            log_path=args.server_log,
+            timeout=args.server_timeout,
+            mem_fraction_static=args.mem_fraction_static,
+            dp=args.dp,
+            tp=args.tp,
+        )
+    if store.done_ids() >= {w["item_id"] for w in work}:
+        return []  # everything cached: no server needed
+    with server_ctx:
+        model = args.served_model_name
+        sid = asyncio.run(served_model_id(base_url, args.api_key))
+        if model is None:
+            model = (sid if not args.api_url else None) or args.model_name or sid or "default"
+        client = LLMClient(
+            model,
+            api_key=args.api_key,
+            api_url=base_url,
+            max_concurrency=args.batch_size,
+            max_retries=args.max_retries,
+            timeout=args.request_timeout,
+        )
+        report = run_server(work, store, client, args, make_record)
+        if report.stopped_reason:
+            print(f"stopped early: {report.stopped_reason}", file=sys.stderr)
+        return report.errors

@@ -1,0 +1,221 @@
+"""--launch_server and evaluation/kill_sglang_server.sh, with a stand-in `sglang` package.
+
+The stand-in `python -m sglang.launch_server --port P ...` serves /v1/models and /v1/completions
+on P and forks a worker child (as SGLang's scheduler), so the tests see whether the whole process
+group is stopped.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from huatuo_o1 import serving
+from huatuo_o1.testing import FakeOpenAIServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FAKE_LAUNCH_SERVER = r"""
+import json, os, subprocess, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+port = int(sys.argv[sys.argv.index("--port") + 1])
+worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+open(os.environ["FAKE_SGLANG_WORKER_FILE"], "w").write(str(worker.pid))
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def _send(self, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(200); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
+    def do_GET(self):
+        self._send({"object": "list", "data": [{"id": "served-model", "object": "model", "created": 0, "owned_by": "x"}]})
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        n = body.get("n") or 1
+        self._send({"id": "x", "object": "text_completion", "created": 0, "model": body["model"],
+                    "choices": [{"index": i, "text": "The answer is A.", "finish_reason": "stop"} for i in range(n)],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+
+time.sleep(0.5)  # a real server takes a while to come up
+ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+"""
+
+
+@pytest.fixture()
+def fake_sglang(tmp_path, monkeypatch):
+    pkg = tmp_path / "fakepkgs" / "sglang"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "launch_server.py").write_text(FAKE_LAUNCH_SERVER)
+    run_dir = tmp_path / "run"
+    worker_file = tmp_path / "worker.pid"
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(pkg.parent), str(ROOT)]),
+        "HUATUO_RUN_DIR": str(run_dir),
+        "FAKE_SGLANG_WORKER_FILE": str(worker_file),
+        "HUATUO_KILL_GRACE": "2",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return {"run_dir": run_dir, "worker_file": worker_file, "env": {**os.environ, **env}}
+
+
+def _free_port() -> int:
+    with FakeOpenAIServer() as srv:
+        return srv.port
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}/stat").exists() else ""
+    return " Z " not in stat  # a zombie is dead
+
+
+def _wait_dead(pid: int, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _unrelated_sglang_process():
+    """A process that has "sglang" in its name and command line but is not our server."""
+    return subprocess.Popen(["bash", "-c", "exec -a sglang-helper sleep 300"], start_new_session=True)
+
+
+def test_launch_server_evaluates_then_stops_the_group(fake_sglang, tiny_lm_dir, tmp_path):
+    port = _free_port()
+    data = {"S": [{"question": "q?", "options": {"A": "x", "B": "y"}, "answer_idx": "A"}]}
+    (tmp_path / "e.json").write_text(json.dumps(data))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "evaluation/eval.py"),
+            "--model_name",
+            str(tiny_lm_dir),
+            "--eval_file",
+            str(tmp_path / "e.json"),
+            "--port",
+            str(port),
+            "--launch_server",
+            "--server_log",
+            str(tmp_path / "sglang0.log"),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=fake_sglang["env"],
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "out" / f"result_{Path(tiny_lm_dir).name}_e_api.json").read_text())
+    assert summary["sources"]["S"]["strict"] == 1.0
+    assert not serving.server_ready(port)  # stopped
+    assert _wait_dead(int(fake_sglang["worker_file"].read_text()))  # its worker too
+    assert not list(fake_sglang["run_dir"].glob("*.pid"))
+
+
+def test_kill_script_stops_the_recorded_server_only(fake_sglang):
+    port = _free_port()
+    unrelated = _unrelated_sglang_process()
+    srv = serving.SGLangServer(
+        "some/model", port=port, log_path=str(fake_sglang["run_dir"] / "log"), timeout=60
+    )
+    try:
+        srv.start()
+        pgid = srv.proc.pid
+        assert serving.pid_file(port).exists() and serving.server_ready(port)
+        out = subprocess.run(
+            ["bash", str(ROOT / "evaluation/kill_sglang_server.sh")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=fake_sglang["env"],
+        )
+        assert f"process group {pgid}" in out.stdout
+        assert _wait_dead(pgid) and _wait_dead(int(fake_sglang["worker_file"].read_text()))
+        assert not serving.pid_file(port).exists()
+        assert _alive(unrelated.pid)
+    finally:
+        srv.stop()
+        os.killpg(unrelated.pid, signal.SIGKILL)
+        unrelated.wait()
+
+
+def test_kill_script_stops_a_hand_started_server_but_not_lookalikes(fake_sglang):
+    port = _free_port()
+    unrelated = _unrelated_sglang_process()
+    # a Python process that mentions sglang.launch_server without running it
+    lookalike = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(300)", "sglang.launch_server", "--port", str(port)]
+    )
+    manual = subprocess.Popen(
+        [sys.executable, "-m", "sglang.launch_server", "--model-path", "m", "--port", str(port)],
+        env=fake_sglang["env"],
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not serving.server_ready(port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        out = subprocess.run(
+            ["bash", str(ROOT / "evaluation/kill_sglang_server.sh"), str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=fake_sglang["env"],
+        )
+        assert f"pid {manual.pid}" in out.stdout, out.stdout + out.stderr
+        assert _wait_dead(manual.pid) and _wait_dead(int(fake_sglang["worker_file"].read_text()))
+        assert _alive(unrelated.pid) and _alive(lookalike.pid)
+    finally:
+        for p in (manual, lookalike):
+            p.kill()
+            p.wait()
+        os.killpg(unrelated.pid, signal.SIGKILL)
+        unrelated.wait()
+
+
+def test_stale_pid_files_kill_nothing(fake_sglang):
+    unrelated = _unrelated_sglang_process()
+    try:
+        gone = serving.pid_file(12345)
+        gone.parent.mkdir(parents=True, exist_ok=True)
+        gone.write_text(json.dumps({"pgid": 999999999, "port": 12345}))  # group no longer exists
+        reused = serving.pid_file(
+            12346
+        )  # pid reuse: the group now leads something else with "sglang" in its name
+        reused.write_text(json.dumps({"pgid": unrelated.pid, "port": 12346}))
+        out = subprocess.run(
+            ["bash", str(ROOT / "evaluation/kill_sglang_server.sh")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=fake_sglang["env"],
+        )
+        assert "stale pid file" in out.stdout and "no SGLang server of this project is running" in out.stdout
+        assert not gone.exists() and not reused.exists()
+        assert _alive(unrelated.pid)
+        reused.write_text(json.dumps({"pgid": unrelated.pid, "port": 12346}))
+        assert serving.stop_recorded() == [] and _alive(unrelated.pid)  # the Python path agrees
+    finally:
+        os.killpg(unrelated.pid, signal.SIGKILL)
+        unrelated.wait()
