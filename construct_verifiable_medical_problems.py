@@ -8,10 +8,8 @@ See huatuo_o1/construct.py for the method. Output: one file per item under
 """
 
 import argparse
-import asyncio
-import logging
 
-from huatuo_o1.cli import run_main
+from huatuo_o1.cli import run_async_stage, run_main
 from huatuo_o1.construct import run
 from huatuo_o1.llm import add_client_args
 from huatuo_o1.prompts import LANGUAGES
@@ -36,8 +34,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return asyncio.run(run(parse_args(argv)))
+    return run_async_stage(run, parse_args(argv))
 
 
 if __name__ == "__main__":

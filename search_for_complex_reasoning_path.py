@@ -9,10 +9,8 @@ See huatuo_o1/search.py for the method. Output: one trace file per item under
 """
 
 import argparse
-import asyncio
-import logging
 
-from huatuo_o1.cli import run_main, str2bool
+from huatuo_o1.cli import run_async_stage, run_main, str2bool
 from huatuo_o1.llm import add_client_args
 from huatuo_o1.prompts import LANGUAGES
 from huatuo_o1.runner import add_run_args
@@ -74,8 +72,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return asyncio.run(run(parse_args(argv)))
+    return run_async_stage(run, parse_args(argv))
 
 
 if __name__ == "__main__":

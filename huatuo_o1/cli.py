@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from huatuo_o1.io import InputError
 
@@ -38,3 +40,9 @@ def run_main(main: Callable[[], int | None]) -> None:
         )
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def run_async_stage(run: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
+    """main() of an API stage: warnings-level logging, then the stage's coroutine; its exit code."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return asyncio.run(run(args))

@@ -58,28 +58,35 @@ def build_tiny_tokenizer(out_dir: str | Path, vocab_size: int = 400, chat_templa
     return fast
 
 
-def build_tiny_causal_lm(
-    out_dir: str | Path, hidden_size: int = 64, num_layers: int = 2, seed: int = 0, chat_template: bool = True
-):
-    """A tiny random LlamaForCausalLM plus tokenizer saved as a plain HF folder; returns the path."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+def _tiny_llama_config(tok, hidden_size: int, num_layers: int, **extra):
+    from transformers import LlamaConfig
 
-    out_dir = Path(out_dir)
-    tok = build_tiny_tokenizer(out_dir, chat_template=chat_template)
-    torch.manual_seed(seed)
-    config = LlamaConfig(
+    return LlamaConfig(
         vocab_size=len(tok),
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
         num_hidden_layers=num_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=2048,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=False,
+        **extra,
+    )
+
+
+def build_tiny_causal_lm(
+    out_dir: str | Path, hidden_size: int = 64, num_layers: int = 2, seed: int = 0, chat_template: bool = True
+):
+    """A tiny random LlamaForCausalLM plus tokenizer saved as a plain HF folder; returns the path."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    out_dir = Path(out_dir)
+    tok = build_tiny_tokenizer(out_dir, chat_template=chat_template)
+    torch.manual_seed(seed)
+    config = _tiny_llama_config(
+        tok, hidden_size, num_layers, max_position_embeddings=2048, tie_word_embeddings=False
     )
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tok.pad_token_id
@@ -94,24 +101,12 @@ def build_tiny_classifier(out_dir: str | Path, hidden_size: int = 32, num_layers
     assumes the verifier shares the policy's tokenizer.
     """
     import torch
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+    from transformers import LlamaForSequenceClassification
 
     out_dir = Path(out_dir)
     tok = build_tiny_tokenizer(out_dir, vocab_size=350, chat_template=False)
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
-        num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=8192,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        num_labels=2,
-    )
+    config = _tiny_llama_config(tok, hidden_size, num_layers, max_position_embeddings=8192, num_labels=2)
     model = LlamaForSequenceClassification(config)
     model.save_pretrained(out_dir)
     return out_dir
