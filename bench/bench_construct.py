@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from construct_verifiable_medical_problems import parse_args  # noqa: E402
 from huatuo_o1.construct import load_mcq_items, run  # noqa: E402
 from huatuo_o1.parsing import extract_json, parse_filter_verdict  # noqa: E402
 from huatuo_o1.prompts import filter_prompt, rewrite_prompt  # noqa: E402
@@ -47,11 +48,9 @@ def make_data(path: Path, n: int) -> None:
 
 
 def ours(data: Path, out: Path, url: str, num_process: int) -> float:
-    parser_args = argparse.Namespace(
-        data_path=str(data), filter_data=True, model_name="gpt-4o", api_key="sk-bench", api_url=url,
-        num_process=num_process, limit_num=None, max_retries=6, retry_backoff=1.0, request_timeout=60.0,
-        price=None, max_cost=None, dry_run=False, output_dir=str(out), output_path=None, language="en",
-        max_tries=2, retry_failed=False,
+    parser_args = parse_args(
+        ["--data_path", str(data), "--filter_data", "--model_name", "gpt-4o", "--api_key", "sk-bench",
+         "--api_url", url, "--num_process", str(num_process), "--output_dir", str(out)]
     )  # fmt: skip
     t = time.perf_counter()
     import contextlib

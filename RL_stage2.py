@@ -1,0 +1,43 @@
+"""Stage 2 RL: PPO on verifiable medical problems with a medical-verifier reward.
+
+    accelerate launch --config_file ./configs/deepspeed_zero3.yaml RL_stage2.py \
+        --model_name_or_path FreedomIntelligence/HuatuoGPT-o1-8B \
+        --reward_model_path FreedomIntelligence/medical_o1_verifier_3B \
+        --value_model_path meta-llama/Llama-3.2-3B-Instruct \
+        --dataset_name FreedomIntelligence/medical-o1-verifiable-problem ...
+
+All trl `PPOConfig` / `TrainingArguments` flags work (see --help). The logic lives in
+huatuo_o1/ppo.py (trainer wiring and reward hook), huatuo_o1/rewards.py and huatuo_o1/rl_data.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def parse_args(argv=None):
+    from transformers import HfArgumentParser
+    from trl import ModelConfig
+
+    from huatuo_o1.ppo import MedicalPPOConfig, PPOScriptArguments
+
+    parser = HfArgumentParser((PPOScriptArguments, MedicalPPOConfig, ModelConfig))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def main(argv=None) -> int:
+    from huatuo_o1.ppo import train_ppo
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+    script_args, training_args, model_args = parse_args(argv)
+    out = train_ppo(script_args, training_args, model_args)
+    print(f"final policy saved to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    from huatuo_o1.cli import run_main
+
+    run_main(lambda: main(sys.argv[1:]))

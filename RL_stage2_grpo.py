@@ -1,0 +1,42 @@
+"""Stage 2 RL with GRPO (no value model): the PPO script's reward and data, trl's GRPOTrainer.
+
+    accelerate launch --config_file ./configs/deepspeed_zero3.yaml RL_stage2_grpo.py \
+        --model_name_or_path FreedomIntelligence/HuatuoGPT-o1-8B \
+        --reward_model_path FreedomIntelligence/medical_o1_verifier_3B \
+        --dataset_name FreedomIntelligence/medical-o1-verifiable-problem \
+        --num_generations 8 --max_completion_length 1300 --beta 0.03 --use_vllm True ...
+
+All trl `GRPOConfig` flags work (see --help); logic in huatuo_o1/grpo.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def parse_args(argv=None):
+    from transformers import HfArgumentParser
+    from trl import ModelConfig
+
+    from huatuo_o1.grpo import GRPOScriptArguments, MedicalGRPOConfig
+
+    parser = HfArgumentParser((GRPOScriptArguments, MedicalGRPOConfig, ModelConfig))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def main(argv=None) -> int:
+    from huatuo_o1.grpo import train_grpo
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+    script_args, training_args, model_args = parse_args(argv)
+    out = train_grpo(script_args, training_args, model_args)
+    print(f"final policy saved to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    from huatuo_o1.cli import run_main
+
+    run_main(lambda: main(sys.argv[1:]))

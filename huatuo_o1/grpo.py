@@ -1,0 +1,146 @@
+"""GRPO with the same medical-verifier reward and dataset handling as PPO (a cheaper alternative).
+
+GRPO (trl `GRPOTrainer`) samples `num_generations` responses per prompt and uses the group's
+reward mean/std as the baseline, so it needs no value model; the paper used PPO only.
+
+- Dataset: the same CONTRACTS §2 loading, dropping, seed split and policy pad choice as PPO
+  (huatuo_o1.rl_data, huatuo_o1.ppo.choose_pad_token). Prompts are one user turn in
+  conversational form, so trl applies the policy's chat template; each row carries its own
+  "reference" column, which trl passes to the reward function row by row (exact by design).
+- Reward: `MedicalRewardFunc` decodes nothing itself (trl hands it the completion text) and
+  calls `huatuo_o1.rewards.score_responses`, the exact rule PPO uses, with the verifier chosen by
+  `--verifier`. It logs the share well-formed and the share correct through trl's `log_metric`.
+- Generation with vLLM is trl's `--use_vllm` (colocate or server mode), where vLLM is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trl import GRPOConfig
+
+from huatuo_o1.io import InputError
+from huatuo_o1.ppo import (
+    REPORT_TO_HELP,
+    WARMUP_RATIO_HELP,
+    RLScriptArguments,
+    _check_local,
+    apply_compat_defaults,
+    choose_pad_token,
+    final_dir,
+    load_pretrained,
+    make_verifier,
+    set_pad_id,
+    torch_dtype,
+)
+from huatuo_o1.rewards import RewardConfig, Verifier, score_responses
+from huatuo_o1.rl_data import build_rl_data
+
+log = logging.getLogger(__name__)
+
+
+class MedicalRewardFunc:
+    """trl reward function: one reward per completion against its own row's `reference`."""
+
+    __name__ = "medical_verifier"
+
+    def __init__(self, verifier: Verifier, cfg: RewardConfig | None = None):
+        self.verifier = verifier
+        self.cfg = cfg or RewardConfig()
+
+    def __call__(self, prompts, completions, reference, log_metric=None, **_):
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        res = score_responses(texts, reference, self.verifier, self.cfg)
+        if log_metric is not None:
+            s = res.summary()
+            log_metric("reward/well_formed", s["reward/well_formed"])
+            log_metric("reward/correct", s["reward/correct"])
+        return res.rewards
+
+
+@dataclass
+class GRPOScriptArguments(RLScriptArguments):
+    reward_model_path: str | None = field(
+        default=None, metadata={"help": "Verifier: a 2-label sequence classifier folder or hub name."}
+    )
+
+
+@dataclass
+class MedicalGRPOConfig(GRPOConfig):
+    """trl's GRPOConfig plus the original's --warmup_ratio; bf16 on by default only on GPU."""
+
+    warmup_ratio: float | None = field(default=None, metadata={"help": WARMUP_RATIO_HELP})
+    report_to: None | str | list[str] = field(default="wandb", metadata={"help": REPORT_TO_HELP})
+
+    def __post_init__(self):
+        apply_compat_defaults(self)
+        super().__post_init__()
+
+
+def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOTrainer
+
+    os.environ.setdefault("WANDB_MODE", "offline")
+    if args.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise InputError("--use_vllm True needs vLLM, which is not installed (pip install vllm)")
+    policy_path = model_args.model_name_or_path
+    if not policy_path:
+        raise InputError("--model_name_or_path is required")
+    _check_local(policy_path, "policy model")
+    _check_local(script_args.reward_model_path, "reward model")
+    dtype = torch_dtype(model_args.dtype)
+
+    tokenizer = load_pretrained(AutoTokenizer, policy_path, "policy tokenizer", padding_side="left")
+    data = build_rl_data(
+        script_args.dataset_name,
+        tokenizer,
+        seed=args.seed,
+        eval_frac=script_args.eval_fraction,
+        max_eval=script_args.max_eval_samples,
+        max_prompt_length=script_args.max_prompt_length,
+    )
+
+    def to_ds(rows):
+        return Dataset.from_dict(
+            {
+                "prompt": [[{"role": "user", "content": r["question"]}] for r in rows],
+                "reference": [r["reference"] for r in rows],
+            }
+        )
+
+    verifier = make_verifier(script_args, script_args.reward_model_path, dtype=dtype)
+    policy = load_pretrained(AutoModelForCausalLM, policy_path, "policy model", dtype=dtype)
+    if choose_pad_token(tokenizer, policy.generation_config):
+        policy.resize_token_embeddings(len(tokenizer))
+    set_pad_id(policy, tokenizer.pad_token_id)
+
+    use_eval = data.eval and args.eval_strategy != "no"
+    trainer = GRPOTrainer(
+        model=policy,
+        reward_funcs=[MedicalRewardFunc(verifier, script_args.reward_config())],
+        args=args,
+        train_dataset=to_ds(data.train),
+        eval_dataset=to_ds(data.eval) if use_eval else None,
+        processing_class=tokenizer,
+    )
+    vmodel = getattr(verifier, "model", None)
+    if vmodel is not None:
+        vmodel.to(trainer.accelerator.device)
+    trainer.rl_data = data
+    return trainer
+
+
+def train_grpo(script_args: GRPOScriptArguments, args, model_args) -> Path:
+    trainer = build_grpo_trainer(script_args, args, model_args)
+    trainer.train()
+    out = final_dir(args.output_dir, args.run_name)
+    trainer.save_model(str(out))
+    if trainer.accelerator.is_main_process:
+        trainer.processing_class.save_pretrained(out)
+    return out

@@ -1,0 +1,446 @@
+"""PPO (stage 2 RL) on trl 1.12's `PPOTrainer`, with the medical verifier plugged in as a reward hook.
+
+Choice: we pin trl 1.12.0 (the last release with `trl.experimental.ppo`) and do not fork its
+trainer. trl's rollout loop scores each batch with
+`trl.experimental.utils.get_reward(reward_model, query_responses, pad_token_id, context_length)`,
+which only uses two attributes of the reward model: the backbone named by `base_model_prefix`
+(called with input ids, pads masked to 0, and the attention mask) and `score` (applied to the
+backbone's last hidden state). `RewardHook` is an `nn.Module` with exactly that interface. Its
+backbone:
+
+1. recovers each row's prompt and response from the ids and the attention mask (prompts are
+   left-padded, responses right-padded and cut at the first pad, as trl's own
+   `sequence_lengths` are);
+2. finds the row's reference answer by the exact prompt token ids (`PromptTable`), and checks
+   that every row's prompt ends at the same column (trl's `context_length`);
+3. decodes the response with the policy tokenizer and scores it with `huatuo_o1.rewards`
+   (the verifier re-encodes it with its own tokenizer and template);
+4. returns the score broadcast over the sequence, so whatever position trl reads is the score.
+
+trl then does the PPO math unchanged: per-token KL `-kl_coef * (logp - ref_logp)` (k1), the score
+added at the end of the response (trl's index `sequence_length + 1`, the first pad, or the last
+token when the response filled `response_length`), GAE with `gamma`/`lam`, advantage whitening,
+clipped policy and value losses, `num_ppo_epochs` over `num_mini_batches`.
+
+`MedicalPPOTrainer` only adds logging (mean reward, share well-formed, share correct, response
+length; trl logs KL and the policy/value losses) and keeps evaluation samples out of those stats.
+
+Pad token: trl treats the first pad in a response as its end, so the pad must differ from every
+stop token. `choose_pad_token` keeps a distinct pad, else takes a reserved token the family
+ships (Llama-3.1 `<|finetune_right_pad_id|>`, Llama-3 `<|reserved_special_token_0|>`, Qwen2.5
+`<|fim_pad|>`, SmolLM `<|endoftext|>` ...), and only adds a new token as a last resort.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+from trl.experimental.ppo import PPOConfig, PPOTrainer  # noqa: E402
+
+from huatuo_o1.io import InputError
+from huatuo_o1.rewards import RewardConfig, Verifier, score_responses
+from huatuo_o1.rl_data import PromptTable
+
+log = logging.getLogger(__name__)
+
+PAD_CANDIDATES = (
+    "<|finetune_right_pad_id|>",  # Llama-3.1 / 3.2
+    "<|reserved_special_token_0|>",  # Llama-3
+    "<|fim_pad|>",  # Qwen2.5
+    "<|pad|>",
+    "<pad>",
+    "[PAD]",
+    "<|endoftext|>",  # SmolLM2, Qwen base
+    "<unk>",
+)
+
+
+def _as_ids(x) -> set[int]:
+    if x is None:
+        return set()
+    if isinstance(x, int):
+        return {x}
+    return {int(i) for i in x}
+
+
+def choose_pad_token(tokenizer, generation_config=None) -> bool:
+    """Make tokenizer.pad_token a token that is no stop token. Returns True if a token was added."""
+    stop = _as_ids(tokenizer.eos_token_id)
+    if generation_config is not None:
+        stop |= _as_ids(getattr(generation_config, "eos_token_id", None))
+    if tokenizer.pad_token_id is not None and tokenizer.pad_token_id not in stop:
+        return False
+    vocab = tokenizer.get_vocab()
+    for cand in PAD_CANDIDATES:
+        if cand in vocab and vocab[cand] not in stop:
+            tokenizer.pad_token = cand
+            return False
+    tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+    return True
+
+
+def set_pad_id(model, pad_token_id: int) -> None:
+    model.config.pad_token_id = pad_token_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = pad_token_id
+
+
+class _RewardBackbone(nn.Module):
+    """Does the work of `RewardHook` (a child module, so ZeRO-3 hooks cover the verifier)."""
+
+    def __init__(self, tokenizer, table: PromptTable, verifier: Verifier, cfg: RewardConfig):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.table = table
+        self.verifier = verifier
+        self.cfg = cfg
+        vmodel = getattr(verifier, "model", None)
+        if isinstance(vmodel, nn.Module):
+            self.verifier_model = vmodel  # registered: moves with .to() and is seen by deepspeed
+        # A frozen anchor so even a parameter-free verifier is a valid module for deepspeed.
+        self.anchor = nn.Parameter(torch.zeros(1), requires_grad=False)
+        self.recording = True
+        self.reset_stats()
+        self.last_batch: list[dict] = []
+
+    def reset_stats(self) -> None:
+        self.stats = {"n": 0, "reward": 0.0, "well_formed": 0, "correct": 0, "length": 0}
+
+    def split(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """Per row: (prompt ids, response ids, reference).
+
+        Each row is [left pads][prompt][response][right pads]. The prompt is a registered prompt
+        the row starts with; all prompts end at the same column (trl's context_length), which
+        also settles the (theoretical) case of a response that continues into a longer prompt.
+        """
+        seqs, cands = [], []
+        for ids, mask in zip(input_ids.tolist(), attention_mask.bool().tolist(), strict=True):
+            start = mask.index(True) if True in mask else len(mask)
+            stop = start
+            while stop < len(mask) and mask[stop]:
+                stop += 1
+            seq = ids[start:stop]
+            hits = {start + n: (n, ref) for n, ref in self.table.match_prefixes(seq)}
+            if not hits:
+                raise RuntimeError(
+                    "a rollout's prompt is not one of the dataset's prompts (prompt table mismatch)"
+                )
+            seqs.append(seq)
+            cands.append(hits)
+        common = set.intersection(*(set(h) for h in cands))
+        if not common:
+            raise RuntimeError("rollout prompts do not end at one column: expected left-padded prompts")
+        end = max(common)
+        rows = []
+        for seq, hits in zip(seqs, cands, strict=True):
+            n, ref = hits[end]
+            rows.append((seq[:n], seq[n:], ref))
+        return rows
+
+    def forward(self, input_ids=None, attention_mask=None, **_unused):
+        rows = self.split(input_ids, attention_mask)
+        responses = self.tokenizer.batch_decode([r for _, r, _ in rows], skip_special_tokens=True)
+        refs = [ref for _, _, ref in rows]
+        result = score_responses(responses, refs, self.verifier, self.cfg)
+        if self.recording:
+            s = self.stats
+            s["n"] += len(rows)
+            s["reward"] += sum(result.rewards)
+            s["well_formed"] += sum(result.well_formed)
+            s["correct"] += sum(result.correct)
+            s["length"] += sum(len(r) for _, r, _ in rows)
+        self.last_batch = [
+            {"prompt_ids": p, "response": text, "reference": ref, "reward": rew, "well_formed": wf}
+            for (p, _, ref), text, rew, wf in zip(
+                rows, responses, result.rewards, result.well_formed, strict=True
+            )
+        ]
+        scores = torch.tensor(result.rewards, dtype=torch.float32, device=input_ids.device)
+        hidden = scores.view(-1, 1, 1).expand(-1, input_ids.shape[1], 1)
+        return SimpleNamespace(hidden_states=(hidden,))
+
+
+class RewardHook(nn.Module):
+    """A stand-in for trl's reward model: `get_reward(hook, ...)` returns the verifier reward."""
+
+    base_model_prefix = "scorer"
+
+    def __init__(self, tokenizer, table: PromptTable, verifier: Verifier, cfg: RewardConfig | None = None):
+        super().__init__()
+        self.scorer = _RewardBackbone(tokenizer, table, verifier, cfg or RewardConfig())
+        self.score = nn.Identity()
+        vmodel = getattr(verifier, "model", None)
+        self.config = getattr(vmodel, "config", None) or SimpleNamespace(hidden_size=None)
+
+    def forward(self, input_ids=None, attention_mask=None, **kwargs):
+        return self.score(self.scorer(input_ids=input_ids, attention_mask=attention_mask).hidden_states[-1])
+
+    def pop_stats(self) -> dict:
+        s = dict(self.scorer.stats)
+        self.scorer.reset_stats()
+        return s
+
+
+class MedicalPPOTrainer(PPOTrainer):
+    """trl's PPOTrainer plus the reward hook's statistics in every log line."""
+
+    def __init__(self, *args, reward_hook: RewardHook, **kwargs):
+        self.reward_hook = reward_hook
+        super().__init__(*args, reward_model=reward_hook, **kwargs)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        s = self.reward_hook.pop_stats()
+        t = torch.tensor(
+            [s["n"], s["reward"], s["well_formed"], s["correct"], s["length"]],
+            dtype=torch.float64,
+            device=self.accelerator.device,
+        )
+        t = self.accelerator.reduce(t, reduction="sum") if self.accelerator.num_processes > 1 else t
+        n = t[0].item()
+        if n > 0:
+            logs["reward/mean"] = t[1].item() / n
+            logs["reward/well_formed"] = t[2].item() / n
+            logs["reward/correct"] = t[3].item() / n
+            logs["reward/response_length"] = t[4].item() / n
+        super().log(logs, start_time)
+
+    def generate_completions(self, sampling: bool = False):
+        self.reward_hook.scorer.recording = False
+        try:
+            return super().generate_completions(sampling=sampling)
+        finally:
+            self.reward_hook.scorer.recording = True
+
+
+# ---------------------------------------------------------------------------------------------
+# Script arguments and the training entry point
+
+
+@dataclass
+class RLScriptArguments:
+    """Dataset and reward arguments shared by RL_stage2.py (PPO) and RL_stage2_grpo.py."""
+
+    dataset_name: str = field(
+        default="data/demo_data.json",
+        metadata={
+            "help": "Verifiable problems (CONTRACTS §2): a local JSON/JSONL file or a hub dataset name."
+        },
+    )
+    verifier: str = field(
+        default="classifier",
+        metadata={"help": "Reward verifier: classifier (--reward_model_path), llm (--judge_model) or exact."},
+    )
+    judge_model: str | None = field(default=None, metadata={"help": "LLM judge model name (--verifier llm)."})
+    judge_api_url: str | None = field(
+        default=None, metadata={"help": "OpenAI-compatible base URL of the judge (default: OpenAI)."}
+    )
+    judge_max_concurrency: int = field(default=10, metadata={"help": "Parallel judge requests."})
+    verifier_max_length: int = field(
+        default=4000, metadata={"help": "Verifier input length cap, in its tokens."}
+    )
+    verifier_batch_size: int = field(default=8, metadata={"help": "Verifier forward batch size."})
+    correct_reward: float = field(
+        default=1.0, metadata={"help": "Reward of a well-formed, correct response."}
+    )
+    incorrect_reward: float = field(
+        default=0.1, metadata={"help": "Reward of a well-formed, incorrect response."}
+    )
+    malformed_reward: float = field(default=0.0, metadata={"help": "Reward of a malformed response."})
+    reward_threshold: float = field(default=0.4, metadata={"help": "Correct when P(True) is above this."})
+    eval_fraction: float = field(default=0.1, metadata={"help": "Share of rows held out for evaluation."})
+    max_eval_samples: int = field(default=200, metadata={"help": "At most this many held-out rows."})
+    max_prompt_length: int | None = field(
+        default=None, metadata={"help": "Drop rows whose prompt is longer (policy tokens); None keeps all."}
+    )
+
+    def reward_config(self) -> RewardConfig:
+        return RewardConfig(
+            self.correct_reward, self.incorrect_reward, self.malformed_reward, self.reward_threshold
+        )
+
+
+@dataclass
+class PPOScriptArguments(RLScriptArguments):
+    value_model_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Value model initialisation (policy-tokenizer family, 1-logit head added); default: policy."
+        },
+    )
+
+
+REPORT_TO_HELP = "Loggers: wandb (default, offline unless WANDB_MODE=online), tensorboard, none ..."
+WARMUP_RATIO_HELP = (
+    "Share of training steps for linear warmup (the original's flag; transformers 5 removed it, so it is "
+    "passed on as a fractional --warmup_steps)."
+)
+
+
+def apply_compat_defaults(cfg) -> None:
+    """--warmup_ratio as a fractional warmup_steps; bf16 on by default only where a GPU is."""
+    if cfg.warmup_ratio is not None:
+        cfg.warmup_steps = cfg.warmup_ratio
+    if cfg.bf16 is None and not cfg.fp16 and not torch.cuda.is_available():
+        cfg.bf16 = False
+    if "wandb" in (cfg.report_to if isinstance(cfg.report_to, list) else [cfg.report_to]):
+        os.environ.setdefault("WANDB_MODE", "offline")
+
+
+@dataclass
+class MedicalPPOConfig(PPOConfig):
+    """trl's PPOConfig; defaults that differ: stop at eos, no hub reward model, offline-safe."""
+
+    stop_token: str | None = field(
+        default="eos",
+        metadata={"help": "Stop generation at the policy's eos ('eos'), or None to use --stop_token_id."},
+    )
+    reward_model_path: str | None = field(
+        default=None, metadata={"help": "Verifier: a 2-label sequence classifier folder or hub name."}
+    )
+    sft_model_path: str | None = field(default=None, metadata={"help": "Unused (use --model_name_or_path)."})
+    warmup_ratio: float | None = field(default=None, metadata={"help": WARMUP_RATIO_HELP})
+    report_to: None | str | list[str] = field(default="wandb", metadata={"help": REPORT_TO_HELP})
+
+    def __post_init__(self):
+        apply_compat_defaults(self)
+        super().__post_init__()
+
+
+def torch_dtype(name: str | None):
+    if name in (None, "auto"):
+        return name
+    return getattr(torch, name)
+
+
+def final_dir(output_dir: str, run_name: str | None) -> Path:
+    return Path(output_dir) / (run_name or "final")
+
+
+def make_verifier(script_args: RLScriptArguments, reward_model_path: str | None, dtype=None):
+    from huatuo_o1.rewards import build_verifier
+
+    return build_verifier(
+        script_args.verifier,
+        reward_model_path,
+        judge_model=script_args.judge_model,
+        api_key=os.environ.get("OPENAI_API_KEY"),
+        api_url=script_args.judge_api_url,
+        max_concurrency=script_args.judge_max_concurrency,
+        max_length=script_args.verifier_max_length,
+        batch_size=script_args.verifier_batch_size,
+        dtype=dtype,
+    )
+
+
+def _check_local(path: str | None, what: str) -> None:
+    """A path-looking argument (./x, /x, ~/x) must exist; anything else may be a hub name."""
+    if path and path.startswith((".", "/", "~")) and not Path(path).expanduser().exists():
+        raise InputError(f"{what} not found: {path}")
+
+
+def load_pretrained(cls, path: str, what: str, **kwargs):
+    """cls.from_pretrained with a one-line InputError when the folder or hub name cannot be loaded."""
+    try:
+        return cls.from_pretrained(path, **kwargs)
+    except OSError as e:
+        raise InputError(f"cannot load {what} {path!r}: {str(e).splitlines()[0]}") from None
+
+
+def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args):
+    """Policy, reference policy, value model, data and reward hook wired into MedicalPPOTrainer."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    from huatuo_o1.rl_data import build_rl_data
+
+    os.environ.setdefault("WANDB_MODE", "offline")
+    policy_path = model_args.model_name_or_path
+    if not policy_path:
+        raise InputError("--model_name_or_path is required")
+    for p, what in ((policy_path, "policy model"), (script_args.value_model_path, "value model"),
+                    (args.reward_model_path, "reward model")):  # fmt: skip
+        _check_local(p, what)
+    if args.stop_token_id is not None:
+        args.stop_token = None
+    dtype = torch_dtype(model_args.dtype)
+
+    tokenizer = load_pretrained(AutoTokenizer, policy_path, "policy tokenizer", padding_side="left")
+    data = build_rl_data(
+        script_args.dataset_name,
+        tokenizer,
+        seed=args.seed,
+        eval_frac=script_args.eval_fraction,
+        max_eval=script_args.max_eval_samples,
+        max_prompt_length=script_args.max_prompt_length,
+    )
+    log.info(
+        "RL data: %d train, %d eval, dropped %d without question/answer, %d ambiguous",
+        len(data.train), len(data.eval), data.dropped_missing, data.dropped_ambiguous,
+    )  # fmt: skip
+    train_ds = Dataset.from_dict({"input_ids": [r["input_ids"] for r in data.train]})
+    eval_ds = Dataset.from_dict(
+        {"input_ids": [r["input_ids"] for r in data.eval]}
+    )  # may be empty: no batches
+    verifier = make_verifier(script_args, args.reward_model_path, dtype=dtype)
+
+    policy = load_pretrained(AutoModelForCausalLM, policy_path, "policy model", dtype=dtype)
+    ref_policy = load_pretrained(AutoModelForCausalLM, policy_path, "policy model", dtype=dtype)
+    value_path = script_args.value_model_path or policy_path
+    value_model = load_pretrained(
+        AutoModelForSequenceClassification, value_path, "value model", num_labels=1, dtype=dtype
+    )
+
+    added = choose_pad_token(tokenizer, policy.generation_config)
+    log.info("pad token: %r (id %d)", tokenizer.pad_token, tokenizer.pad_token_id)
+    vocab = len(tokenizer)
+    for m, what in ((policy, "policy"), (ref_policy, "policy"), (value_model, f"value model {value_path}")):
+        n_emb = m.get_input_embeddings().weight.shape[0]
+        if n_emb < vocab:
+            if not added:
+                raise InputError(
+                    f"{what} has {n_emb} token embeddings but the policy tokenizer has {vocab} tokens"
+                )
+            m.resize_token_embeddings(vocab)
+        set_pad_id(m, tokenizer.pad_token_id)
+    saved_eos = policy.generation_config.eos_token_id  # trl overwrites it with the stop token
+
+    hook = RewardHook(tokenizer, data.table, verifier, script_args.reward_config())
+
+    trainer = MedicalPPOTrainer(
+        args=args,
+        processing_class=tokenizer,
+        model=policy,
+        ref_model=ref_policy,
+        reward_hook=hook,
+        value_model=value_model,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+    )
+    trainer.rl_data = data
+    trainer.saved_eos_token_id = saved_eos
+    return trainer
+
+
+def train_ppo(script_args: PPOScriptArguments, args, model_args) -> Path:
+    """Run trl's PPO with the verifier reward; save the final policy to <output_dir>/<run_name>."""
+    trainer = build_ppo_trainer(script_args, args, model_args)
+    trainer.train()
+    return save_final_policy(trainer, final_dir(args.output_dir, args.run_name))
+
+
+def save_final_policy(trainer, out: Path) -> Path:
+    """A plain HF folder (CONTRACTS §7): policy weights, config, generation config, tokenizer."""
+    policy = trainer.policy_model
+    policy.generation_config.eos_token_id = trainer.saved_eos_token_id  # trl narrowed it to the stop token
+    trainer.save_model(str(out))
+    if trainer.accelerator.is_main_process:
+        trainer.processing_class.save_pretrained(out)
+    return out

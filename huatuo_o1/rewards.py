@@ -1,0 +1,327 @@
+"""The RL reward: is the policy's answer well-formed, and does a verifier judge it correct?
+
+Algorithm (paper §3.2, with the released verifier's interface):
+
+1. The decoded response is well-formed only with exactly one `## Thinking` and exactly one
+   `## Final Response\\n\\n` (huatuo_o1.formats). Its answer is the text after that header.
+2. Every response goes through the verifier, a malformed one with the answer
+   "I do not know the answer." (so every rank runs the verifier on the same batch shape, which
+   ZeRO-3 needs), but a malformed response always gets `malformed_reward` (0.0).
+3. The verifier gives P(correct). The reward is `correct_reward` (1.0) if P > `threshold` (0.4),
+   else `incorrect_reward` (0.1).
+
+One interface, three verifiers (`Verifier.probabilities(answers, references) -> list[float]`):
+
+- `ClassifierVerifier` (default): a 2-label sequence classifier with its own tokenizer (label 1 =
+  True), fed exactly the released verifier's template with the verifier tokenizer's eos filled in,
+  at most 4,000 verifier tokens (the answer is trimmed first so the template's tail and the eos,
+  where the classifier reads its decision, always survive).
+- `LLMJudgeVerifier`: the search stage's True/False verification prompt sent to an
+  OpenAI-compatible server through the project's client (huatuo_o1.llm).
+- `ExactMatchVerifier`: normalised exact match (case, punctuation, articles, whitespace).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from huatuo_o1.formats import extract_final_answer
+from huatuo_o1.io import InputError
+
+UNKNOWN_ANSWER = "I do not know the answer."
+
+# The released verifier's input format (FreedomIntelligence/medical_o1_verifier_3B): a model interface.
+VERIFIER_TEMPLATE = (
+    "<Model Response>\n"
+    "{answer}\n"
+    "</Model Response>\n"
+    "\n"
+    "<Reference Answer>\n"
+    "{reference}\n"
+    "</Reference Answer>\n"
+    "\n"
+    "Your task is to evaluate the model response by comparing it to the reference answer. If the model response is "
+    'correct and aligns with the reference answer, output "True" . If it is incorrect or fails to select the correct '
+    'option (if options are provided), output "False" . {eos}'
+)
+
+VERIFIER_KINDS = ("classifier", "llm", "exact")
+
+
+def verifier_input(answer: str, reference: str, eos: str) -> str:
+    """The released verifier's template with answer, reference and the verifier tokenizer's eos."""
+    return VERIFIER_TEMPLATE.format(answer=answer, reference=reference, eos=eos)
+
+
+@dataclass
+class RewardConfig:
+    """Reward values and the verifier's decision threshold (all exposed as flags)."""
+
+    correct_reward: float = field(
+        default=1.0, metadata={"help": "Reward of a well-formed, correct response."}
+    )
+    incorrect_reward: float = field(
+        default=0.1, metadata={"help": "Reward of a well-formed, incorrect response."}
+    )
+    malformed_reward: float = field(default=0.0, metadata={"help": "Reward of a malformed response."})
+    threshold: float = field(
+        default=0.4, metadata={"help": "Correct when the verifier's P(True) is above this."}
+    )
+
+
+@dataclass
+class RewardResult:
+    """Per-response outcome of `score_responses`."""
+
+    rewards: list[float]
+    well_formed: list[bool]
+    correct: list[bool]
+    probabilities: list[float]
+    answers: list[str]
+
+    def summary(self) -> dict[str, float]:
+        n = max(len(self.rewards), 1)
+        return {
+            "reward/mean": sum(self.rewards) / n,
+            "reward/well_formed": sum(self.well_formed) / n,
+            "reward/correct": sum(self.correct) / n,
+        }
+
+
+class Verifier:
+    """Judges answers against reference answers: P(answer is correct) for each pair."""
+
+    def probabilities(self, answers: Sequence[str], references: Sequence[str]) -> list[float]:
+        raise NotImplementedError
+
+
+def score_responses(
+    responses: Sequence[str], references: Sequence[str], verifier: Verifier, cfg: RewardConfig | None = None
+) -> RewardResult:
+    """Reward each decoded policy response against its own row's reference answer."""
+    cfg = cfg or RewardConfig()
+    if len(responses) != len(references):
+        raise ValueError(f"{len(responses)} responses but {len(references)} references")
+    parsed = [extract_final_answer(r) for r in responses]
+    well_formed = [a is not None for a in parsed]
+    answers = [a if a is not None else UNKNOWN_ANSWER for a in parsed]
+    probs = [float(p) for p in verifier.probabilities(answers, list(references))]
+    correct, rewards = [], []
+    for wf, p in zip(well_formed, probs, strict=True):
+        ok = wf and p > cfg.threshold
+        correct.append(ok)
+        if not wf:
+            rewards.append(cfg.malformed_reward)
+        else:
+            rewards.append(cfg.correct_reward if ok else cfg.incorrect_reward)
+    return RewardResult(rewards, well_formed, correct, probs, answers)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. The trained classifier (default)
+
+
+def ensure_pad_token(tokenizer, model=None) -> None:
+    """Give a classifier tokenizer a pad token without one (never the eos it must read)."""
+    if tokenizer.pad_token_id is None:
+        if tokenizer.unk_token is not None and tokenizer.unk_token_id != tokenizer.eos_token_id:
+            tokenizer.pad_token = tokenizer.unk_token
+        else:
+            tokenizer.pad_token = tokenizer.eos_token
+    if model is not None and getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+
+class ClassifierVerifier(Verifier):
+    """A 2-label sequence classifier (label 1 = True) with its own tokenizer and the fixed template."""
+
+    def __init__(self, model, tokenizer, max_length: int = 4000, batch_size: int = 8):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_size = batch_size
+        if tokenizer.eos_token is None:
+            raise InputError("the verifier tokenizer has no eos token, which its input template needs")
+        n_labels = getattr(model.config, "num_labels", None)
+        if n_labels != 2:
+            raise InputError(f"the verifier must be a 2-label sequence classifier, got num_labels={n_labels}")
+        ensure_pad_token(tokenizer, model)
+        tokenizer.padding_side = "right"
+        self._overhead = None
+
+    @classmethod
+    def from_pretrained(cls, path: str, dtype=None, **kwargs) -> ClassifierVerifier:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype or "auto")
+        model.eval()
+        return cls(model, tok, **kwargs)
+
+    def texts(self, answers: Sequence[str], references: Sequence[str]) -> list[str]:
+        """Verifier inputs; an over-long answer is trimmed so the whole text fits in max_length tokens."""
+        tok = self.tokenizer
+        eos = tok.eos_token
+        out = []
+        for ans, ref in zip(answers, references, strict=True):
+            text = verifier_input(ans, ref, eos)
+            n = len(tok(text, add_special_tokens=True)["input_ids"])
+            if n > self.max_length:
+                ans_ids = tok(ans, add_special_tokens=False)["input_ids"]
+                keep = max(0, len(ans_ids) - (n - self.max_length) - 2)  # 2: slack for merges at the cut
+                text = verifier_input(tok.decode(ans_ids[:keep]), ref, eos)
+            out.append(text)
+        return out
+
+    def probabilities(self, answers: Sequence[str], references: Sequence[str]) -> list[float]:
+        import torch
+
+        texts = self.texts(answers, references)
+        device = next(self.model.parameters()).device
+        probs: list[float] = []
+        for i in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(
+                texts[i : i + self.batch_size],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+            ).to(device)
+            with torch.no_grad():
+                logits = self.model(**enc).logits.float()
+            probs.extend(torch.softmax(logits, dim=-1)[:, 1].tolist())
+        return probs
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. An LLM judge through the project's OpenAI-compatible client
+
+
+class LLMJudgeVerifier(Verifier):
+    """The search stage's True/False verification, asked of an OpenAI-compatible server.
+
+    A reply with no verdict, or a request that still fails after the client's retries, counts as
+    "False" (and is counted in `failures`); a fatal API error (bad key, unknown model) stops the run.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        api_key: str | None = None,
+        api_url: str | None = None,
+        max_concurrency: int = 10,
+        language: str = "en",
+        **gen_kwargs,
+    ):
+        self.model = None  # no torch module: nothing for the trainer to move or shard
+        self.judge_model = model
+        self._api_key = api_key
+        self.api_url = api_url
+        self.max_concurrency = max_concurrency
+        self.language = language
+        self.gen_kwargs = gen_kwargs
+        self.failures = 0
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"LLMJudgeVerifier(model={self.judge_model!r}, url={self.api_url!r})"
+
+    async def _judge_all(self, answers, references) -> list[bool]:
+        # Lazy imports keep `openai` out of the classifier path. A fresh client per batch: its
+        # connection pool belongs to the event loop that asyncio.run creates for this batch.
+        from huatuo_o1.llm import LLMClient, TransientAPIError
+        from huatuo_o1.parsing import parse_verdict
+        from huatuo_o1.prompts import verify_prompt
+
+        client = LLMClient(
+            model=self.judge_model,
+            api_key=self._api_key,
+            api_url=self.api_url,
+            max_concurrency=self.max_concurrency,
+        )
+
+        async def one(ans, ref):
+            try:
+                reply = await client.chat(verify_prompt(ans, ref, language=self.language), **self.gen_kwargs)
+            except TransientAPIError:
+                self.failures += 1
+                return False
+            verdict = parse_verdict(reply)
+            if verdict is None:
+                self.failures += 1
+            return bool(verdict)
+
+        try:
+            return await asyncio.gather(*(one(a, r) for a, r in zip(answers, references, strict=True)))
+        finally:
+            await client.close()
+
+    def probabilities(self, answers: Sequence[str], references: Sequence[str]) -> list[float]:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            verdicts = asyncio.run(self._judge_all(answers, references))
+        else:  # called from inside an event loop: run the batch on a worker thread's own loop
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(1) as ex:
+                verdicts = ex.submit(asyncio.run, self._judge_all(answers, references)).result()
+        return [1.0 if v else 0.0 for v in verdicts]
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Normalised exact match
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.IGNORECASE)
+_PUNCT_CHARS = string.punctuation + "。，、；：？！（）《》“”‘’"
+_PUNCT = str.maketrans(_PUNCT_CHARS, " " * len(_PUNCT_CHARS))
+
+
+def normalize_answer(text: str) -> str:
+    """Lower case, punctuation to spaces, drop English articles, collapse whitespace."""
+    text = text.lower().translate(_PUNCT)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+class ExactMatchVerifier(Verifier):
+    """1.0 when the normalised answer equals the normalised reference, else 0.0."""
+
+    def probabilities(self, answers: Sequence[str], references: Sequence[str]) -> list[float]:
+        return [
+            1.0 if normalize_answer(a) == normalize_answer(r) and normalize_answer(r) else 0.0
+            for a, r in zip(answers, references, strict=True)
+        ]
+
+
+def build_verifier(
+    kind: str,
+    reward_model_path: str | None = None,
+    *,
+    judge_model: str | None = None,
+    api_key: str | None = None,
+    api_url: str | None = None,
+    max_concurrency: int = 10,
+    max_length: int = 4000,
+    batch_size: int = 8,
+    dtype=None,
+) -> Verifier:
+    """The verifier chosen by `--verifier {classifier,llm,exact}`."""
+    if kind == "classifier":
+        if not reward_model_path:
+            raise InputError("--verifier classifier needs --reward_model_path")
+        return ClassifierVerifier.from_pretrained(
+            reward_model_path, dtype=dtype, max_length=max_length, batch_size=batch_size
+        )
+    if kind == "llm":
+        if not judge_model:
+            raise InputError("--verifier llm needs --judge_model (e.g. gpt-4o)")
+        return LLMJudgeVerifier(
+            judge_model, api_key=api_key, api_url=api_url, max_concurrency=max_concurrency
+        )
+    if kind == "exact":
+        return ExactMatchVerifier()
+    raise InputError(f"unknown verifier {kind!r}; choose one of {', '.join(VERIFIER_KINDS)}")

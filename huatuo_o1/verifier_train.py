@@ -1,0 +1,176 @@
+"""Train a 2-label medical verifier from the search stage's exported verdicts (CONTRACTS §5).
+
+The original released a 3B verifier but no recipe. This one:
+
+1. reads `{"response", "reference", "label"}` records (JSON or JSONL; label true/false, 1/0 or
+   "True"/"False"), and holds out a seeded share for evaluation;
+2. builds each input with exactly the reward's template and truncation rule
+   (`ClassifierVerifier.texts`: the answer is trimmed so the template tail and eos survive), so
+   the verifier sees at training time what the RL reward will show it;
+3. fine-tunes any `AutoModelForSequenceClassification` backbone with 2 labels (1 = True) with
+   the HF `Trainer`;
+4. on the held-out set, reports accuracy at 0.5 and at the RL reward's default threshold (0.4),
+   and a threshold sweep (accuracy, precision, recall, F1), saved to `verifier_eval.json`
+   next to the model (a plain HF folder the RL scripts take as `--reward_model_path`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from huatuo_o1.io import InputError, atomic_write_json, load_records, require_fields
+from huatuo_o1.rewards import ClassifierVerifier, ensure_pad_token
+from huatuo_o1.rl_data import split_eval
+
+log = logging.getLogger(__name__)
+
+_TRUE = {"true", "1", "yes", "correct"}
+_FALSE = {"false", "0", "no", "incorrect"}
+
+
+@dataclass
+class VerifierScriptArguments:
+    """Data, backbone and evaluation arguments of train_verifier.py."""
+
+    data_path: str = field(
+        default="data/verifier_data.json",
+        metadata={"help": "Verifier examples (CONTRACTS §5): JSON/JSONL with response, reference, label."},
+    )
+    model_name_or_path: str = field(
+        default="models/SmolLM2-135M-Instruct",
+        metadata={
+            "help": "Backbone: any model AutoModelForSequenceClassification can load (2-label head added)."
+        },
+    )
+    max_length: int = field(default=4000, metadata={"help": "Input length cap in the verifier's tokens."})
+    eval_fraction: float = field(default=0.1, metadata={"help": "Share of examples held out for evaluation."})
+    max_eval_samples: int = field(default=1000, metadata={"help": "At most this many held-out examples."})
+    reward_threshold: float = field(
+        default=0.4, metadata={"help": "The RL reward's threshold, reported too."}
+    )
+    dtype: str | None = field(default=None, metadata={"help": "Load dtype (float32, bfloat16, auto)."})
+
+
+def parse_label(value, i: int, path) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float) and value in (0, 1):
+        return int(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return int(value.strip().lower() in _TRUE)
+    raise InputError(f"{path}: item {i} has label {value!r}; expected true/false")
+
+
+def load_examples(path: str) -> list[dict]:
+    records = load_records(path, what="verifier data")
+    require_fields(path, records, ["response", "reference"])
+    out = []
+    for i, r in enumerate(records, 1):
+        if "label" not in r:
+            raise InputError(f"{path}: item {i} lacks field 'label'")
+        out.append(
+            {
+                "response": str(r["response"]),
+                "reference": str(r["reference"]),
+                "label": parse_label(r["label"], i, path),
+            }
+        )
+    return out
+
+
+def threshold_sweep(probs: list[float], labels: list[int], thresholds=None) -> list[dict]:
+    """Accuracy, precision, recall and F1 of `P(True) > t` for each threshold t."""
+    thresholds = thresholds or [round(0.05 * k, 2) for k in range(1, 20)]
+    rows = []
+    for t in thresholds:
+        pred = [p > t for p in probs]
+        tp = sum(1 for p, y in zip(pred, labels, strict=True) if p and y)
+        fp = sum(1 for p, y in zip(pred, labels, strict=True) if p and not y)
+        fn = sum(1 for p, y in zip(pred, labels, strict=True) if not p and y)
+        acc = sum(1 for p, y in zip(pred, labels, strict=True) if p == bool(y)) / max(len(labels), 1)
+        prec = tp / (tp + fp) if tp + fp else 0.0
+        rec = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        rows.append({"threshold": t, "accuracy": acc, "precision": prec, "recall": rec, "f1": f1})
+    return rows
+
+
+def evaluate(verifier: ClassifierVerifier, examples: list[dict], reward_threshold: float = 0.4) -> dict:
+    probs = verifier.probabilities([e["response"] for e in examples], [e["reference"] for e in examples])
+    labels = [e["label"] for e in examples]
+    sweep = threshold_sweep(probs, labels)
+    at = {row["threshold"]: row for row in threshold_sweep(probs, labels, [0.5, reward_threshold])}
+    best = max(sweep, key=lambda r: (r["accuracy"], -abs(r["threshold"] - 0.5)))
+    return {
+        "n": len(examples),
+        "accuracy@0.5": at[0.5]["accuracy"],
+        f"accuracy@{reward_threshold}": at[reward_threshold]["accuracy"],
+        "best_threshold": best["threshold"],
+        "best_accuracy": best["accuracy"],
+        "sweep": sweep,
+    }
+
+
+def train_verifier(script_args: VerifierScriptArguments, training_args) -> dict:
+    """Fine-tune, save the verifier to output_dir, and return (and save) the held-out report."""
+    import torch
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+    )
+
+    examples = load_examples(script_args.data_path)
+    if len({e["label"] for e in examples}) < 2:
+        raise InputError(f"{script_args.data_path}: needs both true and false examples")
+    train, held_out = split_eval(
+        examples, training_args.seed, script_args.eval_fraction, script_args.max_eval_samples
+    )
+
+    dtype = script_args.dtype if script_args.dtype in (None, "auto") else getattr(torch, script_args.dtype)
+    path = script_args.model_name_or_path
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            num_labels=2,
+            id2label={0: "False", 1: "True"},
+            label2id={"False": 0, "True": 1},
+            dtype=dtype,
+        )
+    except OSError as e:
+        raise InputError(f"cannot load backbone {path!r}: {str(e).splitlines()[0]}") from None
+    ensure_pad_token(tok, model)
+    model.config.pad_token_id = tok.pad_token_id
+    verifier = ClassifierVerifier(model, tok, max_length=script_args.max_length)
+
+    def encode(rows):
+        texts = verifier.texts([r["response"] for r in rows], [r["reference"] for r in rows])
+        enc = tok(texts, truncation=True, max_length=script_args.max_length)
+        return Dataset.from_dict({**enc, "labels": [r["label"] for r in rows]})
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=encode(train),
+        eval_dataset=encode(held_out) if held_out else None,
+        data_collator=DataCollatorWithPadding(tok),
+        processing_class=tok,
+    )
+    trainer.train()
+    out = Path(training_args.output_dir)
+    trainer.save_model(str(out))
+    model.eval()
+    report = evaluate(verifier, held_out, script_args.reward_threshold) if held_out else {"n": 0}
+    report["n_train"] = len(train)
+    if trainer.is_world_process_zero():
+        atomic_write_json(out / "verifier_eval.json", report)
+        log.info(
+            "held-out verifier report: %s", json.dumps({k: v for k, v in report.items() if k != "sweep"})
+        )
+    return report

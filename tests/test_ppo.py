@@ -1,0 +1,245 @@
+"""PPO stage: data handling, pad token choice, the reward hook inside trl, and a 2-batch run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from huatuo_o1.io import InputError
+from huatuo_o1.rewards import ExactMatchVerifier
+from huatuo_o1.rl_data import ANSWER_FIELD, QUESTION_FIELD, PromptTable, build_rl_data, prompt_ids, split_eval
+
+ROOT = Path(__file__).resolve().parents[1]
+WELL = "## Thinking\n\nReasoning.\n\n## Final Response\n\n{}"
+
+
+def _records(n: int) -> list[dict]:
+    recs = [{QUESTION_FIELD: f"Q{i}: which drug for case {i}?", ANSWER_FIELD: f"drug {i}"} for i in range(n)]
+    recs.append({"question": "rejected by the filter", "answer": "x"})  # no open-ended fields
+    recs.append({QUESTION_FIELD: "no answer", ANSWER_FIELD: ""})
+    return recs
+
+
+@pytest.fixture()
+def data_file(tmp_path):
+    p = tmp_path / "problems.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in _records(12)))
+    return p
+
+
+def test_data_drop_split_and_exact_table(data_file, tiny_lm_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    data = build_rl_data(str(data_file), tok, seed=3)
+    assert data.dropped_missing == 2
+    assert (len(data.train), len(data.eval)) == (11, 1)
+    for row in data.train + data.eval:
+        assert row["input_ids"] == prompt_ids(tok, row["question"])
+        assert tok.decode(row["input_ids"]).endswith("<|im_start|>assistant\n")
+        assert data.table.reference(row["input_ids"]) == "drug " + row["question"].split(":")[0][1:]
+    # same seed, same split; other seed, other split
+    again = build_rl_data(str(data_file), tok, seed=3)
+    assert [r["question"] for r in again.eval] == [r["question"] for r in data.eval]
+    train, ev = split_eval(list(range(5000)), seed=0)
+    assert len(ev) == 200 and len(train) == 4800
+    with pytest.raises(InputError, match="not found"):
+        build_rl_data(str(data_file.parent / "missing.json"), tok)
+
+
+def test_prompt_table_longest_exact_prefix():
+    t = PromptTable()
+    assert t.add([1, 2], "a") and t.add([1, 2, 3], "b")
+    assert not t.add([1, 2], "different")  # ambiguous duplicate is refused
+    assert t.match_prefix([1, 2, 3, 9]) == (3, "b")
+    assert t.match_prefix([1, 2, 9]) == (2, "a")
+    assert t.match_prefix([7, 1, 2]) is None
+
+
+def test_choose_pad_token_llama3_and_qwen_like(tiny_lm_dir):
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from huatuo_o1.ppo import choose_pad_token
+
+    # Llama-3.1-like: pad unset, <|end_of_text|> is a generation stop token -> use the reserved pad token
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    tok.add_special_tokens({"additional_special_tokens": ["<|end_of_text|>", "<|finetune_right_pad_id|>"]})
+    tok.pad_token = tok.eos_token
+    gen = GenerationConfig(eos_token_id=[tok.convert_tokens_to_ids("<|end_of_text|>"), tok.eos_token_id])
+    assert choose_pad_token(tok, gen) is False
+    assert tok.pad_token == "<|finetune_right_pad_id|>"
+    # Qwen2.5-like: pad <|endoftext|> is also a stop token -> <|fim_pad|>
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    tok.add_special_tokens({"additional_special_tokens": ["<|fim_pad|>"]})
+    tok.pad_token = "<|endoftext|>"
+    gen = GenerationConfig(eos_token_id=[tok.eos_token_id, tok.convert_tokens_to_ids("<|endoftext|>")])
+    choose_pad_token(tok, gen)
+    assert tok.pad_token == "<|fim_pad|>"
+    # already distinct: kept
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    assert choose_pad_token(tok) is False and tok.pad_token == "<pad>"
+
+
+def test_reward_hook_inside_trl_get_reward_maps_each_row_to_its_reference(data_file, tiny_lm_dir):
+    """Rows in shuffled order, left-padded prompts, right-padded responses: trl's own get_reward
+    must return each response's reward against its OWN row's reference."""
+    from transformers import AutoTokenizer
+    from trl.experimental.utils import get_reward
+
+    from huatuo_o1.ppo import RewardHook
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    data = build_rl_data(str(data_file), tok, seed=0)
+    rows = data.train[:4]
+    answers = [rows[0]["reference"], rows[0]["reference"], "garbage", rows[3]["reference"]]
+    texts = [WELL.format(answers[0]), WELL.format(answers[1]), answers[2], WELL.format(answers[3])]
+    pad = tok.pad_token_id
+    ctx = max(len(r["input_ids"]) for r in rows)
+    resp_ids = [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts]
+    width = ctx + max(len(r) for r in resp_ids) + 3
+    qr = torch.full((4, width), pad)
+    for i, (r, resp) in enumerate(zip(rows, resp_ids, strict=True)):
+        q = r["input_ids"]
+        qr[i, ctx - len(q) : ctx] = torch.tensor(q)
+        qr[i, ctx : ctx + len(resp)] = torch.tensor(resp)
+    hook = RewardHook(tok, data.table, ExactMatchVerifier())
+    _, scores, _ = get_reward(hook, qr, pad, ctx)
+    # row 1 answers row 0's question's answer -> wrong for its own row
+    assert scores.tolist() == pytest.approx([1.0, 0.1, 0.0, 1.0])
+    assert [b["reference"] for b in hook.scorer.last_batch] == [r["reference"] for r in rows]
+    assert hook.pop_stats() == {"n": 4, "reward": pytest.approx(2.1), "well_formed": 3, "correct": 2,
+                                "length": sum(len(r) for r in resp_ids)}  # fmt: skip
+    # a prompt that is not in the dataset is an error, never a guess
+    qr[0, ctx - 1] = (qr[0, ctx - 1] + 1) % len(tok)
+    with pytest.raises(RuntimeError, match="not one of the dataset's prompts"):
+        get_reward(hook, qr, pad, ctx)
+
+
+def _ppo_args(lm, verifier, data, out, *extra):
+    return [
+        "--model_name_or_path", str(lm), "--reward_model_path", str(verifier), "--dataset_name", str(data),
+        "--output_dir", str(out), "--run_name", "tiny_ppo", "--response_length", "16",
+        "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2",
+        "--local_rollout_forward_batch_size", "4", "--total_episodes", "8", "--num_ppo_epochs", "1",
+        "--num_sample_generations", "0", "--report_to", "none", "--logging_steps", "1",
+        "--save_strategy", "no", "--learning_rate", "1e-3", "--seed", "1", *extra,
+    ]  # fmt: skip
+
+
+def test_ppo_two_batches_train_log_and_save(tmp_path, data_file, tiny_lm_dir, tiny_verifier_dir):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import RL_stage2
+    from huatuo_o1.ppo import build_ppo_trainer, final_dir, save_final_policy
+
+    script_args, args, model_args = RL_stage2.parse_args(
+        _ppo_args(
+            tiny_lm_dir,
+            tiny_verifier_dir,
+            data_file,
+            tmp_path / "ckpts",
+            "--malformed_reward",
+            "0.25",
+            "--kl_coef",
+            "0.05",
+        )
+    )
+    trainer = build_ppo_trainer(script_args, args, model_args)
+    trainer.train()
+    out = save_final_policy(trainer, final_dir(args.output_dir, args.run_name))
+    assert out == tmp_path / "ckpts" / "tiny_ppo"
+
+    logs = [h for h in trainer.state.log_history if "reward/mean" in h]
+    assert len(logs) == 2  # 8 episodes / batch 4 = 2 rollout batches
+    for h in logs:
+        for key in ("reward/well_formed", "reward/correct", "reward/response_length", "objective/kl",
+                    "loss/policy_avg", "loss/value_avg"):  # fmt: skip
+            assert key in h
+        # random policy: nothing well-formed, so every score is the malformed reward, and trl used it
+        assert h["reward/mean"] == pytest.approx(0.25)
+        assert h["objective/scores"] == pytest.approx(0.25)
+        # per-token KL penalty -kl_coef * (logp - ref_logp), summed over the response
+        assert h["objective/non_score_reward"] == pytest.approx(-0.05 * h["objective/kl"], rel=1e-4, abs=1e-9)
+    # every scored rollout carried its own row's reference
+    table = trainer.rl_data.table
+    by_q = {tuple(r["input_ids"]): r["reference"] for r in trainer.rl_data.train}
+    assert trainer.reward_hook.scorer.last_batch
+    for b in trainer.reward_hook.scorer.last_batch:
+        assert b["reference"] == by_q[tuple(b["prompt_ids"])] == table.reference(b["prompt_ids"])
+
+    # a plain HF folder that loads, with changed weights and a pad distinct from eos
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.pad_token_id != tok.eos_token_id
+    before = load_file(Path(tiny_lm_dir) / "model.safetensors")
+    after = load_file(out / "model.safetensors")
+    assert set(before) == set(after)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert model.generation_config.eos_token_id == tok.eos_token_id
+
+
+def test_cli_bad_input_exits_2(tmp_path, tiny_lm_dir):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "RL_stage2.py"), "--model_name_or_path", str(tiny_lm_dir),
+         "--dataset_name", str(tmp_path / "missing.json"), "--verifier", "exact", "--output_dir",
+         str(tmp_path / "o"), "--report_to", "none"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "error: dataset file not found" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_ppo_with_llm_judge_over_loopback_server(tmp_path, data_file, tiny_lm_dir):
+    import RL_stage2
+    from huatuo_o1.ppo import build_ppo_trainer
+    from huatuo_o1.testing import FakeOpenAIServer
+
+    with FakeOpenAIServer(lambda req: "True") as srv:
+        s, a, m = RL_stage2.parse_args(
+            _ppo_args(tiny_lm_dir, "unused", data_file, tmp_path / "o", "--verifier", "llm", "--judge_model",
+                      "fake-model", "--judge_api_url", srv.url, "--total_episodes", "4")
+        )  # fmt: skip
+        trainer = build_ppo_trainer(s, a, m)
+        trainer.train()
+        assert srv.count("/chat/completions") == 4  # one verdict per rollout
+        # each judge prompt carries its own row's reference answer
+        refs = {b["reference"] for b in trainer.reward_hook.scorer.last_batch}
+        assert all(any(ref in r.prompt for r in srv.requests) for ref in refs)
+    # malformed responses get 0 even though the judge said True
+    assert [h["reward/mean"] for h in trainer.state.log_history if "reward/mean" in h] == [0.0]
+
+
+def test_hub_dataset_name_goes_through_datasets(monkeypatch):
+    from huatuo_o1.rl_data import load_verifiable_problems
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # offline and not cached: a clear one-line InputError naming the dataset, not a traceback
+    with pytest.raises(InputError, match="cannot load dataset 'no-such-org/no-such-dataset'"):
+        load_verifiable_problems("no-such-org/no-such-dataset")
+
+
+def test_hook_split_uses_the_common_prompt_end(tiny_lm_dir):
+    """A response that happens to continue one prompt into a longer registered prompt is still cut
+    at the batch's common prompt end (trl's context_length)."""
+    from transformers import AutoTokenizer
+
+    from huatuo_o1.ppo import RewardHook
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    t = PromptTable()
+    t.add([11, 12, 13], "A")
+    t.add([11, 12, 13, 17, 18], "B")
+    t.add([14, 15, 16, 17, 19], "C")
+    hook = RewardHook(tok, t, ExactMatchVerifier())
+    ids = torch.tensor([[14, 15, 16, 17, 19, 30, 31, 0], [0, 0, 11, 12, 13, 17, 18, 30]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1, 1, 1]])
+    rows = hook.scorer.split(ids, mask)
+    assert rows == [([14, 15, 16, 17, 19], [30, 31], "C"), ([11, 12, 13], [17, 18, 30], "A")]
