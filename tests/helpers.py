@@ -10,7 +10,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_script(script: str, *args: str, cwd: str | Path | None = None, env: dict | None = None, timeout: float = 300):
+def run_script(
+    script: str, *args: str, cwd: str | Path | None = None, env: dict | None = None, timeout: float = 300
+):
     """Run `python <repo>/<script> args...`; return the CompletedProcess (text output)."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "OPENAI_API_KEY": "", **(env or {})}
     return subprocess.run(
