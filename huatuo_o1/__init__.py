@@ -1,14 +1,20 @@
 """HuatuoGPT-o1 re-implementation: shared logic behind the top-level pipeline scripts.
 
 One concern per module:
-  formats   - the model's `## Thinking` / `## Final Response` output format (CONTRACTS §4)
-  io        - reading inputs, atomic writes, per-item result stores for resume
-  llm       - asynchronous OpenAI-compatible client with retries, usage and cost accounting
-  runner    - bounded-concurrency item processing with progress, resume and failure limits
-  prompts   - every prompt the pipeline sends, English and Chinese
-  parsing   - robust JSON extraction from LLM replies
-  models    - the embedded default model (SmolLM2-135M-Instruct from GGUF)
-  testing   - tiny random models/tokenizers and a loopback OpenAI-protocol server for tests
+  llm           asynchronous OpenAI-compatible client: retries, usage and cost, budget, dry-run report
+  runner        bounded-concurrency item processing with progress, resume and failure limits
+  io            reading inputs (one-line errors), atomic writes, per-item result stores
+  cli           boolean flags, exit codes, the API stages' main()
+  prompts       every prompt the pipeline sends, English and Chinese
+  parsing       robust JSON and verdict extraction from LLM replies
+  formats       the model's `## Thinking` / `## Final Response` format (CONTRACTS §4)
+  construct     stage 1: multiple-choice -> verifiable open-ended problems
+  search        stage 2: verifier-guided search for complex reasoning paths
+  sft_data, sft stage 3: SFT data rendering/masking/packing and the Trainer run
+  rl_data, rewards, ppo, grpo, verifier_train   stage 4: RL data, verifier reward, PPO/GRPO, verifier training
+  eval_run, eval_backends, eval_scoring, serving   evaluation and SGLang serving
+  models        the embedded default model (SmolLM2-135M-Instruct from GGUF)
+  testing       tiny random models/tokenizers and a loopback OpenAI-protocol server for tests
 """
 
 __version__ = "0.1.0"

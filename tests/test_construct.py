@@ -15,7 +15,7 @@ from huatuo_o1.testing import FakeOpenAIServer, FakeResponse
 from tests.helpers import REPO, run_script
 
 SCRIPT = "construct_verifiable_medical_problems.py"
-KEY = "sk-TESTKEY1234567890abcdefXYZ"
+KEY = "sk-fake-construct-test-key-0123456789"
 
 
 def make_items(n: int) -> list[dict]:

@@ -21,7 +21,7 @@ from huatuo_o1.parsing import extract_json, parse_filter_verdict, parse_verdict
 from huatuo_o1.runner import run_items
 from huatuo_o1.testing import FakeOpenAIServer, FakeResponse
 
-KEY = "sk-UNITKEY0123456789abcdef"
+KEY = "sk-fake-unit-test-key-0123456789"
 
 
 def call(client: LLMClient, method: str, *args, **kwargs):
