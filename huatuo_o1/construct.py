@@ -80,7 +80,7 @@ def _parse_rewrite(reply: str) -> dict | None:
 async def process_item(
     item: dict, client: LLMClient, filter_data: bool, language: str, max_tries: int
 ) -> dict:
-    record = dict(item)
+    record = _fresh_record(item)
     if filter_data:
         replies: list[str] = []
         verdict = await _ask_until_parsed(
@@ -107,6 +107,16 @@ async def process_item(
         return record
     record.update(parsed)
     record["status"] = "kept"
+    return record
+
+
+def _fresh_record(item: dict) -> dict:
+    """The input item without fields this stage writes: an input that already carries an open-ended
+    question (e.g. data/demo_data.json, or a rerun on a stage-1 output) must not keep it when the item
+    is filtered or fails, since downstream stages search every item that has one (CONTRACTS §2)."""
+    record = dict(item)
+    for key in (OPEN_Q, GT, "status", "filter_verdict", "filter_reply", "error", "raw_replies"):
+        record.pop(key, None)
     return record
 
 
@@ -138,9 +148,11 @@ def summarize(report: RunReport, merged: list[dict], total: int, usage: Usage, m
     }
 
 
-def print_plan(args, items: list[dict]) -> None:
+def print_plan(args, items: list[dict], already_done: int = 0) -> None:
     plan = plan_requests(items, args.filter_data, args.language)
     note = "assumes every item passes the filter and every reply parses at once"
+    if already_done:
+        note = f"{already_done} items already finished are not counted; " + note
     if args.filter_data:
         note += f" (the {len(items)} rewrite requests happen only for items judged Pass)"
     print(dry_run_report(args.model_name, plan, args.price, note))
@@ -148,14 +160,17 @@ def print_plan(args, items: list[dict]) -> None:
 
 async def run(args) -> int:
     """The whole stage for parsed command-line args; returns the exit code."""
+    if args.max_tries < 1:
+        raise InputError(f"--max_tries must be at least 1 (got {args.max_tries})")
     items = load_mcq_items(args.data_path)
     if args.limit_num:
         items = items[: args.limit_num]
-    if args.dry_run:
-        print_plan(args, items)
-        return 0
     task = task_name_for(args.data_path)
     out_dir = Path(args.output_dir)
+    if args.dry_run:
+        done = ItemStore.existing_ids(out_dir / task)
+        print_plan(args, [it for it in items if str(it["process_id"]) not in done], len(done))
+        return 0
     store = ItemStore(out_dir / task)
     if args.retry_failed:
         store.drop_status("failed")

@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -90,18 +92,29 @@ class ItemStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        for tmp in self.root.glob(".*.tmp"):  # half-written files of a killed run (never renamed)
+            tmp.unlink(missing_ok=True)
+
+    @staticmethod
+    def existing_ids(root: str | Path) -> set[str]:
+        """Finished ids under `root` without creating it (for dry runs)."""
+        return ItemStore(root).done_ids() if Path(root).is_dir() else set()
 
     def path(self, process_id: int | str) -> Path:
         return self.root / f"{process_id}.json"
 
     def done_ids(self) -> set[str]:
-        done = set()
+        return set(self.fingerprints())
+
+    def fingerprints(self) -> dict[str, str | None]:
+        """id -> the `input_fingerprint` each finished record was made from (None if it has none)."""
+        done = {}
         for p in self.root.glob("*.json"):
             try:
-                json.loads(p.read_text(encoding="utf-8"))
+                rec = json.loads(p.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError):
                 continue
-            done.add(p.stem)
+            done[p.stem] = rec.get("input_fingerprint") if isinstance(rec, dict) else None
         return done
 
     def has(self, process_id: int | str) -> bool:
@@ -135,6 +148,13 @@ class ItemStore:
             yield json.loads(p.read_text(encoding="utf-8"))
 
 
+def fingerprint(item: dict) -> str:
+    """A stable hash of an input item: resume redoes an item whose input changed since its result."""
+    return hashlib.sha256(
+        json.dumps(item, sort_keys=True, ensure_ascii=False, default=str).encode()
+    ).hexdigest()[:16]
+
+
 def write_merged(records: list[dict], out_dir: str | Path, task: str, output_path: str | None = None) -> Path:
     """Write a stage's merged output to `output_path` or <out_dir>/<task>_final_<N>.json (N records).
 
@@ -144,8 +164,9 @@ def write_merged(records: list[dict], out_dir: str | Path, task: str, output_pat
     out_dir = Path(out_dir)
     path = Path(output_path) if output_path else out_dir / f"{task}_final_{len(records)}.json"
     atomic_write_json(path, records)
+    own = re.compile(re.escape(task) + r"_final_\d+\.json")  # exactly this task's merges, no other stage's
     for old in out_dir.glob(f"{task}_final_*.json"):
-        if old != path and not old.name.endswith("_summary.json"):
+        if old != path and own.fullmatch(old.name):
             old.unlink(missing_ok=True)
             old.with_name(old.stem + "_summary.json").unlink(missing_ok=True)
     return path

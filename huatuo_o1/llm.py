@@ -70,6 +70,31 @@ class BudgetExceeded(Exception):
     """`--max_cost` was reached: no new request is issued."""
 
 
+class RequestRejected(Exception):
+    """The server refused this one request (too long for the context, content filter): the item
+    fails, the run goes on."""
+
+
+# 400 error codes that concern one request, not the run's setup (model, key, parameters)
+PER_REQUEST_CODES = (
+    "context_length_exceeded",
+    "string_above_max_length",
+    "content_filter",
+    "content_policy_violation",
+)
+
+
+@dataclasses.dataclass
+class Budget:
+    """Money one run may spend, shared by all its clients (search model and verifier alike)."""
+
+    limit: float | None = None
+    spent: float = 0.0
+
+    def left(self) -> bool:
+        return self.limit is None or self.spent < self.limit
+
+
 def price_for(model: str, override: tuple[float, float] | None = None) -> tuple[float, float] | None:
     """(input, output) USD per 1M tokens: the override, else the longest matching table prefix."""
     if override is not None:
@@ -158,8 +183,23 @@ def _retry_after_seconds(err: Exception) -> float | None:
     try:
         return float(value)
     except ValueError:
+        pass
+    try:
         parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    except (TypeError, ValueError):  # a malformed header: fall back to our own backoff
+        return None
+    return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _error_code(err: Exception) -> str | None:
+    """The OpenAI error `code` (or `type`) of an HTTP error body, e.g. "context_length_exceeded"."""
+    body = getattr(err, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]
+    if not isinstance(body, dict):
+        return None
+    code = body.get("code") or body.get("type")
+    return str(code) if code is not None else None
 
 
 def _http_client(timeout: float):
@@ -190,11 +230,13 @@ class LLMClient:
         max_cost: float | None = None,
         usage: Usage | None = None,
         default_kwargs: dict | None = None,
+        budget: Budget | None = None,
+        env_key: bool = True,
     ):
         self.model = model
         self.base_url = normalize_base_url(api_url)
         self.display_url = self.base_url or "https://api.openai.com/v1"
-        self._secret = api_key or os.environ.get("OPENAI_API_KEY") or ""
+        self._secret = api_key or (os.environ.get("OPENAI_API_KEY") if env_key else None) or ""
         self.client = openai.AsyncOpenAI(
             api_key=self._secret or "EMPTY",  # local servers (vLLM, SGLang) need no key
             base_url=self.base_url,
@@ -207,7 +249,7 @@ class LLMClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.price = price_for(model, price)
-        self.max_cost = max_cost
+        self.budget = budget if budget is not None else Budget(max_cost)
         self.usage = usage if usage is not None else Usage()
         self.default_kwargs = default_kwargs or {}
 
@@ -244,13 +286,19 @@ class LLMClient:
         await self.close()
 
     def budget_left(self) -> bool:
-        return self.max_cost is None or self.usage.cost < self.max_cost
+        return self.budget.left()
 
     # -- internals ------------------------------------------------------------------------------
     def _mask(self, text: str) -> str:
         if self._secret and len(self._secret) >= 4:
             text = text.replace(self._secret, "***")
         return re.sub(r"\bsk-[A-Za-z0-9_\-*]{6,}", "sk-***", text)
+
+    def _classify(self, err: openai.APIStatusError) -> Exception:
+        """A non-retryable error: RequestRejected when it concerns this request only, else fatal."""
+        if err.status_code == 400 and _error_code(err) in PER_REQUEST_CODES:
+            return RequestRejected(f"rejected by {self.display_url} (HTTP 400, {_error_code(err)})")
+        return self._fatal(err)
 
     def _fatal(self, err: openai.APIStatusError) -> FatalAPIError:
         status = err.status_code
@@ -264,6 +312,8 @@ class LLMClient:
             msg = f"invalid API key for {where} (HTTP 401)"
         elif status == 403:
             msg = f"permission denied by {where} for model {self.model!r} (HTTP 403)"
+        elif status == 429:
+            msg = f"quota exhausted for {where} (HTTP 429 insufficient_quota)"
         elif status == 404:
             msg = f"not found at {where}: model {self.model!r} or endpoint does not exist (HTTP 404)"
         else:
@@ -278,6 +328,7 @@ class LLMClient:
         if self.price is not None:
             cost = (pt * self.price[0] + ct * self.price[1]) / 1e6
         self.usage.add(pt, ct, cost)
+        self.budget.spent += cost
         item = current_item_usage.get()
         if item is not None and item is not self.usage:
             item.add(pt, ct, cost)
@@ -294,11 +345,20 @@ class LLMClient:
             for attempt in range(self.max_retries + 1):
                 if not self.budget_left():
                     raise BudgetExceeded(
-                        f"--max_cost {self.max_cost} USD reached (spent {self.usage.cost:.4f} USD)"
+                        f"--max_cost {self.budget.limit} USD reached (spent {self.budget.spent:.4f} USD)"
                     )
                 try:
                     resp = await fn(*args, **params)
-                except RETRYABLE as err:
+                except (*RETRYABLE, openai.APIStatusError) as err:
+                    status = getattr(err, "status_code", None)
+                    if (
+                        isinstance(err, openai.APIStatusError)
+                        and status not in (408, 409, 429)
+                        and status < 500
+                    ):
+                        raise self._classify(err) from None
+                    if status == 429 and _error_code(err) == "insufficient_quota":
+                        raise self._classify(err) from None
                     last = err
                     if attempt == self.max_retries:
                         break
@@ -309,8 +369,6 @@ class LLMClient:
                         delay = max(delay, min(retry_after, self.backoff_max))
                     await asyncio.sleep(delay)
                     continue
-                except openai.APIStatusError as err:
-                    raise self._fatal(err) from None
                 self._account(resp)
                 return resp
             kind = type(last).__name__
@@ -374,6 +432,16 @@ def add_client_args(parser, default_model: str = "gpt-4", default_num_process: i
 
 
 def client_from_args(args, usage: Usage | None = None, **overrides) -> LLMClient:
+    """The LLMClient a script's flags describe; bad flag values raise InputError (exit 2)."""
+    from huatuo_o1.io import InputError
+
+    if args.num_process < 1:
+        raise InputError(f"--num_process must be at least 1 (got {args.num_process})")
+    model = overrides.get("model", args.model_name)
+    if args.max_cost is not None and price_for(model, overrides.get("price", args.price)) is None:
+        raise InputError(
+            f"--max_cost needs a price, and model {model!r} is not in the price table: pass --price IN,OUT"
+        )
     kw = dict(
         model=args.model_name,
         api_key=args.api_key,

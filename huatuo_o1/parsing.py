@@ -55,12 +55,28 @@ def extract_json(text: str, required_keys: tuple[str, ...] = ()) -> dict | None:
 
 
 def parse_filter_verdict(reply: str) -> str | None:
-    """The stage-1 filter verdict named in the reply (the earliest one mentioned), or None."""
+    """The stage-1 filter verdict a reply gives, or None (the reply is then asked again).
+
+    Verdicts are matched as whole words ("compass" holds no "Pass"). A reply naming one verdict gives
+    it; one naming several ("not Too Simple ... Verdict: Pass") gives the verdict of its last line
+    that names exactly one; anything else is ambiguous.
+    """
     if not reply:
         return None
-    low = reply.lower()
-    found = [(low.find(v.lower()), v) for v in FILTER_VERDICTS if v.lower() in low]
-    return min(found)[1] if found else None
+
+    def named(text: str) -> set[str]:
+        return {v for v in FILTER_VERDICTS if re.search(rf"\b{re.escape(v)}\b", text, re.I)}
+
+    found = named(reply)
+    if len(found) == 1:
+        return found.pop()
+    for line in reversed([ln for ln in reply.splitlines() if ln.strip()]):
+        on_line = named(line)
+        if len(on_line) == 1:
+            return on_line.pop()
+        if on_line:
+            break
+    return None
 
 
 def parse_verdict(reply: str) -> bool | None:

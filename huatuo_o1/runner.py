@@ -8,11 +8,14 @@ The plan, in plain words:
     most the items in flight, and a rerun neither repeats nor duplicates finished ones.
   - The record's `status` field (e.g. "kept", "filtered", "failed") is counted for the summary;
     a record is saved whatever its status (a reply that never parsed is kept for inspection).
-  - An item whose requests kept failing (`TransientAPIError`) or that raised unexpectedly is not
-    saved (so a rerun retries it). `max_consecutive_failures` such failures in a row mean the
-    endpoint is down: the run stops with the reason, finished results intact.
-  - `BudgetExceeded` stops new items cleanly; `FatalAPIError` (bad key, unknown model) stops all
-    at once and propagates, so the script exits with code 2.
+  - An item whose requests kept failing (`TransientAPIError`), was rejected for that item alone
+    (`RequestRejected`, e.g. too long for the context) or that raised unexpectedly is not saved (so a
+    rerun retries it); the run then exits 1. `max_consecutive_failures` endpoint failures in a row
+    mean the endpoint is down: the run stops with the reason, finished results intact.
+  - Each saved record carries `input_fingerprint`, a hash of its input item: on resume an item whose
+    input changed since (the file was edited) is done again instead of reusing a stale result.
+  - `BudgetExceeded` stops new items cleanly; `FatalAPIError` (bad key, unknown model) cancels the
+    items in flight and propagates, so the script exits with code 2.
 """
 
 from __future__ import annotations
@@ -25,8 +28,15 @@ from collections.abc import Awaitable, Callable
 
 from tqdm.auto import tqdm
 
-from huatuo_o1.io import ItemStore
-from huatuo_o1.llm import BudgetExceeded, FatalAPIError, TransientAPIError, Usage, current_item_usage
+from huatuo_o1.io import ItemStore, fingerprint
+from huatuo_o1.llm import (
+    BudgetExceeded,
+    FatalAPIError,
+    RequestRejected,
+    TransientAPIError,
+    Usage,
+    current_item_usage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +68,14 @@ async def run_items(
     show_progress: bool = True,
 ) -> RunReport:
     report = RunReport(total=len(items))
-    done_ids = store.done_ids()
-    todo = [it for it in items if str(it[id_key]) not in done_ids]
+    finished = store.fingerprints()
+    prints = {str(it[id_key]): fingerprint(it) for it in items}
+
+    def is_done(it: dict) -> bool:
+        key = str(it[id_key])
+        return key in finished and finished[key] in (None, prints[key])
+
+    todo = [it for it in items if not is_done(it)]
     report.skipped = len(items) - len(todo)
     queue: asyncio.Queue = asyncio.Queue()
     for it in todo:
@@ -93,7 +109,15 @@ async def run_items(
             except FatalAPIError as e:
                 fatal.append(e)
                 stop.set()
+                for w in workers:  # stop at once: the other items' requests would fail the same way
+                    if w is not asyncio.current_task():
+                        w.cancel()
                 return
+            except RequestRejected as e:  # this item's request only (e.g. too long): not the endpoint
+                report.failed += 1
+                msg = f"item {item.get(id_key)}: {e}"
+                report.errors.append(msg)
+                log.warning(msg)
             except (TransientAPIError, Exception) as e:  # noqa: B014 - both listed for clarity
                 report.failed += 1
                 consecutive += 1
@@ -108,7 +132,8 @@ async def run_items(
                     stop.set()
             else:
                 consecutive = 0
-                record.setdefault("api_usage", usage.as_dict())
+                record["api_usage"] = usage.as_dict()  # this stage's requests for the item
+                record["input_fingerprint"] = prints[str(item[id_key])]
                 # off the event loop: the fsync of the atomic write would stall every worker
                 await asyncio.to_thread(store.save, item[id_key], record)
                 report.done += 1
@@ -120,7 +145,7 @@ async def run_items(
 
     workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(todo))))]
     try:
-        await asyncio.gather(*workers)
+        await asyncio.gather(*workers, return_exceptions=True)
     finally:
         for w in workers:
             w.cancel()
@@ -153,8 +178,16 @@ def add_run_args(parser, merged_help: str = "Merged output file") -> None:
 
 
 def exit_code_for(report: RunReport) -> int:
-    """0 when done or stopped by --max_cost; 1 when the endpoint looked down. Prints why it stopped."""
-    if not report.stopped_reason:
-        return 0
-    print(f"stopped: {report.stopped_reason}. Finished items are saved; rerun the same command to resume.")
-    return 0 if report.budget_stopped else 1
+    """0 when every item finished or --max_cost stopped the run cleanly; 1 when the endpoint looked
+    down or some items failed on it (they are not saved: rerunning the command retries just them)."""
+    if report.stopped_reason:
+        print(
+            f"stopped: {report.stopped_reason}. Finished items are saved; rerun the same command to resume."
+        )
+        return 0 if report.budget_stopped else 1
+    if report.failed:
+        print(
+            f"{report.failed} item(s) failed on the endpoint (see the warnings); rerun the same command to retry them."
+        )
+        return 1
+    return 0

@@ -50,7 +50,15 @@ from collections import Counter
 from pathlib import Path
 
 from huatuo_o1.io import InputError, ItemStore, atomic_write_json, load_records, write_merged
-from huatuo_o1.llm import LLMClient, Usage, client_from_args, dry_run_report, price_for, usage_report
+from huatuo_o1.llm import (
+    LLMClient,
+    Usage,
+    client_from_args,
+    dry_run_report,
+    normalize_base_url,
+    price_for,
+    usage_report,
+)
 from huatuo_o1.parsing import extract_json, parse_verdict
 from huatuo_o1.prompts import (
     SEARCH_STRATEGIES,
@@ -166,6 +174,15 @@ def item_rng(seed: int | None, process_id) -> random.Random:
 # ---------------------------------------------------------------------------------------------
 
 
+# Fields this stage writes; dropped from an input record so a rerun on a search output (or on
+# data/demo_data.json, which carries hand-written ones) never mixes old and new results.
+STALE_FIELDS = (
+    "Question", "Complex_CoT", "Response", "status", "error", "api_usage", "input_fingerprint",
+    "verify", "verifications", "Long_CoT", "gpt4_query_cot", "gpt4_response_cot", "response_struct",
+    "response_type", "prior_fail_try", "invalid_replies", "search_result",
+)  # fmt: skip
+
+
 class ItemFailed(Exception):
     """A step's reply stayed invalid after max_tries requests: the item ends as `failed`."""
 
@@ -242,6 +259,8 @@ class Searcher:
 
     async def process(self, item: dict) -> dict:
         d = copy.deepcopy(item)
+        for key in STALE_FIELDS:  # an input that is a trace or SFT file already: start clean
+            d.pop(key, None)
         d.update(
             verify=[],
             verifications=[],
@@ -303,6 +322,8 @@ def load_search_items(path: str | Path) -> tuple[list[dict], int]:
     for i, rec in enumerate(records, 1):
         rec["process_id"] = i
         q, a = rec.get(OPEN_Q), rec.get(GT)
+        if rec.get("status") in ("filtered", "failed"):  # stage 1 kept its verdict, not the item
+            continue
         if isinstance(q, str) and q.strip() and a not in (None, "") and not isinstance(a, (dict, list)):
             rec[GT] = str(a)
             items.append(rec)
@@ -392,7 +413,10 @@ def verifier_examples(records: list[dict]) -> list[dict]:
     out = []
     for rec in records:
         for trace in _walk_traces(rec):
-            for v in trace.get("verifications") or []:
+            verifications = trace.get("verifications") or []
+            if trace is not rec:  # a failed attempt restarted from the initial reasoning, whose
+                verifications = verifications[1:]  # verdict the final trace already holds
+            for v in verifications:
                 if v.get("label") is not None:
                     out.append({"response": v["response"], "reference": rec[GT], "label": bool(v["label"])})
     return out
@@ -531,11 +555,15 @@ async def run(args) -> int:
     if args.limit_num:
         items = items[: args.limit_num]
     cfg = config_from_args(args)
-    if args.dry_run:
-        print(dry_run_text(args, items, skipped, cfg))
-        return 0
     task = task_name_for(args.data_path)
     out_dir = Path(args.output_dir)
+    if args.dry_run:
+        done = ItemStore.existing_ids(out_dir / task)
+        todo = [it for it in items if str(it["process_id"]) not in done]
+        print(dry_run_text(args, todo, skipped, cfg))
+        if done:
+            print(f"[dry run] {len(items) - len(todo)} items already finished are not counted")
+        return 0
     store = ItemStore(out_dir / task)
     if args.retry_failed:
         store.drop_status(FAILED)
@@ -547,13 +575,18 @@ async def run(args) -> int:
     if args.verifier_model_name or args.verifier_api_url or args.verifier_api_key:
         vusage = Usage()
         vmodel = args.verifier_model_name or args.model_name
+        vurl = args.verifier_api_url or args.api_url
+        same_host = normalize_base_url(vurl) == normalize_base_url(args.api_url)
         verifier = client_from_args(
             args,
             usage=vusage,
             model=vmodel,
-            api_url=args.verifier_api_url or args.api_url,
-            api_key=args.verifier_api_key or args.api_key,
+            api_url=vurl,
+            # never send the search endpoint's key (or OPENAI_API_KEY) to another host
+            api_key=args.verifier_api_key or (args.api_key if same_host else None),
+            env_key=same_host,
             price=args.price if vmodel == args.model_name else None,
+            budget=client.budget,  # --max_cost bounds the run, verifier included
         )
         usages["verifier"] = (vusage, vmodel)
         prices["verifier"] = price_for(vmodel, prices["search"] if vmodel == args.model_name else None)

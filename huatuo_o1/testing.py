@@ -118,7 +118,8 @@ def build_tiny_classifier(out_dir: str | Path, hidden_size: int = 32, num_layers
 
 
 class FakeResponse:
-    """A scripted reply: text for a 200 answer, or an HTTP error status with optional headers."""
+    """A scripted reply: text for a 200 answer, or an HTTP error status with optional headers and
+    OpenAI error `code` (e.g. "context_length_exceeded", "insufficient_quota"; default: the status)."""
 
     def __init__(
         self,
@@ -127,12 +128,14 @@ class FakeResponse:
         headers: dict | None = None,
         error: str = "scripted error",
         delay: float = 0.0,
+        code: str | int | None = None,
     ):
         self.text = text
         self.status = status
         self.headers = headers or {}
         self.error = error
         self.delay = delay
+        self.code = code
 
 
 class FakeRequest:
@@ -206,8 +209,14 @@ class FakeOpenAIServer:
 
         from aiohttp import web
 
-        def error(status: int, message: str, headers: dict | None = None):
-            body = {"error": {"message": message, "type": "scripted", "code": status}}
+        def error(status: int, message: str, headers: dict | None = None, code=None):
+            body = {
+                "error": {
+                    "message": message,
+                    "type": "scripted",
+                    "code": code if code is not None else status,
+                }
+            }
             return web.json_response(body, status=status, headers=headers)
 
         async def models(request):
@@ -242,7 +251,7 @@ class FakeOpenAIServer:
             if reply.delay:
                 await asyncio.sleep(reply.delay)
             if reply.status != 200:
-                return error(reply.status, reply.error, reply.headers)
+                return error(reply.status, reply.error, reply.headers, reply.code)
             texts = reply.text if isinstance(reply.text, list) else [reply.text or ""] * req.n
             ptoks = max(1, len(req.prompt) // 4)
             ctoks = sum(max(1, len(t) // 4) for t in texts)

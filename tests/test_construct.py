@@ -292,3 +292,95 @@ def test_max_cost_stops_cleanly_and_resumes(tmp_path):
         assert 0 < len(merged) < 6 and first == len(merged)
         assert run_main(args_for(data, tmp_path / "out", srv)) == 0
         assert srv.count() == first + (6 - len(merged))
+
+
+def test_rerun_keeps_other_stages_merged_files(tmp_path):
+    data = write_items(tmp_path, make_items(2))
+    out = tmp_path / "out"
+    out.mkdir()
+    search_merge = out / "mcq_verifiable_final_2_CoT_search_final_1.json"  # stage 2 run on our output
+    search_merge.write_text("[]")
+    (out / "mcq_verifiable_final_1.json").write_text("[]")  # an older merge of this very task
+    with FakeOpenAIServer(default_responder) as srv:
+        assert run_main(args_for(data, out, srv)) == 0
+    assert search_merge.exists()
+    assert not (out / "mcq_verifiable_final_1.json").exists()
+
+
+def test_filtered_item_drops_an_open_question_the_input_carried(tmp_path):
+    items = make_items(2)
+    for it in items:  # like data/demo_data.json: the input already has the stage-1 fields
+        it.update({"Open-ended Verifiable Question": "old?", "Ground-True Answer": "old", "status": "kept"})
+    data = write_items(tmp_path, items)
+
+    def responder(req):
+        return (
+            ("Too Simple" if question_no(req.prompt) == 1 else "Pass")
+            if is_filter(req.prompt)
+            else rewrite_json(2)
+        )
+
+    with FakeOpenAIServer(responder) as srv:
+        assert run_main(args_for(data, tmp_path / "out", srv, "--filter_data")) == 0
+    first, second = json.loads(merged_file(tmp_path / "out").read_text())
+    assert first["status"] == "filtered" and "Open-ended Verifiable Question" not in first
+    assert "Ground-True Answer" not in first
+    assert second["Open-ended Verifiable Question"] == "Open question 2?"
+    assert second["api_usage"]["requests"] == 2
+
+
+def test_edited_input_item_is_redone_on_resume(tmp_path):
+    items = make_items(3)
+    data = write_items(tmp_path, items)
+    with FakeOpenAIServer(default_responder) as srv:
+        assert run_main(args_for(data, tmp_path / "out", srv)) == 0
+        items[1]["answer"] = items[1]["options"]["B"] = "Disease B2, corrected"
+        write_items(tmp_path, items)
+        assert run_main(args_for(data, tmp_path / "out", srv)) == 0
+        assert srv.count() == 4  # 3, then only the edited item again
+    merged = json.loads(merged_file(tmp_path / "out").read_text())
+    assert merged[1]["answer"] == "Disease B2, corrected"
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--num_process", "0"], "--num_process must be at least 1"),
+        (["--max_tries", "0"], "--max_tries must be at least 1"),
+        (["--model_name", "my-local-model", "--max_cost", "1"], "--max_cost needs a price"),
+    ],
+)
+def test_bad_flag_values_exit_2(tmp_path, flags, message):
+    data = write_items(tmp_path, make_items(1))
+    with FakeOpenAIServer(default_responder) as srv:
+        argv = args_for(data, tmp_path / "out", srv)
+        if "--model_name" in flags:
+            i = argv.index("--model_name")
+            del argv[i : i + 2]
+        proc = run_script(SCRIPT, *argv, *flags)
+        assert srv.count() == 0
+    assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_rejected_request_fails_only_its_item(tmp_path):
+    data = write_items(tmp_path, make_items(3))
+
+    def responder(req):
+        if question_no(req.prompt) == 2:
+            return FakeResponse(
+                status=400, error="maximum context length exceeded", code="context_length_exceeded"
+            )
+        return default_responder(req)
+
+    with FakeOpenAIServer(responder) as srv:
+        assert run_main(args_for(data, tmp_path / "out", srv)) == 1  # an item is left to retry
+        assert srv.count() == 3  # no retry of the rejected request, the others went on
+    assert [r["process_id"] for r in json.loads(merged_file(tmp_path / "out").read_text())] == [1, 3]
+
+
+def test_dry_run_after_a_partial_run_counts_only_what_is_left(tmp_path):
+    data = write_items(tmp_path, make_items(4))
+    with FakeOpenAIServer(default_responder) as srv:
+        assert run_main(args_for(data, tmp_path / "out", srv, "--limit_num", "3")) == 0
+        proc = run_script(SCRIPT, *args_for(data, tmp_path / "out", srv, "--dry_run"))
+    assert "1 requests to gpt-4o" in proc.stdout and "3 items already finished" in proc.stdout

@@ -12,6 +12,7 @@ from huatuo_o1.llm import (
     BudgetExceeded,
     FatalAPIError,
     LLMClient,
+    RequestRejected,
     TransientAPIError,
     estimate_tokens,
     normalize_base_url,
@@ -160,7 +161,65 @@ def test_verdict_parsers():
     assert parse_filter_verdict("Ambiguous Answer.") == "Ambiguous Answer"
     assert parse_filter_verdict("I think: Pass") == "Pass"
     assert parse_filter_verdict("unsure") is None
+    assert parse_filter_verdict("It is not too simple.\nVerdict: Pass") == "Pass"  # last line decides
+    assert parse_filter_verdict("As a compass for learners: Too Simple") == "Too Simple"  # whole words
+    assert parse_filter_verdict("Pass or Too Simple?") is None  # ambiguous: asked again
     assert parse_verdict("True") is True
     assert parse_verdict("The response is False.") is False
     assert parse_verdict("正确") is True and parse_verdict("不正确") is False
     assert parse_verdict("maybe") is None
+
+
+@pytest.mark.parametrize("status", [408, 409])
+def test_timeout_and_conflict_statuses_are_retried(status):
+    with FakeOpenAIServer([FakeResponse(status=status), "ok"]) as srv:
+        c = LLMClient("gpt-4o", api_url=srv.url, backoff_base=0.001)
+        assert call(c, "chat", "hi") == "ok"
+        assert srv.count() == 2
+
+
+def test_malformed_retry_after_still_retries():
+    with FakeOpenAIServer([FakeResponse(status=429, headers={"Retry-After": "soon"}), "ok"]) as srv:
+        c = LLMClient("gpt-4o", api_url=srv.url, backoff_base=0.001)
+        assert call(c, "chat", "hi") == "ok"
+
+
+def test_quota_exhausted_is_fatal_not_retried():
+    with FakeOpenAIServer([FakeResponse(status=429, code="insufficient_quota", error="quota")]) as srv:
+        c = LLMClient("gpt-4o", api_url=srv.url, backoff_base=0.001)
+        with pytest.raises(FatalAPIError, match="quota exhausted"):
+            call(c, "chat", "hi")
+        assert srv.count() == 1
+
+
+def test_context_length_rejection_concerns_one_request():
+    err = FakeResponse(status=400, code="context_length_exceeded", error="too long")
+    with FakeOpenAIServer([err]) as srv:
+        c = LLMClient("gpt-4o", api_url=srv.url)
+        with pytest.raises(RequestRejected, match="context_length_exceeded"):
+            call(c, "chat", "hi")
+
+
+def test_budget_is_shared_between_clients():
+    with FakeOpenAIServer(lambda r: "x" * 400) as srv:
+        a = LLMClient("gpt-4o", api_url=srv.url, price=(1e6, 1e6), max_cost=150)
+        b = LLMClient("gpt-4o", api_url=srv.url, price=(1e6, 1e6), budget=a.budget)
+
+        async def go():
+            async with a, b:
+                await a.chat("hello")
+                await b.chat("hello")  # together past the limit
+                with pytest.raises(BudgetExceeded):
+                    await a.chat("again")
+
+        asyncio.run(go())
+        assert srv.count() == 2
+
+
+def test_env_key_not_used_when_disabled(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with FakeOpenAIServer(["ok", "ok"]) as srv:
+        call(LLMClient("m", api_url=srv.url), "chat", "hi")
+        call(LLMClient("m", api_url=srv.url, env_key=False), "chat", "hi")
+        auths = [r.headers.get("authorization") for r in srv.requests]
+    assert auths[0] == f"Bearer {KEY}" and KEY not in auths[1]

@@ -344,7 +344,8 @@ def test_one_item_failing_does_not_stop_run(tmp_path):
 
     data = make_data(tmp_path / "data.json", [0, 0, 0])
     with FakeOpenAIServer(responder) as srv:
-        assert run_main(data, srv, tmp_path / "out", "--max_retries", "1", "--num_process", "1") == 0
+        # the run goes on past the failed item, then exits 1: there is an item left to retry
+        assert run_main(data, srv, tmp_path / "out", "--max_retries", "1", "--num_process", "1") == 1
     assert sorted(records(tmp_path / "out")) == [1, 3]  # the failed item is not saved: a rerun retries it
     _, summary = merged(tmp_path / "out")
     assert summary["unfinished"] == 1 and "item 2" in summary["errors"][0]
@@ -428,3 +429,57 @@ def test_dry_run_prints_request_range_without_network(tmp_path, capsys):
     assert "requests: 12 to 39" in text and "3 items to search (1 skipped" in text
     assert "USD" in text
     assert not (tmp_path / "out").exists()
+
+
+def test_verifier_export_counts_each_verdict_once_over_attempts(tmp_path):
+    data = make_data(tmp_path / "data.json", [9])  # never right: 3 attempts x depth 1, then label
+    with FakeOpenAIServer(sm.responder) as srv:
+        args = ["--max_search_attempts", "3", "--max_search_depth", "1", "--seed", "1"]
+        assert (
+            run_main(data, srv, tmp_path / "out", *args, "--export_verifier_data", str(tmp_path / "v.json"))
+            == 0
+        )
+        verifier_calls = kinds(srv).count("verify")
+    examples = json.loads((tmp_path / "v.json").read_text())
+    assert verifier_calls == 4 and len(examples) == 4  # the initial verdict + one per attempt
+    # every attempt's first refinement, not only the last attempt's, avoids Backtracking
+    (rec,) = records(tmp_path / "out").values()
+    for trace in [rec, *rec["prior_fail_try"]]:
+        assert trace["response_type"][1] != "Re_CoT_Backtracking"
+
+
+def test_stage1_output_feeds_stage2(tmp_path):
+    """A stage-1 merged file: filtered/failed items are skipped, stale fields never leak into traces."""
+    q = "Case 1: which diagnosis?"
+    rows = [
+        {OPEN_Q: q, GT: sm.scripted_answer(q, 0), "status": "kept", "api_usage": {"requests": 1},
+         "Complex_CoT": "hand-written", "Response": "hand-written"},
+        {OPEN_Q: "Case 2: filtered?", GT: "x", "status": "filtered", "filter_verdict": "Too Simple"},
+    ]  # fmt: skip
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps(rows))
+    with FakeOpenAIServer(sm.responder) as srv:
+        assert run_main(data, srv, tmp_path / "out") == 0
+        n_requests = srv.count()
+    (rec,) = records(tmp_path / "out").values()
+    assert rec["api_usage"]["requests"] == n_requests == 4
+    assert rec["Complex_CoT"] != "hand-written" and "Case 2" not in json.dumps(records(tmp_path / "out"))
+
+
+def test_verifier_on_another_host_never_gets_the_search_key(tmp_path):
+    data = make_data(tmp_path / "data.json", [0])
+    with FakeOpenAIServer(sm.responder) as srv, FakeOpenAIServer(sm.responder) as judge:
+        env = os.environ.copy()
+        os.environ["OPENAI_API_KEY"] = "sk-test-env-key"
+        try:
+            assert (
+                run_main(
+                    data, srv, tmp_path / "out", "--verifier_api_url", f"http://localhost:{judge.port}/v1"
+                )
+                == 0
+            )
+        finally:
+            os.environ.clear()
+            os.environ.update(env)
+        judge_auth = {r.headers.get("authorization") for r in judge.requests}
+    assert judge.count() and not any("sk-test" in (a or "") for a in judge_auth)
