@@ -28,7 +28,7 @@ import types
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from huatuo_o1.eval_backends import run_server  # noqa: E402
-from huatuo_o1.eval_run import item_id, make_record  # noqa: E402
+from huatuo_o1.eval_run import generation_input, item_id, make_record  # noqa: E402
 from huatuo_o1.io import ItemStore  # noqa: E402
 from huatuo_o1.llm import LLMClient  # noqa: E402
 from huatuo_o1.prompts import eval_prompt  # noqa: E402
@@ -67,7 +67,7 @@ def make_responder(latencies: list[float]):
 def run_ours(url: str, items: list[dict], in_flight: int) -> float:
     work = [
         {"item_id": item_id(i, it), "item": it, "user_prompt": eval_prompt(it), "prompt": eval_prompt(it)}
-        for i, it in enumerate(items)
+        for i, it in enumerate(items, 1)
     ]
     args = types.SimpleNamespace(
         use_chat_api=False,
@@ -83,9 +83,11 @@ def run_ours(url: str, items: list[dict], in_flight: int) -> float:
         store = ItemStore(d)
         client = LLMClient("fake-model", api_url=url, max_concurrency=in_flight)
         t = time.perf_counter()
-        report = run_server(work, store, client, args, make_record)
+        report = run_server([generation_input(w) for w in work], store, client, args)
+        outs = {r["item_id"]: r["outputs"] for r in store.iter_records()}
+        records = [make_record(w, outs[w["item_id"]]) for w in work]  # scored, as the original did
         dt = time.perf_counter() - t
-        assert report.done == len(items), report.errors[:3]
+        assert report.done == len(items) == len(records), report.errors[:3]
     return dt
 
 

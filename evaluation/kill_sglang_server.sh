@@ -1,24 +1,39 @@
 #!/usr/bin/env bash
 # Stop the SGLang server(s) started for evaluation, and nothing else.
 #
-#   bash evaluation/kill_sglang_server.sh            # every recorded server
-#   bash evaluation/kill_sglang_server.sh 30000      # only the one on port 30000
+#   bash evaluation/kill_sglang_server.sh            # servers recorded by eval.py --launch_server, else
+#                                                    # those started by hand from this repository
+#   bash evaluation/kill_sglang_server.sh 30000      # the one on port 30000 (recorded or started by hand)
 #
 # 1. Servers started by `eval.py --launch_server` are recorded in
-#    ${HUATUO_RUN_DIR:-~/.cache/huatuo_o1}/sglang_<port>.pid (their process group id): each
-#    group is sent SIGTERM, then SIGKILL after 20 s if still alive, and its pid file is removed.
-#    A stale pid file (group gone, or its leader no longer an SGLang process) kills nothing.
-# 2. When nothing is recorded (the server was started by hand with the README's
-#    `python -m sglang.launch_server ... &`), the processes of this user whose arguments are exactly
-#    `-m sglang.launch_server` (and `--port PORT` when a port is given) are stopped with their
-#    children. Unlike the original's name match, a process that merely has "sglang" in its name
-#    or command line is never touched.
+#    ${HUATUO_RUN_DIR:-~/.cache/huatuo_o1}/sglang_<port>.pid (process group id and the leader's
+#    start time, /proc/PID/stat field 22). A recorded group is ours when its leader is alive with
+#    the recorded start time (else the pid was reused), or when the leader is gone but workers of
+#    the group remain. Each such group is sent SIGTERM, then SIGKILL after 20 s if still alive, and
+#    its pid file is removed. A stale pid file kills nothing.
+# 2. Only when nothing is recorded (the server was started by hand with the README's
+#    `python -m sglang.launch_server ... --port PORT &`): the processes of this user whose arguments
+#    are exactly `-m sglang.launch_server` are stopped with their children, if they run on PORT (when
+#    a port is given) or, without a port, if they were started from this repository (their working
+#    directory is its root), as the README's commands are. Other users' servers and servers started
+#    elsewhere are never touched; unlike the original's name match, neither is a process that merely
+#    has "sglang" in its name or command line.
 set -u
 PORT=${1:-}
 RUN_DIR=${HUATUO_RUN_DIR:-$HOME/.cache/huatuo_o1}
+REPO=$(cd "$(dirname "$0")/.." && pwd -P)
 GRACE=${HUATUO_KILL_GRACE:-20}
 
 group_alive() { kill -0 -- "-$1" 2>/dev/null; }
+
+start_time() {  # $1 = pid: field 22 of /proc/PID/stat (empty when no such process)
+  local stat rest
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  rest=${stat##*) }  # fields 3.. (the command name, field 2, may hold spaces and parentheses)
+  # shellcheck disable=SC2086
+  set -- $rest
+  echo "${20}"
+}
 
 stop_group() {  # $1 = process group id
   kill -TERM -- "-$1" 2>/dev/null || return 1
@@ -30,6 +45,18 @@ stop_group() {  # $1 = process group id
   return 0
 }
 
+recorded_is_ours() {  # $1 = pgid, $2 = recorded start time (may be empty)
+  group_alive "$1" || return 1
+  local now
+  now=$(start_time "$1")
+  [ -z "$now" ] && return 0  # leader gone, workers left: a live group id is never reused
+  if [ -n "$2" ]; then
+    [ "$now" = "$2" ]
+  else  # older pid file without a start time
+    tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null | grep -q "sglang\.launch_server"
+  fi
+}
+
 descendants() {  # $1 = pid: prints its descendants (children first found, deepest last)
   local kids
   kids=$(ps -o pid= --ppid "$1" 2>/dev/null)
@@ -39,26 +66,32 @@ descendants() {  # $1 = pid: prints its descendants (children first found, deepe
   done
 }
 
-is_launch_server() {  # $1 = pid: argv holds "-m sglang.launch_server" (and --port PORT if set)
-  local args prev="" found=0 port_ok=1
+is_launch_server() {  # $1 = pid: argv holds "-m sglang.launch_server" and "--port PORT" (or, with
+  local args prev="" found=0 port_ok=0  # no PORT, the process runs in this repository's root)
   [ -r "/proc/$1/cmdline" ] || return 1
+  if [ -z "$PORT" ]; then
+    [ "$(readlink "/proc/$1/cwd" 2>/dev/null)" = "$REPO" ] || return 1
+    port_ok=1
+  fi
   mapfile -d '' args < "/proc/$1/cmdline" 2>/dev/null || return 1
-  [ -n "$PORT" ] && port_ok=0
   for a in "${args[@]}"; do
     [ "$prev" = "-m" ] && [ "$a" = "sglang.launch_server" ] && found=1
     [ "$prev" = "--port" ] && [ "$a" = "$PORT" ] && port_ok=1
-    [[ -n "$PORT" && "$a" == "--port=$PORT" ]] && port_ok=1
+    [ "$a" = "--port=$PORT" ] && port_ok=1
     prev=$a
   done
   [ $found = 1 ] && [ $port_ok = 1 ]
 }
 
 stopped=0
+recorded=0
 if [ -n "$PORT" ]; then files=("$RUN_DIR/sglang_$PORT.pid"); else files=("$RUN_DIR"/sglang_*.pid); fi
 for f in "${files[@]}"; do
   [ -f "$f" ] || continue
+  recorded=$((recorded + 1))
   pgid=$(grep -o '"pgid": *[0-9]*' "$f" | grep -o '[0-9]*$')
-  if [ -n "$pgid" ] && group_alive "$pgid" && tr '\0' ' ' < "/proc/$pgid/cmdline" 2>/dev/null | grep -q "sglang\.launch_server"; then
+  st=$(grep -o '"start_time": *[0-9]*' "$f" | grep -o '[0-9]*$')
+  if [ -n "$pgid" ] && recorded_is_ours "$pgid" "$st"; then
     echo "stopping SGLang process group $pgid (recorded in $f)"
     stop_group "$pgid" && stopped=$((stopped + 1))
   else
@@ -67,12 +100,12 @@ for f in "${files[@]}"; do
   rm -f "$f"
 done
 
-if [ $stopped = 0 ]; then
+if [ $recorded = 0 ]; then
   for p in $(ps -u "$(id -u)" -o pid=); do
     [ "$p" = "$$" ] && continue
     if is_launch_server "$p"; then
       kids=$(descendants "$p")
-      echo "stopping sglang.launch_server pid $p (started by hand) and its children: ${kids//$'\n'/ }"
+      echo "stopping sglang.launch_server pid $p${PORT:+ on port $PORT} (started by hand) and its children: ${kids//$'\n'/ }"
       kill -TERM "$p" $kids 2>/dev/null
       stopped=$((stopped + 1))
       sleep 2
@@ -80,5 +113,8 @@ if [ $stopped = 0 ]; then
     fi
   done
 fi
-[ $stopped = 0 ] && echo "no SGLang server of this project is running"
+if [ $stopped = 0 ]; then
+  echo "no SGLang server of this project is running"
+  [ -z "$PORT" ] && echo "(a server started by hand elsewhere than $REPO is stopped only when its port is given: bash $0 PORT)"
+fi
 exit 0

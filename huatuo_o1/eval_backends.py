@@ -6,14 +6,21 @@ original did with SGLang. `--use_chat_api` sends the plain user turn to the chat
 (hosted APIs, servers that template themselves). `--max_tokens N` caps the templated prompt at N
 tokens by cutting the end of the question (the instruction, options and template stay whole).
 
-Server backend: one request per question (`n` = samples per question), at most `--batch_size` in
-flight through the shared LLMClient (retries, backoff, fatal errors), driven by runner.run_items,
-which saves each finished question at once (resume) and shows a progress bar. The original sent
-one blocking request holding a whole batch, so a batch waited for its slowest answer.
+Server backend: one request per question (`n` = samples per question; with `--seed` and k > 1, k
+requests seeded seed, seed+1, ... so the samples differ on every server), at most `--batch_size`
+in flight through the shared LLMClient (retries, backoff, fatal errors), driven by
+runner.run_items, which saves each finished question's outputs at once (resume) and shows a
+progress bar. A request rejected for that question alone (HTTP 400, e.g. prompt too long) saves
+the question with empty outputs and an `error`; 401/403/404 stay fatal. The original sent one
+blocking request holding a whole batch, so a batch waited for its slowest answer.
 
 hf backend: transformers `generate` in-process, prompts sorted by length and cut into batches of
-`--batch_size` (less padding), sampling with the same temperature/top_p, `n` return sequences per
-prompt; each batch's questions are saved as soon as it finishes.
+`--batch_size` (less padding), sampling with the same temperature/top_p and no top-k cut (as the
+server), `n` return sequences per prompt (greedy: decoded once and copied); each batch's
+questions are saved as soon as it finishes.
+
+Cached records hold only `item_id`, `outputs` (and `error`): eval_run scores them against the
+current eval file.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ class PromptBuilder:
         self.tok = tokenizer
         self.use_chat_template = use_chat_template
         self.max_tokens = max_tokens
+        self.uncapped = 0  # prompts still over --max_tokens with the whole question cut
         if use_chat_template and tokenizer is not None and not getattr(tokenizer, "chat_template", None):
             raise InputError(
                 f"the tokenizer of {tokenizer.name_or_path!r} has no chat template; "
@@ -86,6 +94,8 @@ class PromptBuilder:
             question = self.tok.decode(ids[: max(0, len(ids) - over)], skip_special_tokens=True)
             user = eval_prompt({**item, "question": question}, strict)
             text = self.template(user)
+        if len(self.tok.encode(text, add_special_tokens=False)) > self.max_tokens:
+            self.uncapped += 1  # instruction + options + template alone are longer than the cap
         return user, text
 
 
@@ -123,28 +133,51 @@ def generation_kwargs(args, chat: bool) -> dict:
 
 
 def make_server_process(client, args):
-    """The per-question coroutine for runner.run_items: returns the generated texts."""
+    """The per-question coroutine for runner.run_items: returns the generated texts.
+
+    k samples are one request with `n=k`, except with `--seed`: one seeded request with `n=k`
+    would give k copies of one sample on servers that seed each choice alike (SGLang), so we
+    send k requests with seeds seed, seed+1, ... (reproducible and distinct on every server).
+    """
     gen = generation_kwargs(args, args.use_chat_api)
     n = args.n_samples
 
-    async def generate(work: dict) -> list[str]:
+    async def one(work: dict, k: int, **kw) -> list[str]:
         if args.use_chat_api:
-            if n == 1:
-                return [await client.chat(work["user_prompt"], **gen)]
-            return await client.chat_n(work["user_prompt"], n, **gen)
-        return await client.complete(work["prompt"], n=n, **gen)
+            if k == 1:
+                return [await client.chat(work["user_prompt"], **kw)]
+            return await client.chat_n(work["user_prompt"], k, **kw)
+        return await client.complete(work["prompt"], n=k, **kw)
+
+    async def generate(work: dict) -> list[str]:
+        if args.seed is not None and n > 1:
+            parts = await asyncio.gather(*(one(work, 1, **{**gen, "seed": args.seed + j}) for j in range(n)))
+            return [p[0] for p in parts]
+        return await one(work, n, **gen)
 
     return generate
 
 
-def run_server(work_items: list[dict], store, client, args, make_record) -> object:
+def run_server(work_items: list[dict], store, client, args) -> object:
+    """Generate the unfinished items; each saved record is {"item_id", "outputs"[, "error"]}.
+
+    A request the server rejects for this question alone (HTTP 400: prompt too long for the
+    context, content filter) saves the question with empty outputs and an `error`: it counts as
+    wrong and unanswered instead of stopping the run.
+    """
+    from huatuo_o1.llm import RequestRejected
     from huatuo_o1.runner import run_items
 
     generate = make_server_process(client, args)
 
     async def process(work: dict) -> dict:
-        outputs = await generate(work)
-        return make_record(work, [postprocess_output(o) for o in outputs])
+        try:
+            outputs = await generate(work)
+        except RequestRejected as e:
+            msg = f"{e}; a too-long prompt can be capped with --max_tokens"
+            log.warning("question %s: %s", work["item_id"], msg)
+            return {"item_id": work["item_id"], "outputs": [""] * args.n_samples, "error": msg}
+        return {"item_id": work["item_id"], "outputs": [postprocess_output(o) for o in outputs]}
 
     async def go():
         try:
@@ -196,24 +229,34 @@ class HFGenerator:
     ) -> list[list[str]]:
         enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         sample = temperature is not None and temperature > 0
-        kw = {"do_sample": sample, "max_new_tokens": max_new_tokens, "num_return_sequences": n}
+        # greedy samples are all the same: decode once and copy
+        k = n if sample else 1
+        kw = {"do_sample": sample, "max_new_tokens": max_new_tokens, "num_return_sequences": k}
         if sample:
-            kw.update(temperature=temperature, top_p=top_p)
+            # top_k=0: no top-k cut (transformers' default is 50), as the server samples
+            kw.update(temperature=temperature, top_p=top_p, top_k=0)
         else:
             kw.update(temperature=None, top_p=None, top_k=None)
         with self.torch.inference_mode():
             out = self.model.generate(**enc, pad_token_id=self.tok.pad_token_id, **kw)
         new = out[:, enc["input_ids"].shape[1] :]
         texts = self.tok.batch_decode(new, skip_special_tokens=True)
-        return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
+        per = [texts[i * k : (i + 1) * k] for i in range(len(prompts))]
+        return [p * n if k == 1 else p for p in per]
 
 
-def run_hf(work_items: list[dict], store, generator: HFGenerator, args, make_record) -> dict:
-    """Generate for the unfinished items in length-sorted batches; returns counts."""
+def run_hf(work_items: list[dict], store, generator: HFGenerator, args) -> dict:
+    """Generate for the unfinished items in length-sorted batches; returns counts.
+
+    Like runner.run_items, each record carries the `input_fingerprint` of its work item (the
+    prompt): an item whose prompt changed since is generated again.
+    """
     from tqdm.auto import tqdm
 
-    done = store.done_ids()
-    todo = [w for w in work_items if w["item_id"] not in done]
+    from huatuo_o1.io import fingerprint
+
+    finished = store.fingerprints()
+    todo = [w for w in work_items if finished.get(w["item_id"], "-") not in (None, fingerprint(w))]
     todo.sort(key=lambda w: len(w["prompt"]))
     bar = tqdm(total=len(todo), desc="eval (hf)", disable=args.quiet, dynamic_ncols=True)
     for start in range(0, len(todo), args.batch_size):
@@ -222,7 +265,8 @@ def run_hf(work_items: list[dict], store, generator: HFGenerator, args, make_rec
             [w["prompt"] for w in batch], args.n_samples, args.max_new_tokens, args.temperature, args.top_p
         )
         for w, o in zip(batch, outs, strict=True):
-            store.save(w["item_id"], make_record(w, [postprocess_output(t) for t in o]))
+            rec = {"item_id": w["item_id"], "outputs": [postprocess_output(t) for t in o]}
+            store.save(w["item_id"], {**rec, "input_fingerprint": fingerprint(w)})
         bar.update(len(batch))
     bar.close()
     return {"skipped": len(work_items) - len(todo), "done": len(todo)}

@@ -4,12 +4,19 @@ Steps:
   1. Read the eval file (CONTRACTS §6: source -> items, or a plain list = source `normal`) and
      check every item (question, options, answer_idx among the options) before any request.
   2. Build each prompt (prompts.eval_prompt, chat template applied locally, see eval_backends).
-  3. Generate with the chosen backend. Each finished question is saved at once in a cache folder
-     named after the run and a hash of every setting that changes outputs, so an interrupted run
-     resumes where it stopped and a changed setting never reuses stale answers.
-  4. Score every output (eval_scoring), write `<model>_<eval file stem>_<task>[_strict-prompt][_n<k>].json`
-     (one record per question: the item, its source, the prompt, `output`, the extracted answers
-     and correctness) and `result_<same name>.json` (per-source summary), print the table.
+  3. Generate with the chosen backend. Each finished question's outputs (only the outputs, never
+     scores) are saved at once in a cache folder named after the run and a hash of every setting
+     that changes outputs (for a local model folder, also a fingerprint of its config and weight
+     files), so an interrupted run resumes where it stopped and a changed setting or model never
+     reuses stale answers. A question is identified by its source, its index within the source
+     (stable under --limit_num), its question and options; its cached outputs are reused only
+     while its prompt is unchanged.
+  4. Score every output with the current eval file (so an edited answer_idx is re-scored without
+     a request), write `<model><eval file stem>_<task>[_strict-prompt][_n<k>].json` (the original's
+     name: one record per question with the item, its prompt, `output`, the extracted answers and
+     correctness), `result_<same name>.json` (the original's layout: {source: [score, first
+     correct, count, last correct]}) and `<same name>_summary.json` (lenient, strict, unanswered,
+     n-sample statistics, settings, missing and rejected questions), print the table.
 """
 
 from __future__ import annotations
@@ -150,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dp", type=int, default=1, help="SGLang data parallel size.")
     s.add_argument("--tp", type=int, default=1, help="SGLang tensor parallel size.")
     s.add_argument(
+        "--sglang_python",
+        type=str,
+        default=None,
+        help="Python interpreter of the environment where SGLang is installed "
+        "(default: $HUATUO_SGLANG_PYTHON, else this interpreter).",
+    )
+    s.add_argument(
         "--server_timeout",
         type=float,
         default=1800.0,
@@ -203,19 +217,40 @@ def load_eval_file(path: str | Path) -> list[dict]:
 
 
 def results_name(args) -> str:
-    model = os.path.basename(os.path.normpath(args.model_name)) if args.model_name else "model"
-    stem = Path(args.eval_file).name
-    stem = stem[: -len(".json")] if stem.endswith(".json") else Path(stem).stem
-    name = f"{model}_{stem}_{args.task}" + ("_strict-prompt" if args.strict_prompt else "")
+    """The original's name: model folder name + eval file stem (no separator) + `_<task>`."""
+    model = os.path.basename(os.path.normpath(args.model_name)) if args.model_name else ""
+    stem = os.path.basename(args.eval_file).replace(".json", "")
+    name = f"{model}{stem}_{args.task}" + ("_strict-prompt" if args.strict_prompt else "")
     if args.n_samples > 1:
         name += f"_n{args.n_samples}"
     return name
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack", ".h5")
+
+
+def model_fingerprint(path: str | None) -> str | None:
+    """For a local model folder: a hash of config.json and the name/size/mtime of its weight files
+    (retrained weights in the same folder change it); None for a hub id or a hosted model name."""
+    if not path or not os.path.isdir(path):
+        return None
+    root = Path(path)
+    h = hashlib.sha1()
+    cfg = root / "config.json"
+    h.update(cfg.read_bytes() if cfg.is_file() else b"")
+    for f in sorted(root.rglob("*")):
+        if f.is_file() and f.name.endswith(WEIGHT_SUFFIXES):
+            st = f.stat()
+            h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
 def settings_of(args) -> dict:
     """Every setting that changes the generated text (the cache key)."""
     return {
+        "cache_format": 2,  # records hold outputs only
         "model_name": args.model_name,
+        "model_fingerprint": model_fingerprint(args.model_name),
         "backend": args.backend,
         "api_url": args.api_url if args.backend == "server" else None,
         "served_model_name": args.served_model_name,
@@ -232,17 +267,18 @@ def settings_of(args) -> dict:
     }
 
 
-def item_id(index: int, item: dict) -> str:
+def item_id(index_in_source: int, item: dict) -> str:
+    """`<index within its source>-<hash of source, question, options>`: stable under --limit_num."""
     h = hashlib.sha1(
         json.dumps(
             [item["source"], item["question"], item["options"]], ensure_ascii=False, sort_keys=True
         ).encode()
     ).hexdigest()
-    return f"{index}-{h[:10]}"
+    return f"{index_in_source}-{h[:10]}"
 
 
-def make_record(work: dict, outputs: list[str]) -> dict:
-    """One results-file record: the item, its prompt, the output(s) and their scores."""
+def make_record(work: dict, outputs: list[str], error: str | None = None) -> dict:
+    """One results-file record: the item, its prompt, the output(s) scored against the item now."""
     from huatuo_o1.eval_scoring import score_output
 
     item = work["item"]
@@ -256,7 +292,30 @@ def make_record(work: dict, outputs: list[str]) -> dict:
     }
     if len(scored) > 1:
         rec["samples"] = scored
+    if error:
+        rec["error"] = error
     return rec
+
+
+def generation_input(work: dict) -> dict:
+    """What a cached output depends on (besides the settings): its id and the prompt sent."""
+    return {"item_id": work["item_id"], "prompt": work["prompt"], "user_prompt": work["user_prompt"]}
+
+
+def check_sglang_python(python: str) -> None:
+    """InputError unless `python` runs and can import sglang (checked before anything starts)."""
+    import subprocess
+
+    probe = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('sglang') else 3)"
+    try:
+        rc = subprocess.run([python, "-c", probe], capture_output=True, timeout=120).returncode
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise InputError(f"--sglang_python {python!r} cannot be run ({type(e).__name__})") from None
+    if rc != 0:
+        raise InputError(
+            f"--sglang_python {python!r} cannot import sglang: pass the interpreter of the "
+            "environment where SGLang is installed (--sglang_python or HUATUO_SGLANG_PYTHON)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,16 +338,24 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError(
             "--launch_server starts a local SGLang server: it goes with --backend server and no --api_url"
         )
+    if args.n_samples > 1 and args.temperature <= 0:
+        log_where = "copied" if args.backend == "hf" else "requested"
+        print(
+            f"warning: --temperature {args.temperature} is greedy: the {args.n_samples} samples per "
+            f"question are identical ({log_where} {args.n_samples} times)",
+            file=sys.stderr,
+        )
+    if args.launch_server:
+        args.sglang_python = args.sglang_python or os.environ.get("HUATUO_SGLANG_PYTHON") or sys.executable
+        check_sglang_python(args.sglang_python)
 
     items = load_eval_file(args.eval_file)
-    if args.limit_num is not None:
-        seen: dict[str, int] = {}
-        kept = []
-        for it in items:
-            seen[it["source"]] = seen.get(it["source"], 0) + 1
-            if seen[it["source"]] <= args.limit_num:
-                kept.append(it)
-        items = kept
+    counts: dict[str, int] = {}
+    indexed = []
+    for it in items:  # index within the source, counted before --limit_num
+        counts[it["source"]] = counts.get(it["source"], 0) + 1
+        if args.limit_num is None or counts[it["source"]] <= args.limit_num:
+            indexed.append((counts[it["source"]], it))
 
     need_tok = (
         args.backend == "hf" or (not args.use_chat_api and args.use_chat_template) or args.max_tokens > 0
@@ -298,9 +365,16 @@ def main(argv: list[str] | None = None) -> int:
         tok, use_chat_template=args.use_chat_template and not args.use_chat_api, max_tokens=args.max_tokens
     )
     work = []
-    for i, it in enumerate(items):
+    for i, it in indexed:
         user, text = builder.build(it, args.strict_prompt)
         work.append({"item_id": item_id(i, it), "item": it, "user_prompt": user, "prompt": text})
+    if builder.uncapped:
+        print(
+            f"warning: {builder.uncapped} of {len(work)} prompts stay longer than --max_tokens "
+            f"{args.max_tokens} even with the whole question cut (instruction, options and template "
+            "alone are longer); they are sent as they are",
+            file=sys.stderr,
+        )
     if not args.quiet and work:
         print(
             "Example prompt:\n" + (work[0]["user_prompt"] if args.use_chat_api else work[0]["prompt"]),
@@ -318,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     store = ItemStore(cache)
     atomic_write_json(cache.parent / f"{cache.name}.settings.json", settings)
 
+    gen_work = [generation_input(w) for w in work]
     failed_msgs: list[str] = []
     if args.backend == "hf":
         from huatuo_o1.eval_backends import HFGenerator, run_hf
@@ -327,31 +402,53 @@ def main(argv: list[str] | None = None) -> int:
 
             set_seed(args.seed)
         gen = HFGenerator(args.model_name, tok, device=args.device, dtype=args.dtype)
-        run_hf(work, store, gen, args, make_record)
+        run_hf(gen_work, store, gen, args)
     else:
-        failed_msgs = _run_server(work, store, args)
+        failed_msgs = _run_server(gen_work, store, args)
 
-    by_id = {r["item_id"]: r for r in store.iter_records()}
-    records = [by_id[w["item_id"]] for w in work if w["item_id"] in by_id]
+    # score now, against the current items: cached outputs never carry stale scores
+    from huatuo_o1.io import fingerprint
+
+    cached = {r.get("item_id"): r for r in store.iter_records()}
+    records = []
+    for w, g in zip(work, gen_work, strict=True):
+        c = cached.get(w["item_id"])
+        if c is None or c.get("input_fingerprint") not in (None, fingerprint(g)) or not c.get("outputs"):
+            continue
+        records.append(make_record(w, c["outputs"], c.get("error")))
     missing = len(work) - len(records)
+    rejected = [
+        {"item_id": r["item_id"], "source": r["source"], "error": r["error"]}
+        for r in records
+        if r.get("error")
+    ]
     summary = summarize(records)
     res_path = out_dir / f"{name}.json"
     sum_path = out_dir / f"result_{name}.json"
+    rich_path = out_dir / f"{name}_summary.json"
     atomic_write_json(res_path, records)
+    atomic_write_json(sum_path, {src: v["score_list"] for src, v in summary.items()})
     atomic_write_json(
-        sum_path,
+        rich_path,
         {
             "sources": summary,
             "overall": overall(summary),
             "results_file": str(res_path),
             "questions": len(work),
             "missing": missing,
+            "rejected": rejected,
             "settings": settings,
         },
     )
     print(f"*{res_path.name}*")
     print(format_table(summary))
-    print(f"results: {res_path}\nsummary: {sum_path}")
+    print(f"results: {res_path}\nscores (original layout): {sum_path}\nsummary: {rich_path}")
+    if rejected:
+        print(
+            f"{len(rejected)} question(s) rejected by the server (counted wrong and unanswered, "
+            f"listed in {rich_path.name}): {rejected[0]['error']}",
+            file=sys.stderr,
+        )
     if missing:
         for m in failed_msgs[:5]:
             print(f"  {m}", file=sys.stderr)
@@ -368,6 +465,7 @@ def _run_server(work: list[dict], store: ItemStore, args) -> list[str]:
     import contextlib
 
     from huatuo_o1.eval_backends import run_server, served_model_id
+    from huatuo_o1.io import fingerprint
     from huatuo_o1.llm import LLMClient, normalize_base_url
 
     base_url = normalize_base_url(args.api_url) if args.api_url else f"http://127.0.0.1:{args.port}/v1"
@@ -380,11 +478,13 @@ def _run_server(work: list[dict], store: ItemStore, args) -> list[str]:
             port=args.port,
             log_path=args.server_log,
             timeout=args.server_timeout,
+            python=args.sglang_python,
             mem_fraction_static=args.mem_fraction_static,
             dp=args.dp,
             tp=args.tp,
         )
-    if store.done_ids() >= {w["item_id"] for w in work}:
+    finished = store.fingerprints()
+    if all(finished.get(w["item_id"], "-") in (None, fingerprint(w)) for w in work):
         return []  # everything cached: no server needed
     with server_ctx:
         model = args.served_model_name
@@ -399,7 +499,7 @@ def _run_server(work: list[dict], store: ItemStore, args) -> list[str]:
             max_retries=args.max_retries,
             timeout=args.request_timeout,
         )
-        report = run_server(work, store, client, args, make_record)
+        report = run_server(work, store, client, args)
         if report.stopped_reason:
             print(f"stopped early: {report.stopped_reason}", file=sys.stderr)
         return report.errors

@@ -11,6 +11,9 @@ Answer extraction (`match_choice`), in the original's order (the paper's numbers
   4. Else the option whose text is most similar to the output (difflib ratio).
   An empty output extracts nothing (the original fell through to step 4 and picked the last option).
 
+`score_output` stores both numberings: `ans_type` as the original (1 = steps 1 and 2, 2 = step 3,
+3 = step 4; 0 = nothing extracted) and `ans_step` = the step above.
+
 Scores per source:
   lenient    : the original's number: accuracy of the first extracted letter and of the last one,
                the better of the two.
@@ -32,7 +35,9 @@ from collections import Counter
 from huatuo_o1.formats import final_response_or_all
 
 LETTERS = "ABCDEFGHIJKLMN"
-STRICT_TYPES = (1, 2)  # extraction steps the strict score accepts
+STRICT_STEPS = (1, 2)  # extraction steps the strict score accepts
+# our step -> the original's `ans_type` (it numbered steps 1 and 2 both 1; 0 = nothing extracted)
+ORIGINAL_TYPE = {0: 0, 1: 1, 2: 1, 3: 2, 4: 3}
 
 
 def _letter_class(options: dict) -> str:
@@ -85,12 +90,13 @@ def match_choice(text: str, options: dict) -> tuple[list[str | None], int]:
 
 def score_output(output: str, options: dict, answer_idx: str) -> dict:
     """Everything the results file keeps about one output."""
-    ans, ans_type = match_choice(output, options)
-    strict_ans = ans[1] if ans_type in STRICT_TYPES else None
+    ans, step = match_choice(output, options)
+    strict_ans = ans[1] if step in STRICT_STEPS else None
     gold = str(answer_idx).strip().upper()
     return {
         "ans": ans,
-        "ans_type": ans_type,
+        "ans_type": ORIGINAL_TYPE[step],  # the original's numbering: 1 letter, 2 option text, 3 difflib
+        "ans_step": step,  # our finer step (see match_choice)
         "strict_ans": strict_ans,
         "correct_first": ans[0] is not None and ans[0].upper() == gold,
         "correct_last": ans[1] is not None and ans[1].upper() == gold,

@@ -116,7 +116,8 @@ def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
 
     verifier = make_verifier(script_args, script_args.reward_model_path, dtype=dtype)
     policy = load_pretrained(AutoModelForCausalLM, policy_path, "policy model", dtype=dtype)
-    if choose_pad_token(tokenizer, policy.generation_config):
+    prompt_tokens = {i for r in data.train + data.eval for i in r["input_ids"]}
+    if choose_pad_token(tokenizer, policy.generation_config, avoid_ids=prompt_tokens):
         policy.resize_token_embeddings(len(tokenizer))
     set_pad_id(policy, tokenizer.pad_token_id)
 

@@ -18,16 +18,29 @@ backbone:
 4. returns the score broadcast over the sequence, so whatever position trl reads is the score.
 
 trl then does the PPO math unchanged: per-token KL `-kl_coef * (logp - ref_logp)` (k1), the score
-added at the end of the response (trl's index `sequence_length + 1`, the first pad, or the last
-token when the response filled `response_length`), GAE with `gamma`/`lam`, advantage whitening,
-clipped policy and value losses, `num_ppo_epochs` over `num_mini_batches`.
+added at the end of the response, GAE with `gamma`/`lam`, advantage whitening, clipped policy and
+value losses, `num_ppo_epochs` over `num_mini_batches`.
 
-`MedicalPPOTrainer` only adds logging (mean reward, share well-formed, share correct, response
-length; trl logs KL and the policy/value losses) and keeps evaluation samples out of those stats.
+Score position (kept as trl does it, pinned by tests): trl adds the score at index
+`sequence_length + 1`, one past the response's last token (its eos), i.e. on the first pad; only
+a response that fills `response_length` gets it on its last token. That extra step has no KL term
+(its log-probs are masked) and no policy loss, but its value is trained, so the eos token's
+advantage is `kl_L - V_L + lam * score + (1 - lam) * V_{L+1}` instead of `kl_L + score - V_L`;
+the two agree once the value head has learnt V_{L+1} = score. Moving it would mean forking
+trl's 300-line `train()`: the placement is inline there, with no hook.
+
+`MedicalPPOTrainer` adds logging (mean reward, share well-formed, share correct, response
+length; trl logs KL and the policy/value losses), keeps evaluation samples out of those stats,
+and saves the policy itself under DeepSpeed (trl 1.12 + transformers 5 crash there: see
+`save_model`), with the policy's own generation stop tokens.
+
+Resume: trl's PPO loop always starts at update 1 and its checkpoints hold the policy, optimizer
+and scheduler but not the value model, so PPO runs do not resume (a rerun starts over and warns
+when checkpoints already exist).
 
 Pad token: trl treats the first pad in a response as its end, so the pad must differ from every
-stop token. `choose_pad_token` keeps a distinct pad, else takes a reserved token the family
-ships (Llama-3.1 `<|finetune_right_pad_id|>`, Llama-3 `<|reserved_special_token_0|>`, Qwen2.5
+stop token (and from bos and every token of the prompts). `choose_pad_token` keeps a distinct
+pad, else takes a reserved token the family ships (Llama-3.1 `<|finetune_right_pad_id|>`, Llama-3 `<|reserved_special_token_0|>`, Qwen2.5
 `<|fim_pad|>`, SmolLM `<|endoftext|>` ...), and only adds a new token as a last resort.
 """
 
@@ -71,16 +84,19 @@ def _as_ids(x) -> set[int]:
     return {int(i) for i in x}
 
 
-def choose_pad_token(tokenizer, generation_config=None) -> bool:
-    """Make tokenizer.pad_token a token that is no stop token. Returns True if a token was added."""
+def choose_pad_token(tokenizer, generation_config=None, avoid_ids=()) -> bool:
+    """Make tokenizer.pad_token a token that is no stop token, not bos, and not in `avoid_ids`
+    (e.g. every token of the RL prompts, where a pad would be taken for padding). Returns True
+    if a token was added to the vocabulary (the caller resizes the embeddings)."""
     stop = _as_ids(tokenizer.eos_token_id)
     if generation_config is not None:
         stop |= _as_ids(getattr(generation_config, "eos_token_id", None))
-    if tokenizer.pad_token_id is not None and tokenizer.pad_token_id not in stop:
+    banned = stop | _as_ids(tokenizer.bos_token_id) | _as_ids(avoid_ids)
+    if tokenizer.pad_token_id is not None and tokenizer.pad_token_id not in banned:
         return False
     vocab = tokenizer.get_vocab()
     for cand in PAD_CANDIDATES:
-        if cand in vocab and vocab[cand] not in stop:
+        if cand in vocab and vocab[cand] not in banned:
             tokenizer.pad_token = cand
             return False
     tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
@@ -158,11 +174,12 @@ class _RewardBackbone(nn.Module):
             s["correct"] += sum(result.correct)
             s["length"] += sum(len(r) for _, r, _ in rows)
         self.last_batch = [
-            {"prompt_ids": p, "response": text, "reference": ref, "reward": rew, "well_formed": wf}
-            for (p, _, ref), text, rew, wf in zip(
+            {"prompt_ids": p, "response_len": len(r), "response": text, "reference": ref, "reward": rew,
+             "well_formed": wf}
+            for (p, r, ref), text, rew, wf in zip(
                 rows, responses, result.rewards, result.well_formed, strict=True
             )
-        ]
+        ]  # fmt: skip
         scores = torch.tensor(result.rewards, dtype=torch.float32, device=input_ids.device)
         hidden = scores.view(-1, 1, 1).expand(-1, input_ids.shape[1], 1)
         return SimpleNamespace(hidden_states=(hidden,))
@@ -212,6 +229,47 @@ class MedicalPPOTrainer(PPOTrainer):
             logs["reward/response_length"] = t[4].item() / n
         super().log(logs, start_time)
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Save the policy alone as a plain HF folder (final model and every checkpoint).
+
+        Without DeepSpeed, trl's own path (the policy through transformers' `Trainer._save`). Under
+        DeepSpeed, trl 1.12 swaps the bare policy in as `self.deepspeed` and transformers then calls
+        `self.deepspeed.config.get(...)` on a model config (AttributeError), so we do it here: the
+        full state dict of the real engine (policy + value model; gathered from the ZeRO-3 shards,
+        a collective every rank joins), the `policy.` keys with the prefix stripped, and
+        `save_pretrained` with the tokenizer on the main process. The generation config keeps the
+        policy's own stop tokens (trl narrows them to one stop token for its rollouts).
+        """
+        output_dir = output_dir or self.args.output_dir
+        policy = self.accelerator.unwrap_model(self.model).policy
+        gen = getattr(policy, "generation_config", None)
+        rollout_eos = gen.eos_token_id if gen is not None else None
+        if gen is not None and getattr(self, "saved_eos_token_id", None) is not None:
+            gen.eos_token_id = self.saved_eos_token_id
+        try:
+            if not self.is_deepspeed_enabled:
+                super().save_model(output_dir, _internal_call)
+                return
+            try:
+                full = self.accelerator.get_state_dict(self.model)
+            except ValueError:  # ZeRO-3 without stage3_gather_16bit_weights_on_model_save
+                log.warning(
+                    "stage3_gather_16bit_weights_on_model_save is false: saving a DeepSpeed checkpoint "
+                    "in %s instead of HF weights (use zero_to_fp32.py)",
+                    output_dir,
+                )
+                self.model.save_checkpoint(output_dir)
+                return
+            if self.accelerator.is_main_process:
+                state = {k.removeprefix("policy."): v for k, v in full.items() if k.startswith("policy.")}
+                os.makedirs(output_dir, exist_ok=True)
+                policy.save_pretrained(output_dir, state_dict=state, safe_serialization=True)
+                self.processing_class.save_pretrained(output_dir)
+            self.accelerator.wait_for_everyone()
+        finally:
+            if gen is not None:
+                gen.eos_token_id = rollout_eos
+
     def generate_completions(self, sampling: bool = False):
         self.reward_hook.scorer.recording = False
         try:
@@ -241,6 +299,13 @@ class RLScriptArguments:
     judge_model: str | None = field(default=None, metadata={"help": "LLM judge model name (--verifier llm)."})
     judge_api_url: str | None = field(
         default=None, metadata={"help": "OpenAI-compatible base URL of the judge (default: OpenAI)."}
+    )
+    judge_api_key: str | None = field(
+        default=None,
+        repr=False,  # never printed with the arguments
+        metadata={
+            "help": "API key of the judge (default: the OPENAI_API_KEY environment variable; never logged)."
+        },
     )
     judge_max_concurrency: int = field(default=10, metadata={"help": "Parallel judge requests."})
     verifier_max_length: int = field(
@@ -331,7 +396,7 @@ def make_verifier(script_args: RLScriptArguments, reward_model_path: str | None,
         script_args.verifier,
         reward_model_path,
         judge_model=script_args.judge_model,
-        api_key=os.environ.get("OPENAI_API_KEY"),
+        api_key=script_args.judge_api_key or os.environ.get("OPENAI_API_KEY"),
         api_url=script_args.judge_api_url,
         max_concurrency=script_args.judge_max_concurrency,
         max_length=script_args.verifier_max_length,
@@ -398,7 +463,8 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args):
         AutoModelForSequenceClassification, value_path, "value model", num_labels=1, dtype=dtype
     )
 
-    added = choose_pad_token(tokenizer, policy.generation_config)
+    prompt_tokens = {i for r in data.train + data.eval for i in r["input_ids"]}
+    added = choose_pad_token(tokenizer, policy.generation_config, avoid_ids=prompt_tokens)
     log.info("pad token: %r (id %d)", tokenizer.pad_token, tokenizer.pad_token_id)
     vocab = len(tokenizer)
     for m, what in ((policy, "policy"), (ref_policy, "policy"), (value_model, f"value model {value_path}")):
@@ -431,6 +497,13 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args):
 
 def train_ppo(script_args: PPOScriptArguments, args, model_args) -> Path:
     """Run trl's PPO with the verifier reward; save the final policy to <output_dir>/<run_name>."""
+    old = sorted(Path(args.output_dir).glob("checkpoint-*"))
+    if old:
+        log.warning(
+            "PPO does not resume: %d checkpoint(s) in %s (%s ...) are ignored and may be overwritten; "
+            "training starts from --model_name_or_path",
+            len(old), args.output_dir, old[0].name,
+        )  # fmt: skip
     trainer = build_ppo_trainer(script_args, args, model_args)
     trainer.train()
     return save_final_policy(trainer, final_dir(args.output_dir, args.run_name))
@@ -438,8 +511,6 @@ def train_ppo(script_args: PPOScriptArguments, args, model_args) -> Path:
 
 def save_final_policy(trainer, out: Path) -> Path:
     """A plain HF folder (CONTRACTS §7): policy weights, config, generation config, tokenizer."""
-    policy = trainer.policy_model
-    policy.generation_config.eos_token_id = trainer.saved_eos_token_id  # trl narrowed it to the stop token
     trainer.save_model(str(out))
     if trainer.accelerator.is_main_process:
         trainer.processing_class.save_pretrained(out)

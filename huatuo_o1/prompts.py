@@ -407,14 +407,16 @@ def final_response_prompt(thinking: str, question: str, language: str = "en") ->
 # Evaluation (evaluation/eval.py): one instruction line, the question, the options as `A. text`
 # ---------------------------------------------------------------------------------------------
 
-EVAL_INSTRUCTION = "Please answer the following multiple-choice question:"
-EVAL_INSTRUCTION_STRICT = (
-    "Please answer the following multiple-choice question, ensuring your response concludes with "
-    "the correct option in the format: 'The answer is A.'."
+# The original's two prompts, verbatim (the strict one repeats its first sentence, as the original did)
+EVAL_PROMPT = "Please answer the following multiple-choice question:\n{question}\n{option_str}"
+EVAL_PROMPT_STRICT = (
+    "Please answer the following multiple-choice questions. Please answer the following "
+    "multiple-choice questions, ensuring your response concludes with the correct option in the "
+    "format: 'The answer is A.'.\n{question}\n{option_str}"
 )
 
 
 def eval_prompt(item: dict, strict: bool = False) -> str:
-    """The user turn of evaluation; `strict` asks the model to end with "The answer is X."."""
-    instruction = EVAL_INSTRUCTION_STRICT if strict else EVAL_INSTRUCTION
-    return f"{instruction}\n{str(item['question']).strip()}\n{format_options(item['options'])}"
+    """The user turn of evaluation (the question as given, not stripped, as the original)."""
+    template = EVAL_PROMPT_STRICT if strict else EVAL_PROMPT
+    return template.format(question=item["question"], option_str=format_options(item["options"]))

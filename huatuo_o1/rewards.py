@@ -126,18 +126,36 @@ def score_responses(
 
 
 def ensure_pad_token(tokenizer, model=None) -> None:
-    """Give a classifier tokenizer a pad token without one (never the eos it must read)."""
+    """Give a classifier a pad token, and the same one in its tokenizer and its model config.
+
+    A sequence classifier reads the last token that is not `config.pad_token_id`; with right
+    padding the tokenizer's pad must therefore be the config's, or a row's score would depend on
+    how much the other rows of its batch pad it. Order: the tokenizer's own pad; else the
+    config's pad; else unk (when it is not eos); else eos. With pad == eos the classifier reads
+    the token before the eos, the same token in every batch (a verifier trained this way reads it
+    there too); train_verifier.py picks a pad distinct from eos so its verifiers read the eos.
+    """
+    cfg_pad = getattr(model.config, "pad_token_id", None) if model is not None else None
     if tokenizer.pad_token_id is None:
-        if tokenizer.unk_token is not None and tokenizer.unk_token_id != tokenizer.eos_token_id:
+        if cfg_pad is not None and 0 <= cfg_pad < len(tokenizer):
+            tokenizer.pad_token = tokenizer.convert_ids_to_tokens(cfg_pad)
+        elif tokenizer.unk_token is not None and tokenizer.unk_token_id != tokenizer.eos_token_id:
             tokenizer.pad_token = tokenizer.unk_token
         else:
             tokenizer.pad_token = tokenizer.eos_token
-    if model is not None and getattr(model.config, "pad_token_id", None) is None:
+    if model is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
 
 
 class ClassifierVerifier(Verifier):
-    """A 2-label sequence classifier (label 1 = True) with its own tokenizer and the fixed template."""
+    """A 2-label sequence classifier (label 1 = True) with its own tokenizer and the fixed template.
+
+    Inputs are token ids built without the tokenizer's extra special tokens (no added bos, as the
+    released verifier's reward code did: the template already ends with the eos), at most
+    `max_length` of them. An over-long input is built from ids, never by decoding and re-encoding:
+    the template's head, the answer's ids cut to fit, and the template's tail (reference,
+    instruction, eos) as ids, so the eos where the classifier reads its decision always survives.
+    """
 
     def __init__(self, model, tokenizer, max_length: int = 4000, batch_size: int = 8):
         self.model = model
@@ -151,7 +169,6 @@ class ClassifierVerifier(Verifier):
             raise InputError(f"the verifier must be a 2-label sequence classifier, got num_labels={n_labels}")
         ensure_pad_token(tokenizer, model)
         tokenizer.padding_side = "right"
-        self._overhead = None
 
     @classmethod
     def from_pretrained(cls, path: str, dtype=None, **kwargs) -> ClassifierVerifier:
@@ -162,34 +179,43 @@ class ClassifierVerifier(Verifier):
         model.eval()
         return cls(model, tok, **kwargs)
 
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
     def texts(self, answers: Sequence[str], references: Sequence[str]) -> list[str]:
-        """Verifier inputs; an over-long answer is trimmed so the whole text fits in max_length tokens."""
-        tok = self.tokenizer
-        eos = tok.eos_token
+        """The untruncated verifier texts (the template filled in), for inspection."""
+        eos = self.tokenizer.eos_token
+        return [verifier_input(a, r, eos) for a, r in zip(answers, references, strict=True)]
+
+    def encode(self, answers: Sequence[str], references: Sequence[str]) -> list[list[int]]:
+        """Verifier input ids, each at most max_length long and ending with the template's eos."""
+        eos = self.tokenizer.eos_token
+        head_text, tail_fmt = VERIFIER_TEMPLATE.split("{answer}")
+        head = None
         out = []
         for ans, ref in zip(answers, references, strict=True):
-            text = verifier_input(ans, ref, eos)
-            n = len(tok(text, add_special_tokens=True)["input_ids"])
-            if n > self.max_length:
-                ans_ids = tok(ans, add_special_tokens=False)["input_ids"]
-                keep = max(0, len(ans_ids) - (n - self.max_length) - 2)  # 2: slack for merges at the cut
-                text = verifier_input(tok.decode(ans_ids[:keep]), ref, eos)
-            out.append(text)
+            ids = self._ids(verifier_input(ans, ref, eos))
+            if len(ids) > self.max_length:
+                if head is None:
+                    head = self._ids(head_text)
+                tail = self._ids(tail_fmt.format(reference=ref, eos=eos))
+                keep = self.max_length - len(head) - len(tail)
+                if keep >= 0:
+                    ids = head + self._ids(ans)[:keep] + tail
+                else:  # even the reference does not fit: keep the end (instruction and eos)
+                    ids = (head + tail)[-self.max_length :]
+            out.append(ids)
         return out
 
     def probabilities(self, answers: Sequence[str], references: Sequence[str]) -> list[float]:
         import torch
 
-        texts = self.texts(answers, references)
+        ids = self.encode(answers, references)
         device = next(self.model.parameters()).device
         probs: list[float] = []
-        for i in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(
-                texts[i : i + self.batch_size],
-                return_tensors="pt",
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
+        for i in range(0, len(ids), self.batch_size):
+            enc = self.tokenizer.pad(
+                {"input_ids": ids[i : i + self.batch_size]}, padding=True, return_tensors="pt"
             ).to(device)
             with torch.no_grad():
                 logits = self.model(**enc).logits.float()

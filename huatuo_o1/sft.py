@@ -16,6 +16,10 @@ onto it and adds what the paper's recipe needs:
   `--max_ckpts` kept. Resuming restores optimizer, scheduler and RNG and skips the batches already
   seen in the current epoch (data order is fixed by `--seed`), so training continues exactly where
   it stopped. The final model goes to `<output_dir>/<experiment_name>`.
+- A rerun resumes by default (the project's rule for interrupted runs), but only a run of the same
+  `--model_path`, `--data_path` and `--data_config`: they are written to `run_args.json` in the
+  run folder when the run starts and copied into every checkpoint; a mismatch is a one-line
+  error (exit 2) suggesting `--resume False` or another `--experiment_name`.
 """
 
 from __future__ import annotations
@@ -167,6 +171,64 @@ def newest_complete_checkpoint(run_dir: str | Path) -> str | None:
     return str(max(ckpts)[1]) if ckpts else None
 
 
+RUN_ARGS_FILE = "run_args.json"
+
+
+def _source_id(path: str) -> str:
+    """A stable name for a model/data source: the absolute path of a local one, else the hub name."""
+    return os.path.abspath(os.path.expanduser(path)) if os.path.exists(os.path.expanduser(path)) else path
+
+
+def run_identity(args: SFTArguments) -> dict:
+    """What a checkpoint must have been trained from to be resumed by this run."""
+    return {
+        "model_path": _source_id(args.model_path),
+        "data_path": _source_id(args.data_path),
+        "data_config": args.data_config,
+    }
+
+
+def check_resumable(checkpoint: str, run_dir: str, identity: dict) -> None:
+    """InputError when `checkpoint` was made from another --model_path / --data_path / --data_config.
+
+    The identity is read from the checkpoint's own copy of run_args.json, else from the run folder's
+    (written when a run starts); a checkpoint without either (older runs) is trusted.
+    """
+    import json
+
+    for src in (Path(checkpoint) / RUN_ARGS_FILE, Path(run_dir) / RUN_ARGS_FILE):
+        if src.exists():
+            saved = json.loads(src.read_text(encoding="utf-8"))
+            break
+    else:
+        return
+    diff = [k for k in identity if saved.get(k) != identity[k]]
+    if diff:
+        was = " ".join(f"--{k} {saved.get(k)}" for k in diff)
+        now = " ".join(f"--{k} {identity[k]}" for k in diff)
+        raise InputError(
+            f"the newest checkpoint {checkpoint} was trained with {was}, not {now}; "
+            "rerun with --resume False to start over, or use another --experiment_name"
+        )
+
+
+def _make_run_args_callback(identity: dict):
+    from transformers import TrainerCallback
+
+    from huatuo_o1.io import atomic_write_json
+
+    class RunArgsCallback(TrainerCallback):
+        """Copies the run's identity (model and data sources) into every checkpoint."""
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                if ckpt.is_dir():
+                    atomic_write_json(ckpt / RUN_ARGS_FILE, identity)
+
+    return RunArgsCallback()
+
+
 def _make_trainer_class():
     import torch
     from transformers import Trainer
@@ -298,6 +360,21 @@ def train(args: SFTArguments, callbacks: list | None = None) -> str:
     )
     set_seed(args.seed)
 
+    # Resume (the default when a checkpoint exists) only from a checkpoint of the same model and data.
+    identity = run_identity(args)
+    resume_from = None
+    if args.resume is not False:
+        resume_from = newest_complete_checkpoint(run_dir)
+        if resume_from:
+            check_resumable(resume_from, run_dir, identity)
+            log.info("resuming from %s", resume_from)
+        elif args.resume:
+            log.warning("--resume: no complete checkpoint in %s, starting from scratch", run_dir)
+    if targs.process_index == 0:
+        from huatuo_o1.io import atomic_write_json
+
+        atomic_write_json(Path(run_dir) / RUN_ARGS_FILE, identity)
+
     # 3. The model.
     model = AutoModelForCausalLM.from_pretrained(
         args.model_path, dtype=torch.float32, attn_implementation=attn
@@ -322,16 +399,8 @@ def train(args: SFTArguments, callbacks: list | None = None) -> str:
         ),
         processing_class=tokenizer,
         pad_token_id=tokenizer.pad_token_id,
-        callbacks=callbacks,
+        callbacks=[*(callbacks or []), _make_run_args_callback(identity)],
     )
-
-    resume_from = None
-    if args.resume is not False:
-        resume_from = newest_complete_checkpoint(run_dir)
-        if resume_from:
-            log.info("resuming from %s", resume_from)
-        elif args.resume:
-            log.warning("--resume: no complete checkpoint in %s, starting from scratch", run_dir)
     trainer.train(resume_from_checkpoint=resume_from)
 
     # 4. Final model: a plain HF folder (weights gathered from ZeRO-3 shards) with the tokenizer.

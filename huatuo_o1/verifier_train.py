@@ -4,9 +4,11 @@ The original released a 3B verifier but no recipe. This one:
 
 1. reads `{"response", "reference", "label"}` records (JSON or JSONL; label true/false, 1/0 or
    "True"/"False"), and holds out a seeded share for evaluation;
-2. builds each input with exactly the reward's template and truncation rule
-   (`ClassifierVerifier.texts`: the answer is trimmed so the template tail and eos survive), so
-   the verifier sees at training time what the RL reward will show it;
+2. builds each input with exactly the reward's template, ids and truncation rule
+   (`ClassifierVerifier.encode`: no added bos; the answer's ids are trimmed so the template tail
+   and eos survive), so the verifier sees at training time what the RL reward will show it;
+   the pad is a token distinct from eos (`choose_pad_token`) and the same in tokenizer and
+   config, so the classifier reads its decision at the eos;
 3. fine-tunes any `AutoModelForSequenceClassification` backbone with 2 labels (1 = True) with
    the HF `Trainer`;
 4. on the held-out set, reports accuracy at 0.5 and at the RL reward's default threshold (0.4),
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from huatuo_o1.io import InputError, atomic_write_json, load_records, require_fields
+from huatuo_o1.ppo import choose_pad_token
 from huatuo_o1.rewards import ClassifierVerifier, ensure_pad_token
 from huatuo_o1.rl_data import split_eval
 
@@ -145,14 +148,24 @@ def train_verifier(script_args: VerifierScriptArguments, training_args) -> dict:
         )
     except OSError as e:
         raise InputError(f"cannot load backbone {path!r}: {str(e).splitlines()[0]}") from None
+    # A pad distinct from eos (and bos), the same in tokenizer and config: the classifier then
+    # reads its decision at the template's eos, whatever the batch.
+    if tok.eos_token is None:
+        raise InputError(f"backbone {path!r}: its tokenizer has no eos token, which the template needs")
+    if choose_pad_token(tok, getattr(model, "generation_config", None)):
+        model.resize_token_embeddings(len(tok))
     ensure_pad_token(tok, model)
-    model.config.pad_token_id = tok.pad_token_id
     verifier = ClassifierVerifier(model, tok, max_length=script_args.max_length)
 
     def encode(rows):
-        texts = verifier.texts([r["response"] for r in rows], [r["reference"] for r in rows])
-        enc = tok(texts, truncation=True, max_length=script_args.max_length)
-        return Dataset.from_dict({**enc, "labels": [r["label"] for r in rows]})
+        ids = verifier.encode([r["response"] for r in rows], [r["reference"] for r in rows])
+        return Dataset.from_dict(
+            {
+                "input_ids": ids,
+                "attention_mask": [[1] * len(x) for x in ids],
+                "labels": [r["label"] for r in rows],
+            }
+        )
 
     trainer = Trainer(
         model=model,

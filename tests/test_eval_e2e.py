@@ -88,9 +88,14 @@ def test_server_backend_scores_per_source_and_resumes(tiny_lm_dir, eval_file, tm
             and "\nA. Aspirin\nB. Heparin" in body["prompt"]
         )
 
-        name = f"{Path(tiny_lm_dir).name}_mini_eval_api"
+        name = f"{Path(tiny_lm_dir).name}mini_eval_api"  # the original's name: no separator
         records = json.loads((out / f"{name}.json").read_text())
-        summary = json.loads((out / f"result_{name}.json").read_text())
+        summary = json.loads((out / f"{name}_summary.json").read_text())
+        # result_<name>.json keeps the original's layout: {source: [score, first, count, last]}
+        assert json.loads((out / f"result_{name}.json").read_text()) == {
+            "SrcA": [0.5, 1, 4, 2],
+            "SrcB": [1.0, 2, 2, 2],
+        }
         assert len(records) == 6 and [r["question"][:2] for r in records] == [
             "Q1",
             "Q2",
@@ -101,6 +106,9 @@ def test_server_backend_scores_per_source_and_resumes(tiny_lm_dir, eval_file, tm
         ]
         q3 = records[2]
         assert q3["output"] == "" and q3["ans_type"] == 0 and not q3["correct_last"]  # empty kept, wrong
+        # the original's ans_type numbering (1 letter, 2 option text) beside our finer step
+        assert (records[4]["ans_type"], records[4]["ans_step"]) == (1, 2)
+        assert (records[5]["ans_type"], records[5]["ans_step"]) == (2, 3)
         a, b = summary["sources"]["SrcA"], summary["sources"]["SrcB"]
         assert (a["count"], a["first"], a["last"], a["lenient"], a["strict"], a["unanswered"]) == (
             4,
@@ -162,10 +170,11 @@ def test_failed_requests_are_retried_on_rerun(tiny_lm_dir, eval_file, tmp_path):
 
 def test_chat_api_and_n_samples(eval_file, tmp_path):
     out = tmp_path / "out"
+    by_seed = {7: "The answer is A.", 8: "The answer is B.", 9: "The answer is B."}
 
-    def resp(req):
-        assert req.n == 3
-        return ["The answer is A.", "The answer is B.", "The answer is B."]
+    def resp(req):  # --seed with k samples: k requests seeded seed, seed+1, ...
+        assert req.n == 1
+        return by_seed[req.body["seed"]]
 
     with FakeOpenAIServer(resp) as srv:
         args = _args(
@@ -175,12 +184,19 @@ def test_chat_api_and_n_samples(eval_file, tmp_path):
         assert all(
             r.path.endswith("/chat/completions") for r in srv.requests if r.path.endswith("completions")
         )
-        body = next(r.body for r in srv.requests if r.path.endswith("completions"))
-        assert body["model"] == "gpt-x" and body["seed"] == 7
-        assert body["messages"][0]["content"].startswith(
+        bodies = [r.body for r in srv.requests if r.path.endswith("completions")]
+        assert len(bodies) == 18 and sorted({b["seed"] for b in bodies}) == [7, 8, 9]
+        assert bodies[0]["model"] == "gpt-x"
+        assert bodies[0]["messages"][0]["content"].startswith(
             "Please answer the following multiple-choice question:"
         )
-    summary = json.loads((out / "result_gpt-x_mini_eval_api_n3.json").read_text())
+    # without --seed: one request per question asking for n=3
+    with FakeOpenAIServer(lambda req: ["The answer is A."] * req.n) as srv:
+        args = _args(eval_file, tmp_path / "out2", "gpt-x", "--api_url", srv.url, "--use_chat_api")
+        assert main([*args, "--n_samples", "3"]) == 0
+        bodies = [r.body for r in srv.requests if r.path.endswith("completions")]
+        assert len(bodies) == 6 and all(b["n"] == 3 and "seed" not in b for b in bodies)
+    summary = json.loads((out / "gpt-xmini_eval_api_n3_summary.json").read_text())
     a = summary["sources"]["SrcA"]["strict_samples"]
     # SrcA gold: B, C, A, A -> per-question accuracy 2/3, 0, 1/3, 1/3; maj (B) right only for Q1
     assert a["mean"] == pytest.approx((2 / 3 + 0 + 1 / 3 + 1 / 3) / 4)
@@ -193,6 +209,10 @@ def test_chat_api_and_n_samples(eval_file, tmp_path):
         ("{not json", "not valid JSON"),
         ({"SrcZ": [{"question": "q", "answer_idx": "A"}]}, "source 'SrcZ' item 1 has no options"),
         ({"SrcZ": [{"question": "q", "options": {"A": "x"}}]}, "source 'SrcZ' item 1 has no answer_idx"),
+        (
+            {"SrcZ": [{"question": "q", "options": {"A": "x"}, "answer_idx": "A"}, {"options": {"A": "x"}}]},
+            "source 'SrcZ' item 2 has no question",
+        ),
         (
             [
                 {"question": "q", "options": {"A": "x"}, "answer_idx": "A"},
@@ -256,10 +276,118 @@ def test_hf_backend_with_tiny_model(tiny_lm_dir, eval_file, tmp_path):
         "2",
     )
     assert main(args) == 0
-    name = f"{Path(tiny_lm_dir).name}_mini_eval_api"
+    name = f"{Path(tiny_lm_dir).name}mini_eval_api"
     records = json.loads((out / f"{name}.json").read_text())
     assert len(records) == 4 and all(isinstance(r["output"], str) and "ans" in r for r in records)
-    summary = json.loads((out / f"result_{name}.json").read_text())
+    summary = json.loads((out / f"{name}_summary.json").read_text())
     assert summary["sources"]["SrcA"]["count"] == 2 and summary["sources"]["SrcB"]["count"] == 2
     assert main(args) == 0  # resumed: nothing to generate, same records
     assert json.loads((out / f"{name}.json").read_text()) == records
+    # the same seed without resume generates again and gives identical records
+    (out / f"{name}.json").unlink()
+    assert main([*args, "--no_resume"]) == 0
+    assert json.loads((out / f"{name}.json").read_text()) == records
+
+
+def _completions(srv, since=0):
+    return [r for r in srv.requests[since:] if r.path.endswith("/completions")]
+
+
+def test_edited_answer_idx_is_rescored_without_requests(tiny_lm_dir, eval_file, tmp_path):
+    out = tmp_path / "out"
+    name = f"{Path(tiny_lm_dir).name}mini_eval_api"
+    with FakeOpenAIServer(responder) as srv:
+        args = _args(eval_file, out, tiny_lm_dir, "--port", str(srv.port))
+        assert main(args) == 0
+        assert json.loads((out / f"result_{name}.json").read_text())["SrcA"][0] == 0.5
+        data = json.loads(eval_file.read_text())
+        data["SrcA"][1]["answer_idx"] = "A"  # Q2's output "The answer is A." is now right
+        eval_file.write_text(json.dumps(data))
+        n = len(srv.requests)
+        assert main(args) == 0
+        assert _completions(srv, n) == []  # same prompts: cached outputs, scored anew
+        records = json.loads((out / f"{name}.json").read_text())
+        assert records[1]["answer_idx"] == "A" and records[1]["correct_last"]
+        assert json.loads((out / f"result_{name}.json").read_text())["SrcA"] == [0.75, 2, 4, 3]
+        data["SrcA"][1]["question"] = "Q2 oral vitamin K antagonist, edited?"  # prompt changed
+        eval_file.write_text(json.dumps(data))
+        n = len(srv.requests)
+        assert main(args) == 0
+        assert len(_completions(srv, n)) == 1
+
+
+def test_item_ids_do_not_shift_with_limit_num(tiny_lm_dir, eval_file, tmp_path):
+    out = tmp_path / "out"
+    name = f"{Path(tiny_lm_dir).name}mini_eval_api"
+    with FakeOpenAIServer(responder) as srv:
+        assert main(_args(eval_file, out, tiny_lm_dir, "--port", str(srv.port), "--limit_num", "1")) == 0
+        first = {r["item_id"] for r in json.loads((out / f"{name}.json").read_text())}
+        assert len(_completions(srv)) == 2
+        n = len(srv.requests)
+        assert main(_args(eval_file, out, tiny_lm_dir, "--port", str(srv.port))) == 0
+        assert len(_completions(srv, n)) == 4  # only the questions not done with --limit_num 1
+        full = [r["item_id"] for r in json.loads((out / f"{name}.json").read_text())]
+        assert first == {full[0], full[4]} and full[0].startswith("1-") and full[4].startswith("1-")
+
+
+def test_changed_model_weights_are_not_served_from_the_cache(tiny_lm_dir, eval_file, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_lm_dir, model)
+    out = tmp_path / "out"
+    with FakeOpenAIServer(responder) as srv:
+        args = _args(eval_file, out, model, "--port", str(srv.port), "--limit_num", "1")
+        assert main(args) == 0
+        n = len(srv.requests)
+        weights = next(p for p in model.iterdir() if p.suffix in (".safetensors", ".bin"))
+        st = weights.stat()
+        os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # retrained in place
+        assert main(args) == 0
+        assert len(_completions(srv, n)) == 2
+
+
+def test_a_rejected_prompt_is_saved_wrong_and_the_run_goes_on(tiny_lm_dir, eval_file, tmp_path):
+    out = tmp_path / "out"
+    name = f"{Path(tiny_lm_dir).name}mini_eval_api"
+
+    def resp(req):
+        if "Q4 " in req.prompt:
+            return FakeResponse(status=400, error="prompt too long", code="context_length_exceeded")
+        return responder(req)
+
+    with FakeOpenAIServer(resp) as srv:
+        assert main(_args(eval_file, out, tiny_lm_dir, "--port", str(srv.port), "--max_retries", "0")) == 0
+        records = json.loads((out / f"{name}.json").read_text())
+        q4 = records[3]
+        assert q4["output"] == "" and not q4["correct_last"] and q4["strict_ans"] is None
+        assert "context_length_exceeded" in q4["error"] and "--max_tokens" in q4["error"]
+        summary = json.loads((out / f"{name}_summary.json").read_text())
+        assert [r["item_id"] for r in summary["rejected"]] == [q4["item_id"]]
+        assert summary["sources"]["SrcA"]["count"] == 4 and summary["sources"]["SrcA"]["unanswered"] == 0.5
+        n = len(srv.requests)
+        assert main(_args(eval_file, out, tiny_lm_dir, "--port", str(srv.port))) == 0
+        assert _completions(srv, n) == []  # saved: a rerun does not ask again
+
+
+def test_a_bad_key_still_stops_the_run(tiny_lm_dir, eval_file, tmp_path):
+    from huatuo_o1.llm import FatalAPIError
+
+    with FakeOpenAIServer(lambda r: FakeResponse(status=401, error="bad key")) as srv:
+        with pytest.raises(FatalAPIError):
+            main(_args(eval_file, tmp_path, tiny_lm_dir, "--port", str(srv.port)))
+
+
+def test_hf_batched_greedy_equals_one_at_a_time_and_copies_greedy_samples(tiny_lm_dir):
+    from huatuo_o1.eval_backends import HFGenerator, load_tokenizer
+
+    tok = load_tokenizer(str(tiny_lm_dir))
+    gen = HFGenerator(str(tiny_lm_dir), tok, device="cpu", dtype="float32")
+    prompts = [
+        "<|im_start|>user\nshort<|im_end|>\n",
+        "<|im_start|>user\na much longer prompt here, padded<|im_end|>\n",
+    ]
+    batched = gen.generate(prompts, 2, 6, 0.0, 0.9)
+    single = [gen.generate([p], 1, 6, 0.0, 0.9)[0] for p in prompts]
+    assert [b[0] for b in batched] == [s[0] for s in single]
+    assert all(len(b) == 2 and b[0] == b[1] for b in batched)  # greedy: one decode, copied

@@ -43,6 +43,16 @@ def test_letters_beyond_options_are_not_standalone_answers():
 def test_strict_accepts_only_steps_1_and_2():
     s = score_output("The answer is B.", OPTS, "B")
     assert s["strict_ans"] == "B" and s["correct_strict"] and s["correct_last"]
+    # the original's ans_type (1 "answer is" and standalone letters, 2 option text, 3 difflib)
+    # beside our finer ans_step
+    steps = {o: score_output(o, OPTS, "B") for o in ("The answer is B.", "**B**", "heparin", "hepxrin", "")}
+    assert [(v["ans_type"], v["ans_step"]) for v in steps.values()] == [
+        (1, 1),
+        (1, 2),
+        (2, 3),
+        (3, 4),
+        (0, 0),
+    ]
     s = score_output("heparin", OPTS, "B")  # option text: lenient right, strict unanswered
     assert s["correct_first"] and s["correct_last"] and s["strict_ans"] is None and not s["correct_strict"]
     s = score_output("", OPTS, "B")  # empty output: wrong everywhere, unanswered
@@ -117,5 +127,22 @@ def test_max_tokens_cuts_the_question_not_the_options(tiny_lm_dir):
     )
     assert capped.endswith("D. Insulin<|im_end|>\n<|im_start|>assistant\n") and "Which drug?" not in capped
     assert user.startswith("Please answer the following multiple-choice question:\nThe patient presents")
-    _, raw = PromptBuilder(tok, use_chat_template=False).build(item, strict=True)
-    assert raw.startswith("Please answer") and "The answer is A." in raw and "<|im_start|>" not in raw
+    _, raw = PromptBuilder(tok, use_chat_template=False).build({**item, "question": " Q? "}, strict=True)
+    # the original's strict prompt verbatim (its first sentence repeated), the question not stripped
+    assert raw == (
+        "Please answer the following multiple-choice questions. Please answer the following "
+        "multiple-choice questions, ensuring your response concludes with the correct option in the "
+        "format: 'The answer is A.'.\n Q? \nA. Aspirin\nB. Heparin\nC. Warfarin\nD. Insulin"
+    )
+    # a cap shorter than instruction + options + template cannot be met: counted for the warning
+    tiny = PromptBuilder(tok, max_tokens=10)
+    tiny.build(item)
+    assert tiny.uncapped == 1 and builder_ok(tok) == 0
+
+
+def builder_ok(tok) -> int:
+    from huatuo_o1.eval_backends import PromptBuilder
+
+    b = PromptBuilder(tok, max_tokens=120)
+    b.build({"question": "short?", "options": OPTS})
+    return b.uncapped

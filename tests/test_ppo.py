@@ -83,6 +83,12 @@ def test_choose_pad_token_llama3_and_qwen_like(tiny_lm_dir):
     # already distinct: kept
     tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
     assert choose_pad_token(tok) is False and tok.pad_token == "<pad>"
+    # never bos, nor a token the prompts use
+    tok.pad_token = tok.bos_token
+    choose_pad_token(tok)
+    assert tok.pad_token == "<pad>"
+    choose_pad_token(tok, avoid_ids=[tok.convert_tokens_to_ids("<pad>")])
+    assert tok.pad_token == "<|endoftext|>"
 
 
 def test_reward_hook_inside_trl_get_reward_maps_each_row_to_its_reference(data_file, tiny_lm_dir):
@@ -184,6 +190,186 @@ def test_ppo_two_batches_train_log_and_save(tmp_path, data_file, tiny_lm_dir, ti
     assert model.generation_config.eos_token_id == tok.eos_token_id
 
 
+FORMATTED = "## Thinking\n\nReasoning.\n\n## Final Response\n\ndrug A"
+
+
+def build_formatted_policy(src, dst) -> tuple[Path, int]:
+    """The tiny policy plus one added (non-special) token that decodes to a whole well-formed
+    response answering "drug A"; returns the folder and the token id. A `sequence_bias` on the
+    generation config (set by the caller) makes every rollout that token then eos."""
+    from tokenizers import AddedToken
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(src)
+    tok.add_tokens([AddedToken(FORMATTED, normalized=False, special=False)])
+    model = AutoModelForCausalLM.from_pretrained(src)
+    model.resize_token_embeddings(len(tok))
+    tok.save_pretrained(dst)
+    model.save_pretrained(dst)
+    return Path(dst), tok.convert_tokens_to_ids(FORMATTED)
+
+
+def test_ppo_scores_reach_trl_at_the_pinned_position_for_the_right_rows(tmp_path, tiny_lm_dir, monkeypatch):
+    """Well-formed rollouts through trl's real loop: rows whose own reference is "drug A" score 1.0,
+    the others 0.1 (exact-match verifier), and trl adds each score one past the response's last
+    token (sequence_length + 1), or on the last token when the response fills response_length."""
+    import trl.experimental.ppo.ppo_trainer as ppo_mod
+
+    import RL_stage2
+    from huatuo_o1.ppo import build_ppo_trainer
+
+    recs = [{QUESTION_FIELD: f"Case {i}: which drug?", ANSWER_FIELD: "drug A" if i % 2 else "drug B"}
+            for i in range(12)]  # fmt: skip
+    data = tmp_path / "ab.json"
+    data.write_text(json.dumps(recs))
+    policy, tok_id = build_formatted_policy(tiny_lm_dir, tmp_path / "policy")
+    s, a, m = RL_stage2.parse_args(
+        _ppo_args(
+            policy,
+            "unused",
+            data,
+            tmp_path / "o",
+            "--verifier",
+            "exact",
+            "--kl_coef",
+            "0",
+            "--whiten_rewards",
+            "True",
+            "--response_length",
+            "6",
+            "--gradient_accumulation_steps",
+            "4",
+            "--local_rollout_forward_batch_size",
+            "8",
+        )
+    )  # fmt: skip  (trl's reward whitening needs a minibatch of 8: one rollout batch of 8 rows)
+    trainer = build_ppo_trainer(s, a, m)
+    eos = trainer.processing_class.eos_token_id
+    trainer.policy_model.generation_config.sequence_bias = {(tok_id,): 40.0, (tok_id, eos): 80.0}
+
+    seen = []  # (rewards before whitening, the rows trl scored) per rollout batch
+    real_whiten = ppo_mod.masked_whiten
+
+    def spy(values, mask, shift_mean=True):
+        if not shift_mean:  # the rewards call (advantages are whitened with shift_mean=True)
+            seen.append((values.clone(), list(trainer.reward_hook.scorer.last_batch)))
+        return real_whiten(values, mask, shift_mean)
+
+    monkeypatch.setattr(ppo_mod, "masked_whiten", spy)
+    trainer.train()
+    assert len(seen) == 1
+    scores = []
+    for rewards, rows in seen:
+        assert len(rows) == rewards.shape[0] == 8
+        for r, row in zip(rewards, rows, strict=True):
+            expected = 1.0 if row["reference"] == "drug A" else 0.1
+            assert row["well_formed"] and row["reward"] == expected
+            # kl_coef 0: the score is the only non-zero reward, one past the last response token
+            # (trl's actual_end), or on the last token when the response fills response_length
+            n = row["response_len"]
+            pos = n if n < rewards.shape[1] else n - 1
+            assert r[pos].item() == pytest.approx(expected)
+            assert r.count_nonzero().item() == 1
+            scores.append(expected)
+    assert {1.0, 0.1} <= set(scores)  # both outcomes went through trl
+    assert all(rows[0]["response_len"] == 2 for _, rows in seen)  # [formatted token, eos]
+
+
+def test_trl_score_placement_is_pinned():
+    """README "Differences": trl adds the score at sequence_length + 1. If trl changes this, the
+    README text and test above must change with it."""
+    import inspect
+
+    from trl.experimental.ppo import PPOTrainer
+
+    src = inspect.getsource(PPOTrainer.train)
+    assert (
+        "actual_end = torch.where(sequence_lengths_p1 < rewards.size(1), sequence_lengths_p1, sequence_lengths)"
+        in src
+    )
+    assert "rewards[actual_start, actual_end] += scores" in src
+
+
+class FakeEngine:
+    """What accelerator.prepare returns under DeepSpeed: an engine wrapping trl's
+    PolicyAndValueWrapper. Its state dict stands for the gathered ZeRO-3 weights (every tensor + 1,
+    so a save from the bare policy's own parameters would be caught)."""
+
+    def __init__(self, module):
+        self.module = module
+        self.config = {"zero_optimization": {"stage": 3}}
+        self.state_dict_calls = 0
+        self.checkpoints = []
+
+    def __getattr__(self, k):
+        return getattr(self.__dict__["module"], k)
+
+    def state_dict(self, *a, **kw):
+        self.state_dict_calls += 1
+        return {k: v + 1 for k, v in self.module.state_dict().items()}
+
+    def save_checkpoint(self, save_dir, tag=None, exclude_frozen_parameters=False):
+        self.checkpoints.append(save_dir)
+
+
+def test_save_under_deepspeed_takes_the_policy_from_the_engine(tmp_path, data_file, tiny_lm_dir):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import RL_stage2
+    from huatuo_o1.ppo import build_ppo_trainer, save_final_policy
+
+    s, a, m = RL_stage2.parse_args(
+        _ppo_args(tiny_lm_dir, "unused", data_file, tmp_path / "o", "--verifier", "exact", "--total_episodes", "4")
+    )  # fmt: skip
+    trainer = build_ppo_trainer(s, a, m)
+    policy = trainer.policy_model
+    stop_eos = policy.generation_config.eos_token_id
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    eng = FakeEngine(trainer.model)
+    trainer.model = trainer.model_wrapped = trainer.deepspeed = eng
+    trainer.is_deepspeed_enabled = True
+
+    out = save_final_policy(trainer, tmp_path / "final")  # trl + transformers alone: AttributeError
+    assert eng.state_dict_calls == 1
+    saved = load_file(out / "model.safetensors")
+    assert set(saved) == set(before)  # the policy only: no value model, no "policy." prefix
+    for k, v in before.items():
+        torch.testing.assert_close(saved[k], v + 1)  # the engine's (gathered) weights
+    AutoModelForCausalLM.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.pad_token_id == trainer.processing_class.pad_token_id
+    # the saved generation config keeps the policy's stop tokens; the rollout config is restored
+    assert (
+        json.loads((out / "generation_config.json").read_text())["eos_token_id"] == trainer.saved_eos_token_id
+    )
+    assert policy.generation_config.eos_token_id == stop_eos
+
+    # checkpoints take the same path (plus the engine's own optimizer checkpoint)
+    trainer.state.global_step = 3
+    trainer._save_checkpoint(eng, trial=None)
+    ckpt = tmp_path / "o" / "checkpoint-3"
+    assert set(load_file(ckpt / "model.safetensors")) == set(before)
+    assert (ckpt / "tokenizer.json").exists() and eng.checkpoints == [str(ckpt)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("config", ["deepspeed_zero2.yaml", "deepspeed_zero3.yaml"])
+def test_ppo_under_deepspeed_saves_checkpoints_and_final_policy(tmp_path, data_file, tiny_lm_dir,
+                                                                tiny_verifier_dir, config):  # fmt: skip
+    from transformers import AutoModelForCausalLM
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "configs" / config),
+           "--num_processes", "1", str(ROOT / "RL_stage2.py"),
+           *_ppo_args(tiny_lm_dir, tiny_verifier_dir, data_file, tmp_path / "ckpts", "--save_strategy", "steps",
+                      "--save_steps", "1", "--bf16", "True")]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for folder in (tmp_path / "ckpts" / "tiny_ppo", tmp_path / "ckpts" / "checkpoint-2"):
+        assert (folder / "model.safetensors").exists(), sorted(p.name for p in folder.parent.iterdir())
+        AutoModelForCausalLM.from_pretrained(folder)
+
+
 def test_cli_bad_input_exits_2(tmp_path, tiny_lm_dir):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "RL_stage2.py"), "--model_name_or_path", str(tiny_lm_dir),
@@ -196,19 +382,28 @@ def test_cli_bad_input_exits_2(tmp_path, tiny_lm_dir):
     assert "Traceback" not in proc.stderr
 
 
-def test_ppo_with_llm_judge_over_loopback_server(tmp_path, data_file, tiny_lm_dir):
+def test_ppo_with_llm_judge_over_loopback_server(tmp_path, data_file, tiny_lm_dir, monkeypatch, caplog):
+    import logging
+
     import RL_stage2
     from huatuo_o1.ppo import build_ppo_trainer
     from huatuo_o1.testing import FakeOpenAIServer
 
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    caplog.set_level(logging.DEBUG)
     with FakeOpenAIServer(lambda req: "True") as srv:
         s, a, m = RL_stage2.parse_args(
             _ppo_args(tiny_lm_dir, "unused", data_file, tmp_path / "o", "--verifier", "llm", "--judge_model",
-                      "fake-model", "--judge_api_url", srv.url, "--total_episodes", "4")
+                      "fake-model", "--judge_api_url", srv.url, "--total_episodes", "4",
+                      "--judge_api_key", "sk-flag-secret")
         )  # fmt: skip
+        assert "sk-flag-secret" not in repr(s)
         trainer = build_ppo_trainer(s, a, m)
         trainer.train()
         assert srv.count("/chat/completions") == 4  # one verdict per rollout
+        # the flag's key wins over the environment's, and it is never logged
+        assert {r.headers.get("authorization") for r in srv.requests} == {"Bearer sk-flag-secret"}
+        assert "sk-flag-secret" not in caplog.text
         # each judge prompt carries its own row's reference answer
         refs = {b["reference"] for b in trainer.reward_hook.scorer.last_batch}
         assert all(any(ref in r.prompt for r in srv.requests) for ref in refs)

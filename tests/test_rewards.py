@@ -98,23 +98,90 @@ def test_classifier_uses_its_own_tokenizer_template_and_eos(tiny_verifier_dir, t
     model = AutoModelForSequenceClassification.from_pretrained(tiny_verifier_dir)
     tok = AutoTokenizer.from_pretrained(tiny_verifier_dir)
     for text, p in zip(texts, probs, strict=True):
-        enc = tok(text, return_tensors="pt")
+        enc = tok(text, return_tensors="pt", add_special_tokens=False)
         assert enc["input_ids"][0, -1].item() == tok.eos_token_id  # eos appended, read last
         with torch.no_grad():
             ref = torch.softmax(model(**enc).logits, -1)[0, 1].item()
         assert p == pytest.approx(ref, abs=1e-5)
 
 
-def test_classifier_truncation_keeps_template_tail(tiny_verifier_dir):
+def _verifier_with_bos_post_processor(src, dst):
+    """The tiny verifier whose tokenizer adds a bos to every encoding (as Llama-3's does)."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(src)
+    bos = tok.bos_token
+    tok._tokenizer.post_processor = TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tok.bos_token_id)]
+    )
+    tok.save_pretrained(dst)
+    AutoModelForSequenceClassification.from_pretrained(src).save_pretrained(dst)
+    return dst
+
+
+def test_classifier_input_gets_no_extra_bos(tiny_verifier_dir, tmp_path):
+    """The template is the whole input (the released reward code tokenised it without special
+    tokens): a tokenizer that adds a bos must not add one here, nor in the over-long path."""
+    v = ClassifierVerifier.from_pretrained(
+        str(_verifier_with_bos_post_processor(tiny_verifier_dir, tmp_path / "v"))
+    )
+    bos, eos = v.tokenizer.bos_token_id, v.tokenizer.eos_token_id
+    text = verifier_input("Aspirin", "Aspirin", v.tokenizer.eos_token)
+    assert v.tokenizer(text)["input_ids"][0] == bos  # the tokenizer really adds one by default
+    (ids,) = v.encode(["Aspirin"], ["Aspirin"])
+    assert ids == v.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert ids[0] != bos and bos not in ids and ids[-1] == eos
+    v.max_length = len(ids) + 5
+    (long_ids,) = v.encode(["Aspirin " * 50], ["Aspirin"])
+    assert bos not in long_ids and long_ids[-1] == eos and len(long_ids) <= v.max_length
+
+
+def test_classifier_probability_does_not_depend_on_the_batch(tiny_verifier_dir):
+    """Right padding with a tokenizer pad different from config.pad_token_id made a row's score
+    depend on how much its batch padded it: pads are aligned, batched == one at a time."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    answers = ["Aspirin", "a much longer answer about heparin and warfarin dosing " * 3, "x"]
+    refs = ["Aspirin", "Warfarin", "y"]
+    tok = AutoTokenizer.from_pretrained(tiny_verifier_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_verifier_dir, dtype=torch.float32).eval()
+    model.config.pad_token_id = tok.unk_token_id  # config pad != tokenizer pad ("<pad>")
+    v = ClassifierVerifier(model, tok, batch_size=3)
+    batched = v.probabilities(answers, refs)
+    v.batch_size = 1
+    single = v.probabilities(answers, refs)
+    assert batched == pytest.approx(single, abs=1e-5)
+    assert model.config.pad_token_id == tok.pad_token_id == tok.convert_tokens_to_ids("<pad>")
+    # a tokenizer without a pad takes the config's pad
+    tok2 = AutoTokenizer.from_pretrained(tiny_verifier_dir)
+    tok2.pad_token = None
+    model.config.pad_token_id = tok2.unk_token_id
+    v2 = ClassifierVerifier(model, tok2, batch_size=3)
+    assert tok2.pad_token_id == model.config.pad_token_id == tok2.unk_token_id
+    assert v2.probabilities(answers, refs) == pytest.approx(single, abs=1e-5)
+
+
+@pytest.mark.parametrize("answer", ["pneumonia " * 200, "肺炎球菌性肺炎，需要抗生素治疗。" * 60 + "🩺" * 40])
+def test_classifier_truncation_keeps_template_tail(tiny_verifier_dir, answer):
+    """Over-long answers (multibyte CJK and emoji too, where a cut id sequence does not decode
+    back to the same ids) are cut as ids: the input fits, keeps the reference and ends with eos."""
     v = ClassifierVerifier.from_pretrained(str(tiny_verifier_dir))
-    overhead = len(v.tokenizer(verifier_input("", "pneumonia", v.tokenizer.eos_token))["input_ids"])
-    v.max_length = overhead + 20
-    (text,) = v.texts(["pneumonia " * 200], ["pneumonia"])
-    ids = v.tokenizer(text)["input_ids"]
+    eos = v.tokenizer.eos_token
+    ref = "肺炎 pneumonia"
+    overhead = len(v.tokenizer(verifier_input("", ref, eos), add_special_tokens=False)["input_ids"])
+    v.max_length = overhead + 21
+    (ids,) = v.encode([answer], [ref])
     assert v.max_length - 10 < len(ids) <= v.max_length
     assert ids[-1] == v.tokenizer.eos_token_id
-    assert "<Reference Answer>\npneumonia\n</Reference Answer>" in text
-    assert len(v.probabilities(["pneumonia " * 200], ["pneumonia"])) == 1
+    tail = v.tokenizer(f"\n</Model Response>\n\n<Reference Answer>\n{ref}\n</Reference Answer>\n\n",
+                       add_special_tokens=False)["input_ids"]  # fmt: skip
+    assert any(ids[i : i + len(tail)] == tail for i in range(len(ids)))
+    assert len(v.probabilities([answer, "short"], [ref, ref])) == 2
+    # a reference longer than the cap still leaves the instruction and the eos
+    (ids,) = v.encode(["a"], ["pneumonia " * 300])
+    assert len(ids) == v.max_length and ids[-1] == v.tokenizer.eos_token_id
 
 
 def test_llm_judge_through_loopback_server():

@@ -7,6 +7,7 @@ group is stopped.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +28,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 port = int(sys.argv[sys.argv.index("--port") + 1])
 worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
 open(os.environ["FAKE_SGLANG_WORKER_FILE"], "w").write(str(worker.pid))
+if os.environ.get("FAKE_SGLANG_EXIT"):  # dies before answering, its worker left behind
+    print("fake sglang: CUDA out of memory", flush=True)
+    sys.exit(int(os.environ["FAKE_SGLANG_EXIT"]))
+time.sleep(float(os.environ.get("FAKE_SGLANG_SLEEP", "0")))  # a server that never comes up
 
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -95,48 +100,62 @@ def _wait_dead(pid: int, timeout: float = 15.0) -> bool:
     return False
 
 
-def _unrelated_sglang_process():
-    """A process that has "sglang" in its name and command line but is not our server."""
-    return subprocess.Popen(["bash", "-c", "exec -a sglang-helper sleep 300"], start_new_session=True)
+def _unrelated_sglang_process(tmp_path):
+    """A process whose name (comm) and command line hold "sglang" but is not our server: `sleep`
+    run through a symlink named sglang-helper."""
+    link = tmp_path / "sglang-helper"
+    if not link.exists():
+        link.symlink_to(shutil.which("sleep"))
+    p = subprocess.Popen([str(link), "300"], start_new_session=True)
+    deadline = time.monotonic() + 5
+    while "sglang" not in Path(f"/proc/{p.pid}/comm").read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)  # between fork and exec the name is still python's
+    assert "sglang" in Path(f"/proc/{p.pid}/comm").read_text()
+    return p
+
+
+def _eval_cmd(tiny_lm_dir, tmp_path, port, *extra):
+    data = {"S": [{"question": "q?", "options": {"A": "x", "B": "y"}, "answer_idx": "A"}]}
+    (tmp_path / "e.json").write_text(json.dumps(data))
+    return [
+        sys.executable,
+        str(ROOT / "evaluation/eval.py"),
+        "--model_name",
+        str(tiny_lm_dir),
+        "--eval_file",
+        str(tmp_path / "e.json"),
+        "--port",
+        str(port),
+        "--launch_server",
+        "--server_log",
+        str(tmp_path / "sglang0.log"),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_launch_server_evaluates_then_stops_the_group(fake_sglang, tiny_lm_dir, tmp_path):
     port = _free_port()
-    data = {"S": [{"question": "q?", "options": {"A": "x", "B": "y"}, "answer_idx": "A"}]}
-    (tmp_path / "e.json").write_text(json.dumps(data))
     proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "evaluation/eval.py"),
-            "--model_name",
-            str(tiny_lm_dir),
-            "--eval_file",
-            str(tmp_path / "e.json"),
-            "--port",
-            str(port),
-            "--launch_server",
-            "--server_log",
-            str(tmp_path / "sglang0.log"),
-            "--output_dir",
-            str(tmp_path / "out"),
-            "--quiet",
-        ],
+        _eval_cmd(tiny_lm_dir, tmp_path, port),
         capture_output=True,
         text=True,
         timeout=120,
         env=fake_sglang["env"],
     )
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads((tmp_path / "out" / f"result_{Path(tiny_lm_dir).name}_e_api.json").read_text())
+    summary = json.loads((tmp_path / "out" / f"{Path(tiny_lm_dir).name}e_api_summary.json").read_text())
     assert summary["sources"]["S"]["strict"] == 1.0
     assert not serving.server_ready(port)  # stopped
     assert _wait_dead(int(fake_sglang["worker_file"].read_text()))  # its worker too
     assert not list(fake_sglang["run_dir"].glob("*.pid"))
 
 
-def test_kill_script_stops_the_recorded_server_only(fake_sglang):
+def test_kill_script_stops_the_recorded_server_only(fake_sglang, tmp_path):
     port = _free_port()
-    unrelated = _unrelated_sglang_process()
+    unrelated = _unrelated_sglang_process(tmp_path)
     srv = serving.SGLangServer(
         "some/model", port=port, log_path=str(fake_sglang["run_dir"] / "log"), timeout=60
     )
@@ -145,7 +164,7 @@ def test_kill_script_stops_the_recorded_server_only(fake_sglang):
         pgid = srv.proc.pid
         assert serving.pid_file(port).exists() and serving.server_ready(port)
         out = subprocess.run(
-            ["bash", str(ROOT / "evaluation/kill_sglang_server.sh")],
+            ["bash", str(ROOT / "evaluation/kill_sglang_server.sh"), str(port)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -161,9 +180,9 @@ def test_kill_script_stops_the_recorded_server_only(fake_sglang):
         unrelated.wait()
 
 
-def test_kill_script_stops_a_hand_started_server_but_not_lookalikes(fake_sglang):
+def test_kill_script_stops_a_hand_started_server_but_not_lookalikes(fake_sglang, tmp_path):
     port = _free_port()
-    unrelated = _unrelated_sglang_process()
+    unrelated = _unrelated_sglang_process(tmp_path)
     # a Python process that mentions sglang.launch_server without running it
     lookalike = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(300)", "sglang.launch_server", "--port", str(port)]
@@ -194,8 +213,37 @@ def test_kill_script_stops_a_hand_started_server_but_not_lookalikes(fake_sglang)
         unrelated.wait()
 
 
-def test_stale_pid_files_kill_nothing(fake_sglang):
-    unrelated = _unrelated_sglang_process()
+def test_kill_script_without_port_stops_hand_started_servers_of_this_repo_only(fake_sglang, tmp_path):
+    """The README's plain `bash evaluation/kill_sglang_server.sh` after a manual launch from the repo."""
+    here, elsewhere = _free_port(), _free_port()
+    cmd = [sys.executable, "-m", "sglang.launch_server", "--model-path", "m", "--port"]
+    ours = subprocess.Popen([*cmd, str(here)], env=fake_sglang["env"], cwd=ROOT)
+    other = subprocess.Popen([*cmd, str(elsewhere)], env=fake_sglang["env"], cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while (
+            not (serving.server_ready(here) and serving.server_ready(elsewhere))
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
+        out = subprocess.run(
+            ["bash", str(ROOT / "evaluation/kill_sglang_server.sh")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=fake_sglang["env"],
+        )
+        assert f"pid {ours.pid}" in out.stdout, out.stdout + out.stderr
+        assert _wait_dead(ours.pid)
+        assert _alive(other.pid)  # started elsewhere: untouched without its port
+    finally:
+        for p in (ours, other):
+            p.kill()
+            p.wait()
+
+
+def test_stale_pid_files_kill_nothing(fake_sglang, tmp_path):
+    unrelated = _unrelated_sglang_process(tmp_path)
     try:
         gone = serving.pid_file(12345)
         gone.parent.mkdir(parents=True, exist_ok=True)
@@ -216,6 +264,128 @@ def test_stale_pid_files_kill_nothing(fake_sglang):
         assert _alive(unrelated.pid)
         reused.write_text(json.dumps({"pgid": unrelated.pid, "port": 12346}))
         assert serving.stop_recorded() == [] and _alive(unrelated.pid)  # the Python path agrees
+        # a recorded start time that does not match the live leader: pid reused, nothing killed
+        st = serving.start_time(unrelated.pid)
+        rec = {"pgid": unrelated.pid, "start_time": st - 1, "port": 12346}
+        assert not serving.recorded_group_is_ours(rec)
+        assert serving.recorded_group_is_ours({**rec, "start_time": st})
+        reused.write_text(json.dumps(rec))
+        out = subprocess.run(
+            ["bash", str(ROOT / "evaluation/kill_sglang_server.sh"), "12346"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=fake_sglang["env"],
+        )
+        assert "stale pid file" in out.stdout and "started by hand" not in out.stdout
+        assert _alive(unrelated.pid)
     finally:
         os.killpg(unrelated.pid, signal.SIGKILL)
         unrelated.wait()
+
+
+def test_kill_script_stops_workers_whose_leader_died(fake_sglang, tmp_path):
+    port = _free_port()
+    srv = serving.SGLangServer("m", port=port, log_path=str(tmp_path / "log"), timeout=60)
+    try:
+        srv.start()
+        worker = int(fake_sglang["worker_file"].read_text())
+        os.kill(srv.proc.pid, signal.SIGKILL)  # the leader dies, its worker stays in the group
+        srv.proc.wait()
+        srv.proc = None
+        assert _alive(worker)
+        out = subprocess.run(
+            ["bash", str(ROOT / "evaluation/kill_sglang_server.sh"), str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=fake_sglang["env"],
+        )
+        assert "stopping SGLang process group" in out.stdout, out.stdout
+        assert _wait_dead(worker)
+    finally:
+        srv.stop()
+
+
+def test_server_that_exits_before_answering_is_a_one_line_error(
+    fake_sglang, tiny_lm_dir, tmp_path, monkeypatch, capsys
+):
+    from huatuo_o1.cli import run_main
+    from huatuo_o1.eval_run import main
+
+    monkeypatch.setenv("FAKE_SGLANG_EXIT", "1")
+    monkeypatch.setattr(sys, "argv", _eval_cmd(tiny_lm_dir, tmp_path, _free_port())[1:])
+    with pytest.raises(SystemExit) as exc:
+        run_main(main)  # as evaluation/eval.py runs it
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()  # a "started SGLang ..." note, then the error
+    assert err[0].startswith("started SGLang") and len(err) == 2
+    assert "exited with code 1 before answering" in err[1] and "out of memory" in err[1]
+    assert _wait_dead(int(fake_sglang["worker_file"].read_text()))  # the orphaned worker too
+    assert not list(fake_sglang["run_dir"].glob("*.pid"))
+
+
+class _Guard(Exception):
+    pass
+
+
+def _guard(signum, frame):
+    raise _Guard  # what SIGTERM would do here if SGLangServer installed no handler of its own
+
+
+def test_timeout_and_sigterm_while_waiting_stop_the_server(fake_sglang, tmp_path, monkeypatch):
+    import threading
+
+    from huatuo_o1.io import InputError
+
+    monkeypatch.setenv("FAKE_SGLANG_SLEEP", "300")  # the server never answers
+    srv = serving.SGLangServer("m", port=_free_port(), log_path=str(tmp_path / "log"), timeout=1.0)
+    with pytest.raises(InputError, match="did not answer"):
+        srv.start()
+    assert _wait_dead(int(fake_sglang["worker_file"].read_text()))
+    assert not list(fake_sglang["run_dir"].glob("*.pid"))
+
+    # SIGTERM (a job scheduler cancelling the run) while waiting: SystemExit, the group stopped
+    fake_sglang["worker_file"].unlink()
+
+    def term_once_started():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if fake_sglang["worker_file"].exists() and fake_sglang["worker_file"].read_text():
+                break
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    old = signal.signal(signal.SIGTERM, _guard)
+    try:
+        threading.Thread(target=term_once_started, daemon=True).start()
+        with pytest.raises(SystemExit):
+            with serving.SGLangServer("m", port=_free_port(), log_path=str(tmp_path / "log"), timeout=60):
+                pass
+        assert signal.getsignal(signal.SIGTERM) is _guard  # the previous handler is back
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert _wait_dead(int(fake_sglang["worker_file"].read_text()))
+    assert not list(fake_sglang["run_dir"].glob("*.pid"))
+
+
+def test_sglang_python_that_cannot_import_sglang_is_refused(tmp_path):
+    from huatuo_o1.eval_run import main
+    from huatuo_o1.io import InputError
+
+    (tmp_path / "e.json").write_text("[]")
+    no_site = tmp_path / "python-without-sglang"  # a Python whose environment has no sglang
+    no_site.write_text(f'#!/bin/sh\nexec {sys.executable} -I -S "$@"\n')
+    no_site.chmod(0o755)
+    with pytest.raises(InputError, match="cannot be run"):
+        main(
+            [
+                "--eval_file",
+                str(tmp_path / "e.json"),
+                "--launch_server",
+                "--sglang_python",
+                str(tmp_path / "nope"),
+            ]
+        )
+    with pytest.raises(InputError, match="cannot import sglang"):
+        main(["--eval_file", str(tmp_path / "e.json"), "--launch_server", "--sglang_python", str(no_site)])

@@ -163,23 +163,30 @@ def test_bad_data_exit_code_2_from_the_command_line(tmp_path):
 # ----------------------------------------------------------------------------- batching
 
 
-def test_packed_examples_do_not_attend_to_each_other(tiny_lm_dir):
+def test_packed_examples_do_not_attend_to_each_other(tiny_lm_dir, tmp_path):
+    """Through the trainer's own compute_loss (the training path): the logits of a packed row equal
+    each example's logits computed alone, so no example attends to another."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, TrainingArguments
+
+    from huatuo_o1.sft import _make_trainer_class
 
     tok = tokenizer_of(tiny_lm_dir)
     examples, _ = tokenize_records(tok, load_sft_records_from(make_records(3)), max_seq_len=512)
     model = AutoModelForCausalLM.from_pretrained(
         tiny_lm_dir, dtype=torch.float32, attn_implementation="sdpa"
     ).eval()
+    targs = TrainingArguments(output_dir=str(tmp_path / "t"), report_to=[], use_cpu=True)
+    trainer = _make_trainer_class()(model=model, args=targs, pad_token_id=tok.pad_token_id)
+    # Trainer turns config.use_cache off at init (TrainingArguments.use_cache=False); compute_loss
+    # must not depend on that (a KV cache makes transformers ignore the packed position ids).
+    model.config.use_cache = True
     batch = make_collator(True, tok.pad_token_id)(examples)
     assert batch["input_ids"].shape == (1, sum(len(e["input_ids"]) for e in examples))
     assert "attention_mask" not in batch
     with torch.no_grad():
-        # use_cache=False as in training (SFTTrainer.compute_loss): a KV cache disables packed masks
-        packed = model(
-            input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False
-        ).logits[0]
+        _, out = trainer.compute_loss(model, dict(batch), return_outputs=True)
+        packed = out.logits[0]
         off = 0
         for ex in examples:
             alone = model(input_ids=torch.tensor([ex["input_ids"]])).logits[0]
@@ -262,6 +269,9 @@ def test_resume_after_interruption_continues_from_saved_step(tiny_lm_dir, tmp_pa
         train(parse_args(argv), callbacks=[Crash()])
     run = tmp_path / "run" / "sft_stage1"
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    # each checkpoint records the model and data it was trained from
+    saved = json.loads((run / "checkpoint-4" / "run_args.json").read_text())
+    assert saved["model_path"] == str(Path(tiny_lm_dir).resolve()) and saved["data_path"] == str(data)
     train(parse_args([*argv, "--resume"]))
     resumed = losses(run)
     assert min(resumed) == 1 and max(resumed) == 6
@@ -270,6 +280,34 @@ def test_resume_after_interruption_continues_from_saved_step(tiny_lm_dir, tmp_pa
     assert [h["step"] for h in state["log_history"] if "loss" in h] == [1, 2, 3, 4, 5, 6]
     for step in (5, 6):
         assert resumed[step] == pytest.approx(losses(ref)[step], rel=1e-4)
+
+
+def test_resume_refuses_a_checkpoint_of_another_model_or_data(tiny_lm_dir, tmp_path, capsys):
+    from huatuo_o1.cli import run_main
+    from huatuo_o1.sft import main, parse_args, run_identity
+
+    data = write_json(tmp_path / "d.json", make_records(4))
+    other = write_json(tmp_path / "other.json", make_records(5))
+    argv = sft_argv(tiny_lm_dir, data, tmp_path / "ckpts")
+    run = tmp_path / "ckpts" / "sft_stage1"
+    ckpt = run / "checkpoint-3"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text("{}")
+    # the newest checkpoint was trained on other data: refused before any model is loaded
+    write_json(ckpt / "run_args.json", run_identity(parse_args([*argv[:2], "--data_path", str(other)])))
+    with pytest.raises(SystemExit) as e:
+        run_main(lambda: main(argv))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"--data_path {other}, not --data_path {data}" in err
+    assert "--resume False" in err and "--experiment_name" in err
+    # another model, recorded only in the run folder (the run started, no checkpoint copy)
+    (ckpt / "run_args.json").unlink()
+    write_json(run / "run_args.json", {**run_identity(parse_args(argv)), "model_path": "org/other-model"})
+    with pytest.raises(SystemExit) as e:
+        run_main(lambda: main([*argv, "--resume"]))
+    assert e.value.code == 2 and "--model_path org/other-model" in capsys.readouterr().err
 
 
 def test_accelerate_launch_single_cpu_process(tiny_lm_dir, tmp_path):

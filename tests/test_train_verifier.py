@@ -20,11 +20,27 @@ def _toy(n: int) -> list[dict]:
     return out
 
 
+def _backbone_with_pad_eos(src, dst):
+    """The tiny classifier backbone with pad == eos (as many chat tokenizers ship)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(src)
+    tok.pad_token = tok.eos_token
+    model = AutoModelForSequenceClassification.from_pretrained(src)
+    model.config.pad_token_id = tok.eos_token_id
+    tok.save_pretrained(dst)
+    model.save_pretrained(dst)
+    return dst
+
+
 def test_tiny_verifier_learns_toy_set(tmp_path, tiny_verifier_dir):
+    from transformers import AutoConfig, AutoTokenizer
+
     import train_verifier
     from huatuo_o1.rewards import ClassifierVerifier
     from huatuo_o1.verifier_train import train_verifier as run
 
+    tiny_verifier_dir = _backbone_with_pad_eos(tiny_verifier_dir, tmp_path / "backbone")
     data = tmp_path / "v.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in _toy(40)))
     out = tmp_path / "ver"
@@ -38,6 +54,11 @@ def test_tiny_verifier_learns_toy_set(tmp_path, tiny_verifier_dir):
     assert report["n"] == 10 and report["n_train"] == 30
     assert report["accuracy@0.5"] == 1.0
     assert len(report["sweep"]) == 19 and (out / "verifier_eval.json").exists()
+    # pad chosen distinct from eos (and bos), the same in tokenizer and config: the classifier
+    # reads its decision at the template's eos
+    tok, cfg = AutoTokenizer.from_pretrained(out), AutoConfig.from_pretrained(out)
+    assert tok.pad_token_id not in (tok.eos_token_id, tok.bos_token_id)
+    assert cfg.pad_token_id == tok.pad_token_id
     # the saved folder is a verifier the RL reward can load
     v = ClassifierVerifier.from_pretrained(str(out))
     p_ok, p_bad = v.probabilities(["pneumonia", "asthma attack"], ["pneumonia", "pneumonia"])
