@@ -60,16 +60,16 @@ Reply with exactly one of these four verdicts and nothing else:
 - Not Reformulatable (criterion 3 fails)""",
     "zh": """{mcq}
 
-你正在为一个"可验证的开放式医学问题"数据集筛选医学考试题。请按以下三条标准评判上面的选择题:
-1. 需要真正的医学推理(多步的临床或科学思考),而不是单一知识点的记忆。
-2. 只有一个明确无歧义的正确答案:不能是"以下哪项不是/除外"类题目,也不能有多个选项都可能正确。
-3. 可以改写为不带选项的开放式问题,且答案简短、确定,能够与自由文本回答进行核对。
+你正在为一个"可验证的开放式医学问题"数据集筛选医学考试题。请按以下三条标准评判上面的选择题：
+1. 需要真正的医学推理（多步的临床或科学思考），而不是单一知识点的记忆。
+2. 只有一个明确无歧义的正确答案：不能是"以下哪项不是/除外"类题目，也不能有多个选项都可能正确。
+3. 可以改写为不带选项的开放式问题，且答案简短、确定，能够与自由文本回答进行核对。
 
-只回复以下四个判定之一(保持英文原文),不要输出其他内容:
-- Pass(三条标准都满足)
-- Too Simple(不满足第1条)
-- Ambiguous Answer(不满足第2条)
-- Not Reformulatable(不满足第3条)""",
+只回复以下四个判定之一（保持英文原文），不要输出其他内容：
+- Pass（三条标准都满足）
+- Too Simple（不满足第1条）
+- Ambiguous Answer（不满足第2条）
+- Not Reformulatable（不满足第3条）""",
 }
 
 _REWRITE = {
@@ -88,11 +88,11 @@ Reply with JSON holding exactly these two keys:
 ```""",
     "zh": """{mcq}
 
-请把上面的选择题改写为不需要选项即可作答的开放式问题,并给出标准答案。
-- 保留得出答案所需的全部临床信息;不要在问题中泄露答案。
-- 标准答案必须简短(一个诊断、药物、机制、数值等),以便能与自由文本回答精确比对。
+请把上面的选择题改写为不需要选项即可作答的开放式问题，并给出标准答案。
+- 保留得出答案所需的全部临床信息；不要在问题中泄露答案。
+- 标准答案必须简短（一个诊断、药物、机制、数值等），以便能与自由文本回答精确比对。
 
-请用 JSON 回复,且只包含以下两个键(键名保持英文原样):
+请用 JSON 回复，且只包含以下两个键（键名保持英文原样）：
 ```json
 {{
   "Open-ended Verifiable Question": "...",
@@ -132,7 +132,7 @@ Above are a model's response (<Model Response>) and the reference answer (<Refer
 {reference}
 </Reference Answer>
 
-以上是模型的回答(<Model Response>)和参考答案(<Reference Answer>)。请判断模型的回答是否正确,即是否与参考答案得出相同的结论(措辞可以不同;更具体或等价的答案也算正确)。正确则只输出 "True",否则只输出 "False"。""",
+以上是模型的回答(<Model Response>)和参考答案(<Reference Answer>)。请判断模型的回答是否正确，即是否与参考答案得出相同的结论（措辞可以不同；更具体或等价的答案也算正确）。正确则只输出 "True"，否则只输出 "False"。""",
 }
 
 
@@ -178,10 +178,10 @@ _STEP_RULES = {
 - "Inner Thinking": one piece of the actual thinking. Use several of these, each with a short "title" that says what the step does, so the reasoning is thorough and easy to follow.
 - "Final Conclusion": sum up what the Inner Thinking steps established and state the final answer. No title.
 - "Verification": check the Final Conclusion. If it holds, the reasoning ends here; if it does not, go back to Inner Thinking and continue. No title.""",
-    "zh": """你的推理由一系列步骤组成,每个步骤属于以下三种动作之一(动作名称保持英文原样):
-- "Inner Thinking":真正的思考过程。请使用多个这样的步骤,每个步骤带一个简短的 "title" 说明该步在做什么,使推理充分且清晰。
-- "Final Conclusion":总结前面 Inner Thinking 步骤得出的结论,并给出最终答案。不需要 title。
-- "Verification":检验 Final Conclusion。若成立,推理到此结束;若不成立,回到 Inner Thinking 继续推理。不需要 title。""",
+    "zh": """你的推理由一系列步骤组成，每个步骤属于以下三种动作之一（动作名称保持英文原样）：
+- "Inner Thinking"：真正的思考过程。请使用多个这样的步骤，每个步骤带一个简短的 "title" 说明该步在做什么，使推理充分且清晰。
+- "Final Conclusion"：总结前面 Inner Thinking 步骤得出的结论，并给出最终答案。不需要 title。
+- "Verification"：检验 Final Conclusion。若成立，推理到此结束；若不成立，回到 Inner Thinking 继续推理。不需要 title。""",
 }
 
 _INIT_COT = {
@@ -199,11 +199,11 @@ Reply with JSON in exactly this structure, and nothing else:
 {question}
 </question>
 
-请先逐步推理,再回答上面的问题(<question>)。
+请先逐步推理，再回答上面的问题(<question>)。
 
 {rules}
 
-请严格按照以下 JSON 结构回复,不要输出其他内容:
+请严格按照以下 JSON 结构回复，不要输出其他内容：
 {fmt}""",
 }
 
@@ -248,13 +248,13 @@ Do not repeat the previous reasoning: begin directly with the new Verification s
 {reasoning}
 </previous reasoning>
 
-<question> 是需要回答的问题,<previous reasoning> 是你到目前为止的推理(截至其 Final Conclusion)。该 Final Conclusion 已经过核对,被判定为错误。
+<question> 是需要回答的问题，<previous reasoning> 是你到目前为止的推理（截至其 Final Conclusion）。该 Final Conclusion 已经过核对，被判定为错误。
 
-请继续推理。先写一个新的 "Verification" 步骤,检验该 Final Conclusion 并发现它是错误的(你的检验结论必须与这一判定一致)。然后请{strategy},并得出新的 Final Conclusion。
+请继续推理。先写一个新的 "Verification" 步骤，检验该 Final Conclusion 并发现它是错误的（你的检验结论必须与这一判定一致）。然后请{strategy}，并得出新的 Final Conclusion。
 
 {rules}
 
-不要重复之前的推理,直接从新的 Verification 步骤开始。请严格按照以下 JSON 结构回复,不要输出其他内容:
+不要重复之前的推理，直接从新的 Verification 步骤开始。请严格按照以下 JSON 结构回复，不要输出其他内容：
 {fmt}""",
 }
 
@@ -285,15 +285,15 @@ Do not repeat the previous reasoning: begin directly with the new Verification s
 {reasoning}
 </previous reasoning>
 
-<question> 是需要回答的问题,<previous reasoning> 是你到目前为止的推理(截至其 Final Conclusion)。
+<question> 是需要回答的问题，<previous reasoning> 是你到目前为止的推理（截至其 Final Conclusion）。
 
-私下告诉你:正确答案是"{answer}"。不要提及或暗示你被告知了答案,要像自己推理得出一样。
+私下告诉你：正确答案是"{answer}"。不要提及或暗示你被告知了答案，要像自己推理得出一样。
 
-请继续推理。先写一个新的 "Verification" 步骤,仔细检验该 Final Conclusion。若它是错误的,请补充新的 Inner Thinking 步骤,找到通往正确答案的推理路径,并给出陈述该答案的新 Final Conclusion,最后再写一个 Verification。
+请继续推理。先写一个新的 "Verification" 步骤，仔细检验该 Final Conclusion。若它是错误的，请补充新的 Inner Thinking 步骤，找到通往正确答案的推理路径，并给出陈述该答案的新 Final Conclusion，最后再写一个 Verification。
 
 {rules}
 
-不要重复之前的推理,直接从新的 Verification 步骤开始。请严格按照以下 JSON 结构回复,不要输出其他内容:
+不要重复之前的推理，直接从新的 Verification 步骤开始。请严格按照以下 JSON 结构回复，不要输出其他内容：
 {fmt}""",
 }
 
@@ -325,12 +325,12 @@ Reply with JSON only:
 {question}
 </Question>
 
-上面的 <Thought Process> 是模型针对 <Question> 的推理。请把它改写成一个人在思考这道题时自然、流畅的思维过程:
-1. 逐步推理,每个想法单独一行,用换行分隔。
-2. 不要标题、小标题或结构化格式;想法之间用自然、口语化的过渡("嗯"、"哦"、"等等"、"另外"、"我再确认一下")。
-3. 按原顺序保留原推理中的每个想法、检验和修正,并使推理更丰富、更详细、逻辑更清晰,同时保持口语化。
+上面的 <Thought Process> 是模型针对 <Question> 的推理。请把它改写成一个人在思考这道题时自然、流畅的思维过程：
+1. 逐步推理，每个想法单独一行，用换行分隔。
+2. 不要标题、小标题或结构化格式；想法之间用自然、口语化的过渡（"嗯"、"哦"、"等等"、"另外"、"我再确认一下"）。
+3. 按原顺序保留原推理中的每个想法、检验和修正，并使推理更丰富、更详细、逻辑更清晰，同时保持口语化。
 
-只用 JSON 回复(键名保持英文原样):
+只用 JSON 回复（键名保持英文原样）：
 ```json
 {{
   "NaturalReasoning": "..."
@@ -356,7 +356,7 @@ _FINAL_RESPONSE = {
 {question}
 </Question>
 
-<Internal Thinking> 是你针对 <Question> 的内部思考。请基于它给用户写一个内容充实、高质量的最终回复。如果有明确的答案,请先给出答案。紧扣 <Question> 的要求,采用优秀 AI 助手清晰、有条理的风格。只输出最终回复,不要输出其他内容。""",
+<Internal Thinking> 是你针对 <Question> 的内部思考。请基于它给用户写一个内容充实、高质量的最终回复。如果有明确的答案，请先给出答案。紧扣 <Question> 的要求，采用优秀 AI 助手清晰、有条理的风格。只输出最终回复，不要输出其他内容。""",
 }
 
 
