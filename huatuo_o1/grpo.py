@@ -33,12 +33,12 @@ from huatuo_o1.ppo import (
     choose_pad_token,
     final_dir,
     load_pretrained,
+    load_tokenizer_and_data,
     make_verifier,
     set_pad_id,
     torch_dtype,
 )
 from huatuo_o1.rewards import RewardConfig, Verifier, score_responses
-from huatuo_o1.rl_data import build_rl_data
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class MedicalGRPOConfig(GRPOConfig):
 
 def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from trl import GRPOTrainer
 
     os.environ.setdefault("WANDB_MODE", "offline")
@@ -96,15 +96,7 @@ def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
     _check_local(script_args.reward_model_path, "reward model")
     dtype = torch_dtype(model_args.dtype)
 
-    tokenizer = load_pretrained(AutoTokenizer, policy_path, "policy tokenizer", padding_side="left")
-    data = build_rl_data(
-        script_args.dataset_name,
-        tokenizer,
-        seed=args.seed,
-        eval_frac=script_args.eval_fraction,
-        max_eval=script_args.max_eval_samples,
-        max_prompt_length=script_args.max_prompt_length,
-    )
+    tokenizer, data = load_tokenizer_and_data(policy_path, script_args, args.seed)
 
     def to_ds(rows):
         return Dataset.from_dict(

@@ -411,6 +411,29 @@ def _check_local(path: str | None, what: str) -> None:
         raise InputError(f"{what} not found: {path}")
 
 
+def load_tokenizer_and_data(policy_path: str, script_args, seed: int):
+    """The policy tokenizer (left padding, for generation) and the RL data built with it, logged
+    (PPO and GRPO alike)."""
+    from transformers import AutoTokenizer
+
+    from huatuo_o1.rl_data import build_rl_data
+
+    tokenizer = load_pretrained(AutoTokenizer, policy_path, "policy tokenizer", padding_side="left")
+    data = build_rl_data(
+        script_args.dataset_name,
+        tokenizer,
+        seed=seed,
+        eval_frac=script_args.eval_fraction,
+        max_eval=script_args.max_eval_samples,
+        max_prompt_length=script_args.max_prompt_length,
+    )
+    log.info(
+        "RL data: %d train, %d eval, dropped %d without question/answer, %d ambiguous",
+        len(data.train), len(data.eval), data.dropped_missing, data.dropped_ambiguous,
+    )  # fmt: skip
+    return tokenizer, data
+
+
 def load_pretrained(cls, path: str, what: str, **kwargs):
     """cls.from_pretrained with a one-line InputError when the folder or hub name cannot be loaded."""
     try:
@@ -422,9 +445,7 @@ def load_pretrained(cls, path: str, what: str, **kwargs):
 def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args):
     """Policy, reference policy, value model, data and reward hook wired into MedicalPPOTrainer."""
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-
-    from huatuo_o1.rl_data import build_rl_data
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     os.environ.setdefault("WANDB_MODE", "offline")
     policy_path = model_args.model_name_or_path
@@ -437,19 +458,7 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args):
         args.stop_token = None
     dtype = torch_dtype(model_args.dtype)
 
-    tokenizer = load_pretrained(AutoTokenizer, policy_path, "policy tokenizer", padding_side="left")
-    data = build_rl_data(
-        script_args.dataset_name,
-        tokenizer,
-        seed=args.seed,
-        eval_frac=script_args.eval_fraction,
-        max_eval=script_args.max_eval_samples,
-        max_prompt_length=script_args.max_prompt_length,
-    )
-    log.info(
-        "RL data: %d train, %d eval, dropped %d without question/answer, %d ambiguous",
-        len(data.train), len(data.eval), data.dropped_missing, data.dropped_ambiguous,
-    )  # fmt: skip
+    tokenizer, data = load_tokenizer_and_data(policy_path, script_args, args.seed)
     train_ds = Dataset.from_dict({"input_ids": [r["input_ids"] for r in data.train]})
     eval_ds = Dataset.from_dict(
         {"input_ids": [r["input_ids"] for r in data.eval]}
