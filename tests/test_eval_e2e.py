@@ -391,3 +391,15 @@ def test_hf_batched_greedy_equals_one_at_a_time_and_copies_greedy_samples(tiny_l
     single = [gen.generate([p], 1, 6, 0.0, 0.9)[0] for p in prompts]
     assert [b[0] for b in batched] == [s[0] for s in single]
     assert all(len(b) == 2 and b[0] == b[1] for b in batched)  # greedy: one decode, copied
+
+
+def test_api_key_reaches_the_server_but_no_file_or_output(tiny_lm_dir, eval_file, tmp_path, capsys):
+    key = "sk-fake-eval-key-0123456789"
+    out = tmp_path / "out"
+    with FakeOpenAIServer(responder) as srv:
+        assert main(_args(eval_file, out, tiny_lm_dir, "--api_url", srv.url, "--api_key", key)) == 0
+        assert all(r.headers.get("authorization") == f"Bearer {key}" for r in srv.requests)
+    captured = capsys.readouterr()
+    assert key not in captured.out + captured.err
+    files = [f for f in out.rglob("*") if f.is_file()]
+    assert files and not any(key in f.read_text(errors="ignore") for f in files)
