@@ -34,9 +34,41 @@ length; trl logs KL and the policy/value losses), keeps evaluation samples out o
 and saves the policy itself under DeepSpeed (trl 1.12 + transformers 5 crash there: see
 `save_model`), with the policy's own generation stop tokens.
 
-Resume: trl's PPO loop always starts at update 1 and its checkpoints hold the policy, optimizer
-and scheduler but not the value model, so PPO runs do not resume (a rerun starts over and warns
-when checkpoints already exist).
+Resume (interrupted runs continue without redoing updates). trl's `train()` always starts at
+update 1 and its checkpoints lack the value model, so we add, without forking `train()`:
+
+- Checkpoints: `<output_dir>/checkpoint-N` (N = finished updates) is trl's/transformers' checkpoint
+  (policy as a plain HF folder, `optimizer.pt`, `scheduler.pt`, `rng_state.pth`,
+  `trainer_state.json` with `global_step`/`episode`; under DeepSpeed the engine's `global_stepK/`
+  shards of policy + value + optimizer instead of `optimizer.pt`) plus, written first by our
+  `_save_checkpoint`, `value_model/` (a plain HF folder) and `run_args.json` (the run's
+  `--model_name_or_path` / `--dataset_name`). `trainer_state.json` is written last, so a
+  checkpoint holding it (and a value model) is complete.
+- `train_ppo` resumes by default from the newest complete checkpoint in `--output_dir` when its
+  `run_args.json` names the same model and dataset (else a one-line error, exit 2; `--resume False`
+  starts over). The policy is loaded from checkpoint-N, the value model from
+  checkpoint-N/value_model, the reference policy from `--model_name_or_path` again (the KL stays
+  anchored to the SFT model). Optimizer and LR scheduler states are loaded into trl's (prepared)
+  optimizer and scheduler; under DeepSpeed the engine checkpoint is loaded with transformers'
+  `deepspeed_load_checkpoint` (policy, value, optimizer) and the scheduler from `scheduler.pt`.
+- Starting at update N+1: trl's `train()` resets `global_step`/`episode`, sets
+  `max_steps = num_total_batches`, calls `on_train_begin`, and only then reads
+  `args.num_total_batches` for its loop. A callback (`_ResumeAt`) run first in `on_train_begin` sets
+  `global_step = N`, `episode` and `log_history` from the checkpoint, restores the RNG states, and
+  lowers `args.num_total_batches` to the remaining updates (restored after `train()`), so logging,
+  saving (`checkpoint-M` numbering), the progress bar and the LR schedule all continue from N. A
+  rerun with a larger `--total_episodes` continues the same way (the LR schedule is then the one of
+  the new total). A finished run (its last checkpoint at the final update) just re-saves the final
+  policy.
+- Data order: trl shuffles with the global torch RNG, which its sampling also consumes, so the
+  order after a restart could not be reproduced. `_EpochBatches` (used for every run, fresh or
+  resumed) reseeds the dataloader's shuffle with `--seed + epoch` before each pass over the data
+  and, on resume, skips the batches the N finished updates consumed (collated, not generated:
+  cheap). A resumed run therefore sees exactly the prompts an uninterrupted run would, none twice;
+  with the RNG states restored (and the value head's init seeded by `--seed`), the tiny CPU test's
+  resumed run is bit-identical to an uninterrupted one.
+- Not restored: the loop's `update` counter (it only spaces `--num_sample_generations` samples) and
+  the `eps` metric, which counts resumed episodes over the new run's time.
 
 Pad token: trl treats the first pad in a response as its end, so the pad must differ from every
 stop token (and from bos and every token of the prompts). `choose_pad_token` keeps a distinct
@@ -56,6 +88,7 @@ import torch
 from torch import nn
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+from transformers import TrainerCallback  # noqa: E402
 from trl.experimental.ppo import PPOConfig, PPOTrainer  # noqa: E402
 
 from huatuo_o1.io import InputError
@@ -206,6 +239,75 @@ class RewardHook(nn.Module):
         return s
 
 
+RUN_ARGS_FILE = "run_args.json"
+VALUE_DIR = "value_model"
+
+
+def _shuffle_sampler(loader):
+    """The RandomSampler under a (prepared) dataloader, or None."""
+    from torch.utils.data import RandomSampler
+
+    bs = getattr(loader, "batch_sampler", None)
+    while bs is not None and not hasattr(bs, "sampler") and hasattr(bs, "batch_sampler"):
+        bs = bs.batch_sampler  # accelerate's BatchSamplerShard wraps the BatchSampler
+    sampler = getattr(bs, "sampler", None) if bs is not None else getattr(loader, "sampler", None)
+    return sampler if isinstance(sampler, RandomSampler) else None
+
+
+class _EpochBatches:
+    """trl's dataloader, pass after pass, each pass shuffled by `seed + epoch`; the first pass
+    iterated starts at global batch `start` (the batches of the finished updates are skipped).
+
+    The shuffle and the DataLoader's worker base seed draw from dedicated generators, so iterating
+    never touches the global torch RNG (which the restored rollout sampling uses)."""
+
+    def __init__(self, loader, seed: int, start: int = 0):
+        self.loader = loader
+        self.seed = seed
+        self.next_batch = start
+        sampler = _shuffle_sampler(loader)
+        base = getattr(loader, "base_dataloader", loader)
+        self.generator = getattr(sampler, "generator", None) or torch.Generator()
+        if sampler is not None:
+            sampler.generator = self.generator
+        self.base_generator = getattr(base, "generator", None) or torch.Generator()
+        base.generator = self.base_generator
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        n = len(self.loader)
+        if n == 0:
+            return
+        epoch, skip = divmod(self.next_batch, n)
+        self.generator.manual_seed(self.seed + epoch)
+        self.base_generator.manual_seed(self.seed + epoch)
+        for i, batch in enumerate(self.loader):
+            if i < skip:
+                continue
+            self.next_batch += 1
+            yield batch
+
+
+class _ResumeAt(TrainerCallback):
+    """Run first in trl's on_train_begin (after trl reset its state, before its loop reads
+    args.num_total_batches): put the state at the checkpoint's update and shorten the loop."""
+
+    def __init__(self, trainer, ckpt, saved, done: int, total: int):
+        self.trainer, self.ckpt, self.saved, self.done, self.total = trainer, ckpt, saved, done, total
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.saved is None:
+            return
+        state.global_step = self.done
+        state.episode = getattr(self.saved, "episode", 0) or self.done * args.batch_size
+        state.epoch = state.episode / self.trainer.train_dataset_len
+        state.log_history = list(self.saved.log_history)
+        args.num_total_batches = self.total - self.done
+        self.trainer._load_rng_state(self.ckpt)
+
+
 class MedicalPPOTrainer(PPOTrainer):
     """trl's PPOTrainer plus the reward hook's statistics in every log line."""
 
@@ -251,7 +353,7 @@ class MedicalPPOTrainer(PPOTrainer):
                 super().save_model(output_dir, _internal_call)
                 return
             try:
-                full = self.accelerator.get_state_dict(self.model)
+                full = self._gathered_state()
             except ValueError:  # ZeRO-3 without stage3_gather_16bit_weights_on_model_save
                 log.warning(
                     "stage3_gather_16bit_weights_on_model_save is false: saving a DeepSpeed checkpoint "
@@ -269,6 +371,112 @@ class MedicalPPOTrainer(PPOTrainer):
         finally:
             if gen is not None:
                 gen.eos_token_id = rollout_eos
+
+    # -- checkpoints and resume (see the module docstring) ------------------------------------
+
+    def _gathered_state(self):
+        """Under DeepSpeed, the engine's full state dict (policy. + value_model. keys), gathered once
+        per checkpoint (a collective: every rank calls it). ValueError under ZeRO-3 without
+        stage3_gather_16bit_weights_on_model_save."""
+        cached = getattr(self, "_state_cache", None)
+        return cached if cached is not None else self.accelerator.get_state_dict(self.model)
+
+    def save_value_model(self, output_dir: str | Path) -> bool:
+        """The value model as a plain HF folder (sequence classifier, 1 label). False when under
+        ZeRO-3 without gathered weights: the engine checkpoint then holds it."""
+        value = self.accelerator.unwrap_model(self.model).value_model
+        state = None
+        if self.is_deepspeed_enabled:
+            try:
+                full = self._gathered_state()
+            except ValueError:
+                return False
+            state = {
+                k.removeprefix("value_model."): v for k, v in full.items() if k.startswith("value_model.")
+            }
+        if self.accelerator.is_main_process:
+            value.save_pretrained(output_dir, state_dict=state, safe_serialization=True)
+        self.accelerator.wait_for_everyone()
+        return True
+
+    def _save_checkpoint(self, model, trial):
+        """trl's checkpoint plus value_model/ and run_args.json, written before trainer_state.json
+        (which transformers writes last, so its presence marks a complete checkpoint)."""
+        from huatuo_o1.io import atomic_write_json
+
+        ckpt = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        self._state_cache = None
+        try:
+            if self.is_deepspeed_enabled:
+                try:
+                    self._state_cache = self._gathered_state()
+                except ValueError:
+                    pass
+            self.save_value_model(ckpt / VALUE_DIR)
+            identity = getattr(self, "run_identity", None)
+            if identity and self.accelerator.is_main_process:
+                atomic_write_json(ckpt / RUN_ARGS_FILE, identity)
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._state_cache = None
+
+    def _load_resume_state(self, ckpt: str):
+        """Optimizer + scheduler (+ DeepSpeed engine) states of `ckpt`; returns its trainer state."""
+        from trl.experimental.ppo.ppo_trainer import OnlineTrainerState
+
+        ckpt_path = Path(ckpt)
+        if self.is_deepspeed_enabled:
+            if any(ckpt_path.glob("global_step*")):
+                from transformers.integrations.deepspeed import deepspeed_load_checkpoint
+
+                deepspeed_load_checkpoint(self.model, ckpt)  # policy, value model, optimizer
+            else:
+                log.warning("%s holds no DeepSpeed engine checkpoint: the optimizer starts afresh", ckpt)
+        elif (ckpt_path / "optimizer.pt").exists():
+            self.optimizer.load_state_dict(
+                torch.load(ckpt_path / "optimizer.pt", map_location="cpu", weights_only=True)
+            )
+        else:
+            log.warning("%s holds no optimizer.pt: the optimizer starts afresh", ckpt)
+        if (ckpt_path / "scheduler.pt").exists():
+            sched = self.lr_scheduler
+            sched.load_state_dict(torch.load(ckpt_path / "scheduler.pt", weights_only=True))
+            if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+                # the saved lr belongs to the saved run's schedule; with another --total_episodes
+                # the schedule is this run's, so the current lr is recomputed from it (no-op if same)
+                lrs = [
+                    base * f(sched.last_epoch)
+                    for base, f in zip(sched.base_lrs, sched.lr_lambdas, strict=True)
+                ]
+                for group, lr in zip(sched.optimizer.param_groups, lrs, strict=True):
+                    group["lr"] = lr
+                sched._last_lr = lrs
+        else:
+            log.warning("%s holds no scheduler.pt: the learning-rate schedule restarts", ckpt)
+        return OnlineTrainerState.load_from_json(str(ckpt_path / "trainer_state.json"))
+
+    def train(self, resume_from_checkpoint: str | None = None):
+        """trl's PPO loop, starting after the updates `resume_from_checkpoint` finished (if given)."""
+        args = self.args
+        total = args.num_total_batches
+        done, saved = 0, None
+        if resume_from_checkpoint:
+            saved = self._load_resume_state(resume_from_checkpoint)
+            done = min(saved.global_step, total)
+            log.info(
+                "resuming from %s: update %d of %d (episode %d)",
+                resume_from_checkpoint, done + 1, total, getattr(saved, "episode", done * args.batch_size),
+            )  # fmt: skip
+        loader = self.dataloader
+        self.dataloader = _EpochBatches(loader, args.seed, start=done)
+        resume_cb = _ResumeAt(self, resume_from_checkpoint, saved, done, total)
+        self.callback_handler.callbacks.insert(0, resume_cb)
+        try:
+            return super().train()
+        finally:
+            args.num_total_batches = total
+            self.dataloader = loader
+            self.callback_handler.callbacks.remove(resume_cb)
 
     def generate_completions(self, sampling: bool = False):
         self.reward_hook.scorer.recording = False
@@ -338,6 +546,16 @@ class PPOScriptArguments(RLScriptArguments):
         default=None,
         metadata={
             "help": "Value model initialisation (policy-tokenizer family, 1-logit head added); default: policy."
+        },
+    )
+    resume: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Continue from the newest complete checkpoint-N in --output_dir (policy, value model, "
+            "optimizer, scheduler, data position) if it was trained from the same --model_name_or_path and "
+            "--dataset_name. Default: resume when one exists; False: start over.",
+            "nargs": "?",
+            "const": True,
         },
     )
 
@@ -442,10 +660,13 @@ def load_pretrained(cls, path: str, what: str, **kwargs):
         raise InputError(f"cannot load {what} {path!r}: {str(e).splitlines()[0]}") from None
 
 
-def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args):
-    """Policy, reference policy, value model, data and reward hook wired into MedicalPPOTrainer."""
+def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args, resume_from: str | None = None):
+    """Policy, reference policy, value model, data and reward hook wired into MedicalPPOTrainer.
+
+    With `resume_from` (a complete checkpoint-N), the policy and the value model start from the
+    checkpoint's weights; the reference policy is always --model_name_or_path."""
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, set_seed
 
     os.environ.setdefault("WANDB_MODE", "offline")
     policy_path = model_args.model_name_or_path
@@ -465,9 +686,16 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args):
     )  # may be empty: no batches
     verifier = make_verifier(script_args, args.reward_model_path, dtype=dtype)
 
-    policy = load_pretrained(AutoModelForCausalLM, policy_path, "policy model", dtype=dtype)
+    set_seed(args.seed)  # the value head's random init (trl seeds only later) is reproducible
+    start_policy, value_path = policy_path, script_args.value_model_path or policy_path
+    if resume_from:
+        ckpt = Path(resume_from)
+        if any(ckpt.glob("*.safetensors")) or any(ckpt.glob("pytorch_model*.bin")):
+            start_policy = str(ckpt)
+        if (ckpt / VALUE_DIR / "config.json").exists():
+            value_path = str(ckpt / VALUE_DIR)
+    policy = load_pretrained(AutoModelForCausalLM, start_policy, "policy model", dtype=dtype)
     ref_policy = load_pretrained(AutoModelForCausalLM, policy_path, "policy model", dtype=dtype)
-    value_path = script_args.value_model_path or policy_path
     value_model = load_pretrained(
         AutoModelForSequenceClassification, value_path, "value model", num_labels=1, dtype=dtype
     )
@@ -500,21 +728,88 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args):
         eval_dataset=eval_ds,
     )
     trainer.rl_data = data
+    trainer.run_identity = run_identity(script_args, model_args)  # copied into every checkpoint
     trainer.saved_eos_token_id = saved_eos
     return trainer
 
 
+def _source_id(path: str | None) -> str | None:
+    """A stable name for a model/data source: the absolute path of a local one, else the hub name."""
+    if not path:
+        return path
+    local = os.path.expanduser(path)
+    return os.path.abspath(local) if os.path.exists(local) else path
+
+
+def run_identity(script_args: PPOScriptArguments, model_args) -> dict:
+    """What a checkpoint must have been trained from to be resumed by this run."""
+    return {
+        "model_name_or_path": _source_id(model_args.model_name_or_path),
+        "dataset_name": _source_id(script_args.dataset_name),
+    }
+
+
+def is_complete_checkpoint(ckpt: Path) -> bool:
+    """trainer_state.json (written last) plus a value model (HF folder or DeepSpeed engine shards)."""
+    return (ckpt / "trainer_state.json").exists() and (
+        (ckpt / VALUE_DIR / "config.json").exists() or any(ckpt.glob("global_step*"))
+    )
+
+
+def newest_complete_checkpoint(output_dir: str | Path) -> str | None:
+    found = []
+    for p in Path(output_dir).glob("checkpoint-*"):
+        suffix = p.name.split("-", 1)[1]
+        if p.is_dir() and suffix.isdigit() and is_complete_checkpoint(p):
+            found.append((int(suffix), p))
+    return str(max(found)[1]) if found else None
+
+
+def check_resumable(checkpoint: str, output_dir: str, identity: dict) -> None:
+    """InputError when `checkpoint` was trained from another --model_name_or_path / --dataset_name
+    (read from its own run_args.json, else the output folder's)."""
+    import json
+
+    for src in (Path(checkpoint) / RUN_ARGS_FILE, Path(output_dir) / RUN_ARGS_FILE):
+        if src.exists():
+            saved = json.loads(src.read_text(encoding="utf-8"))
+            break
+    else:
+        return
+    diff = [k for k in identity if saved.get(k) != identity[k]]
+    if diff:
+        was = " ".join(f"--{k} {saved.get(k)}" for k in diff)
+        now = " ".join(f"--{k} {identity[k]}" for k in diff)
+        raise InputError(
+            f"the newest checkpoint {checkpoint} was trained with {was}, not {now}; "
+            "rerun with --resume False to start over, or use another --output_dir"
+        )
+
+
 def train_ppo(script_args: PPOScriptArguments, args, model_args) -> Path:
-    """Run trl's PPO with the verifier reward; save the final policy to <output_dir>/<run_name>."""
-    old = sorted(Path(args.output_dir).glob("checkpoint-*"))
-    if old:
-        log.warning(
-            "PPO does not resume: %d checkpoint(s) in %s (%s ...) are ignored and may be overwritten; "
-            "training starts from --model_name_or_path",
-            len(old), args.output_dir, old[0].name,
-        )  # fmt: skip
-    trainer = build_ppo_trainer(script_args, args, model_args)
-    trainer.train()
+    """Run trl's PPO with the verifier reward, resuming from the newest complete checkpoint of the
+    same model and data unless --resume False; save the final policy to <output_dir>/<run_name>."""
+    from huatuo_o1.io import atomic_write_json
+
+    identity = run_identity(script_args, model_args)
+    resume_from = None
+    if script_args.resume is not False:
+        resume_from = newest_complete_checkpoint(args.output_dir)
+        if resume_from:
+            check_resumable(resume_from, args.output_dir, identity)
+        elif script_args.resume:
+            log.warning("--resume: no complete checkpoint in %s, starting from scratch", args.output_dir)
+    else:
+        old = sorted(Path(args.output_dir).glob("checkpoint-*"))
+        if old:
+            log.warning(
+                "--resume False: %d checkpoint(s) in %s (%s ...) are ignored and may be overwritten",
+                len(old), args.output_dir, old[0].name,
+            )  # fmt: skip
+    if args.process_index == 0:
+        atomic_write_json(Path(args.output_dir) / RUN_ARGS_FILE, identity)
+    trainer = build_ppo_trainer(script_args, args, model_args, resume_from=resume_from)
+    trainer.train(resume_from_checkpoint=resume_from)
     return save_final_policy(trainer, final_dir(args.output_dir, args.run_name))
 
 

@@ -351,6 +351,12 @@ def test_save_under_deepspeed_takes_the_policy_from_the_engine(tmp_path, data_fi
     ckpt = tmp_path / "o" / "checkpoint-3"
     assert set(load_file(ckpt / "model.safetensors")) == set(before)
     assert (ckpt / "tokenizer.json").exists() and eng.checkpoints == [str(ckpt)]
+    # ... and the value model from the same gathered state (one gather per checkpoint)
+    assert eng.state_dict_calls == 2
+    value = load_file(ckpt / "value_model" / "model.safetensors")
+    for k, v in trainer.value_model.state_dict().items():
+        torch.testing.assert_close(value[k], v + 1)
+    assert (ckpt / "trainer_state.json").exists() and (ckpt / "run_args.json").exists()
 
 
 @pytest.mark.gpu
@@ -368,6 +374,17 @@ def test_ppo_under_deepspeed_saves_checkpoints_and_final_policy(tmp_path, data_f
     for folder in (tmp_path / "ckpts" / "tiny_ppo", tmp_path / "ckpts" / "checkpoint-2"):
         assert (folder / "model.safetensors").exists(), sorted(p.name for p in folder.parent.iterdir())
         AutoModelForCausalLM.from_pretrained(folder)
+    assert (tmp_path / "ckpts" / "checkpoint-2" / "value_model" / "model.safetensors").exists()
+    # the same command with more episodes resumes (engine state via deepspeed_load_checkpoint)
+    i = cmd.index("--total_episodes")
+    r = subprocess.run(
+        [*cmd[: i + 1], "12", *cmd[i + 2 :]], capture_output=True, text=True, cwd=ROOT, timeout=900
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resuming from" in r.stderr
+    state = json.loads((tmp_path / "ckpts" / "checkpoint-3" / "trainer_state.json").read_text())
+    assert (state["global_step"], state["episode"]) == (3, 12)
+    assert [h["episode"] for h in state["log_history"] if "reward/mean" in h] == [4, 8, 12]
 
 
 def test_cli_bad_input_exits_2(tmp_path, tiny_lm_dir):
@@ -438,3 +455,84 @@ def test_hook_split_uses_the_common_prompt_end(tiny_lm_dir):
     mask = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1, 1, 1]])
     rows = hook.scorer.split(ids, mask)
     assert rows == [([14, 15, 16, 17, 19], [30, 31], "C"), ([11, 12, 13], [17, 18, 30], "A")]
+
+
+def test_ppo_resumes_at_the_saved_update(tmp_path, data_file, tiny_lm_dir, tiny_verifier_dir):
+    """Run 1 update with a checkpoint, rerun with more episodes: policy and value model come from
+    checkpoint-1, the reference policy stays the original, optimizer/scheduler/step/episode continue,
+    update 2 takes the next (unused) prompts, the result equals an uninterrupted 2-update run, and a
+    rerun of the finished run trains nothing."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    import RL_stage2
+    from huatuo_o1.ppo import build_ppo_trainer, newest_complete_checkpoint, save_final_policy, train_ppo
+
+    out, straight = tmp_path / "ckpts", tmp_path / "straight"
+
+    def argv(episodes, data=data_file, out=out):
+        return _ppo_args(tiny_lm_dir, tiny_verifier_dir, data, out, "--total_episodes", str(episodes),
+                         "--save_strategy", "steps", "--save_steps", "1")  # fmt: skip
+
+    assert RL_stage2.main(argv(4)) == 0  # 1 update of 4 episodes, checkpoint-1
+    ckpt1 = out / "checkpoint-1"
+    for name in ("model.safetensors", "value_model/config.json", "value_model/model.safetensors", "optimizer.pt",
+                 "scheduler.pt", "rng_state.pth", "trainer_state.json", "run_args.json"):  # fmt: skip
+        assert (ckpt1 / name).exists(), name
+    assert json.loads((ckpt1 / "trainer_state.json").read_text())["episode"] == 4
+
+    # the rerun with more episodes: what train_ppo does, step by step, to look inside
+    s, a, m = RL_stage2.parse_args(argv(8))
+    assert newest_complete_checkpoint(a.output_dir) == str(ckpt1)
+    trainer = build_ppo_trainer(s, a, m, resume_from=str(ckpt1))
+    for model, path in ((trainer.policy_model, ckpt1), (trainer.value_model, ckpt1 / "value_model"),
+                        (trainer.ref_model, tiny_lm_dir)):  # fmt: skip
+        saved = load_file(Path(path) / "model.safetensors")
+        state = model.state_dict()
+        for k, v in saved.items():
+            torch.testing.assert_close(state[k], v)
+    assert any(not torch.equal(trainer.policy_model.state_dict()[k], trainer.ref_model.state_dict()[k])
+               for k in saved)  # fmt: skip
+    trainer.train(resume_from_checkpoint=str(ckpt1))
+    assert (trainer.state.global_step, trainer.state.episode) == (2, 8)
+    assert [h["episode"] for h in trainer.state.log_history if "reward/mean" in h] == [4, 8]
+    assert trainer.lr_scheduler.last_epoch == 2  # 1 restored + 1 step
+    # the same as one uninterrupted 2-update run: weights, value model, optimizer state
+    assert RL_stage2.main(argv(8, out=straight)) == 0
+    for name in ("model.safetensors", "value_model/model.safetensors"):
+        want = load_file(straight / "checkpoint-2" / name)
+        got = load_file(out / "checkpoint-2" / name)
+        for k, v in want.items():
+            torch.testing.assert_close(got[k], v)
+    want = torch.load(straight / "checkpoint-2" / "optimizer.pt")["state"]
+    got = torch.load(out / "checkpoint-2" / "optimizer.pt")["state"]
+    for i, st in want.items():
+        assert got[i]["step"] == st["step"]
+        torch.testing.assert_close(got[i]["exp_avg_sq"], st["exp_avg_sq"])
+    # update 2 used batch 2 of the seeded epoch order: no prompt of update 1 again
+    order = torch.randperm(len(trainer.train_dataset), generator=torch.Generator().manual_seed(1)).tolist()
+    rows = trainer.train_dataset["input_ids"]
+    used = sorted(tuple(b["prompt_ids"]) for b in trainer.reward_hook.scorer.last_batch)
+    assert used == sorted(tuple(rows[i]) for i in order[4:8])
+    assert json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["global_step"] == 2
+    save_final_policy(trainer, out / "tiny_ppo")
+
+    # another dataset in the same output_dir: a clear error, nothing touched
+    other = tmp_path / "other.jsonl"
+    other.write_text(data_file.read_text())
+    with pytest.raises(InputError, match="--resume False"):
+        train_ppo(*RL_stage2.parse_args(argv(8, other)))
+
+    # the finished run again: resumes at update 2 of 2, trains nothing, saves the same final policy
+    assert RL_stage2.main(argv(8)) == 0
+    assert not (out / "checkpoint-3").exists()
+    final = load_file(out / "tiny_ppo" / "model.safetensors")
+    for k, v in load_file(out / "checkpoint-2" / "model.safetensors").items():
+        torch.testing.assert_close(final[k], v)
+    AutoModelForCausalLM.from_pretrained(out / "tiny_ppo")
+
+    # --resume False starts over from --model_name_or_path (here on the other dataset)
+    assert RL_stage2.main([*argv(4, other), "--resume", "False"]) == 0
+    state = json.loads((out / "checkpoint-1" / "trainer_state.json").read_text())
+    assert [h["episode"] for h in state["log_history"] if "reward/mean" in h] == [4]
+    assert json.loads((out / "checkpoint-1" / "run_args.json").read_text())["dataset_name"] == str(other)
