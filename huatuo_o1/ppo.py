@@ -91,7 +91,7 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 from transformers import TrainerCallback  # noqa: E402
 from trl.experimental.ppo import PPOConfig, PPOTrainer  # noqa: E402
 
-from huatuo_o1.io import InputError
+from huatuo_o1.io import RUN_ARGS_FILE, InputError, check_resumable
 from huatuo_o1.rewards import RewardConfig, Verifier, score_responses
 from huatuo_o1.rl_data import PromptTable
 
@@ -239,7 +239,6 @@ class RewardHook(nn.Module):
         return s
 
 
-RUN_ARGS_FILE = "run_args.json"
 VALUE_DIR = "value_model"
 
 
@@ -765,27 +764,6 @@ def newest_complete_checkpoint(output_dir: str | Path) -> str | None:
     return str(max(found)[1]) if found else None
 
 
-def check_resumable(checkpoint: str, output_dir: str, identity: dict) -> None:
-    """InputError when `checkpoint` was trained from another --model_name_or_path / --dataset_name
-    (read from its own run_args.json, else the output folder's)."""
-    import json
-
-    for src in (Path(checkpoint) / RUN_ARGS_FILE, Path(output_dir) / RUN_ARGS_FILE):
-        if src.exists():
-            saved = json.loads(src.read_text(encoding="utf-8"))
-            break
-    else:
-        return
-    diff = [k for k in identity if saved.get(k) != identity[k]]
-    if diff:
-        was = " ".join(f"--{k} {saved.get(k)}" for k in diff)
-        now = " ".join(f"--{k} {identity[k]}" for k in diff)
-        raise InputError(
-            f"the newest checkpoint {checkpoint} was trained with {was}, not {now}; "
-            "rerun with --resume False to start over, or use another --output_dir"
-        )
-
-
 def train_ppo(script_args: PPOScriptArguments, args, model_args) -> Path:
     """Run trl's PPO with the verifier reward, resuming from the newest complete checkpoint of the
     same model and data unless --resume False; save the final policy to <output_dir>/<run_name>."""
@@ -796,7 +774,7 @@ def train_ppo(script_args: PPOScriptArguments, args, model_args) -> Path:
     if script_args.resume is not False:
         resume_from = newest_complete_checkpoint(args.output_dir)
         if resume_from:
-            check_resumable(resume_from, args.output_dir, identity)
+            check_resumable(resume_from, args.output_dir, identity, "use another --output_dir")
         elif script_args.resume:
             log.warning("--resume: no complete checkpoint in %s, starting from scratch", args.output_dir)
     else:

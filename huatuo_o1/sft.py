@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from huatuo_o1.io import InputError
+from huatuo_o1.io import RUN_ARGS_FILE, InputError, check_resumable
 from huatuo_o1.sft_data import (
     end_of_turn_ids,
     ensure_chat_template,
@@ -171,9 +171,6 @@ def newest_complete_checkpoint(run_dir: str | Path) -> str | None:
     return str(max(ckpts)[1]) if ckpts else None
 
 
-RUN_ARGS_FILE = "run_args.json"
-
-
 def _source_id(path: str) -> str:
     """A stable name for a model/data source: the absolute path of a local one, else the hub name."""
     return os.path.abspath(os.path.expanduser(path)) if os.path.exists(os.path.expanduser(path)) else path
@@ -186,30 +183,6 @@ def run_identity(args: SFTArguments) -> dict:
         "data_path": _source_id(args.data_path),
         "data_config": args.data_config,
     }
-
-
-def check_resumable(checkpoint: str, run_dir: str, identity: dict) -> None:
-    """InputError when `checkpoint` was made from another --model_path / --data_path / --data_config.
-
-    The identity is read from the checkpoint's own copy of run_args.json, else from the run folder's
-    (written when a run starts); a checkpoint without either (older runs) is trusted.
-    """
-    import json
-
-    for src in (Path(checkpoint) / RUN_ARGS_FILE, Path(run_dir) / RUN_ARGS_FILE):
-        if src.exists():
-            saved = json.loads(src.read_text(encoding="utf-8"))
-            break
-    else:
-        return
-    diff = [k for k in identity if saved.get(k) != identity[k]]
-    if diff:
-        was = " ".join(f"--{k} {saved.get(k)}" for k in diff)
-        now = " ".join(f"--{k} {identity[k]}" for k in diff)
-        raise InputError(
-            f"the newest checkpoint {checkpoint} was trained with {was}, not {now}; "
-            "rerun with --resume False to start over, or use another --experiment_name"
-        )
 
 
 def _make_run_args_callback(identity: dict):
@@ -366,7 +339,7 @@ def train(args: SFTArguments, callbacks: list | None = None) -> str:
     if args.resume is not False:
         resume_from = newest_complete_checkpoint(run_dir)
         if resume_from:
-            check_resumable(resume_from, run_dir, identity)
+            check_resumable(resume_from, run_dir, identity, "use another --experiment_name")
             log.info("resuming from %s", resume_from)
         elif args.resume:
             log.warning("--resume: no complete checkpoint in %s, starting from scratch", run_dir)
