@@ -114,6 +114,17 @@ def _unrelated_sglang_process(tmp_path):
     return p
 
 
+def _kill_script(fake_sglang, *args: str) -> subprocess.CompletedProcess:
+    """Run evaluation/kill_sglang_server.sh [PORT] in the stand-in sglang environment."""
+    return subprocess.run(
+        ["bash", str(ROOT / "evaluation/kill_sglang_server.sh"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=fake_sglang["env"],
+    )
+
+
 def _eval_cmd(tiny_lm_dir, tmp_path, port, *extra):
     data = {"S": [{"question": "q?", "options": {"A": "x", "B": "y"}, "answer_idx": "A"}]}
     (tmp_path / "e.json").write_text(json.dumps(data))
@@ -163,13 +174,7 @@ def test_kill_script_stops_the_recorded_server_only(fake_sglang, tmp_path):
         srv.start()
         pgid = srv.proc.pid
         assert serving.pid_file(port).exists() and serving.server_ready(port)
-        out = subprocess.run(
-            ["bash", str(ROOT / "evaluation/kill_sglang_server.sh"), str(port)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=fake_sglang["env"],
-        )
+        out = _kill_script(fake_sglang, str(port))
         assert f"process group {pgid}" in out.stdout
         assert _wait_dead(pgid) and _wait_dead(int(fake_sglang["worker_file"].read_text()))
         assert not serving.pid_file(port).exists()
@@ -195,13 +200,7 @@ def test_kill_script_stops_a_hand_started_server_but_not_lookalikes(fake_sglang,
         deadline = time.monotonic() + 30
         while not serving.server_ready(port) and time.monotonic() < deadline:
             time.sleep(0.2)
-        out = subprocess.run(
-            ["bash", str(ROOT / "evaluation/kill_sglang_server.sh"), str(port)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=fake_sglang["env"],
-        )
+        out = _kill_script(fake_sglang, str(port))
         assert f"pid {manual.pid}" in out.stdout, out.stdout + out.stderr
         assert _wait_dead(manual.pid) and _wait_dead(int(fake_sglang["worker_file"].read_text()))
         assert _alive(unrelated.pid) and _alive(lookalike.pid)
@@ -226,13 +225,7 @@ def test_kill_script_without_port_stops_hand_started_servers_of_this_repo_only(f
             and time.monotonic() < deadline
         ):
             time.sleep(0.2)
-        out = subprocess.run(
-            ["bash", str(ROOT / "evaluation/kill_sglang_server.sh")],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=fake_sglang["env"],
-        )
+        out = _kill_script(fake_sglang)
         assert f"pid {ours.pid}" in out.stdout, out.stdout + out.stderr
         assert _wait_dead(ours.pid)
         assert _alive(other.pid)  # started elsewhere: untouched without its port
@@ -252,13 +245,7 @@ def test_stale_pid_files_kill_nothing(fake_sglang, tmp_path):
             12346
         )  # pid reuse: the group now leads something else with "sglang" in its name
         reused.write_text(json.dumps({"pgid": unrelated.pid, "port": 12346}))
-        out = subprocess.run(
-            ["bash", str(ROOT / "evaluation/kill_sglang_server.sh")],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=fake_sglang["env"],
-        )
+        out = _kill_script(fake_sglang)
         assert "stale pid file" in out.stdout and "no SGLang server of this project is running" in out.stdout
         assert not gone.exists() and not reused.exists()
         assert _alive(unrelated.pid)
@@ -270,13 +257,7 @@ def test_stale_pid_files_kill_nothing(fake_sglang, tmp_path):
         assert not serving.recorded_group_is_ours(rec)
         assert serving.recorded_group_is_ours({**rec, "start_time": st})
         reused.write_text(json.dumps(rec))
-        out = subprocess.run(
-            ["bash", str(ROOT / "evaluation/kill_sglang_server.sh"), "12346"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=fake_sglang["env"],
-        )
+        out = _kill_script(fake_sglang, "12346")
         assert "stale pid file" in out.stdout and "started by hand" not in out.stdout
         assert _alive(unrelated.pid)
     finally:
@@ -294,13 +275,7 @@ def test_kill_script_stops_workers_whose_leader_died(fake_sglang, tmp_path):
         srv.proc.wait()
         srv.proc = None
         assert _alive(worker)
-        out = subprocess.run(
-            ["bash", str(ROOT / "evaluation/kill_sglang_server.sh"), str(port)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=fake_sglang["env"],
-        )
+        out = _kill_script(fake_sglang, str(port))
         assert "stopping SGLang process group" in out.stdout, out.stdout
         assert _wait_dead(worker)
     finally:
