@@ -258,7 +258,7 @@ class LLMJudgeVerifier(Verifier):
     async def _judge_all(self, answers, references) -> list[bool]:
         # Lazy imports keep `openai` out of the classifier path. A fresh client per batch: its
         # connection pool belongs to the event loop that asyncio.run creates for this batch.
-        from huatuo_o1.llm import LLMClient, TransientAPIError
+        from huatuo_o1.llm import LLMClient, RequestRejected, TransientAPIError
         from huatuo_o1.parsing import parse_verdict
         from huatuo_o1.prompts import verify_prompt
 
@@ -272,7 +272,7 @@ class LLMJudgeVerifier(Verifier):
         async def one(ans, ref):
             try:
                 reply = await client.chat(verify_prompt(ans, ref, language=self.language), **self.gen_kwargs)
-            except TransientAPIError:
+            except (TransientAPIError, RequestRejected):  # e.g. an answer too long for the judge
                 self.failures += 1
                 return False
             verdict = parse_verdict(reply)

@@ -185,7 +185,7 @@ def test_classifier_truncation_keeps_template_tail(tiny_verifier_dir, answer):
 
 
 def test_llm_judge_through_loopback_server():
-    from huatuo_o1.testing import FakeOpenAIServer
+    from huatuo_o1.testing import FakeOpenAIServer, FakeResponse
 
     def responder(req):
         # The verification prompt carries both answers; judge True when they agree.
@@ -194,18 +194,21 @@ def test_llm_judge_through_loopback_server():
             return "True"
         if "unparseable" in p:
             return "I cannot tell"
+        if "endless" in p:  # the judge rejects this one request (too long): False, not a crash
+            return FakeResponse(status=400, code="context_length_exceeded", error="too long")
         return "False"
 
     with FakeOpenAIServer(responder) as srv:
         judge = LLMJudgeVerifier("fake-model", api_key="sk-test", api_url=srv.url)
         res = score_responses(
-            [WELL.format("Aspirin"), WELL.format("Heparin"), "malformed", WELL.format("unparseable")],
-            ["Aspirin", "Aspirin", "Aspirin", "x"],
+            [WELL.format("Aspirin"), WELL.format("Heparin"), "malformed", WELL.format("unparseable"),
+             WELL.format("endless")],
+            ["Aspirin", "Aspirin", "Aspirin", "x", "y"],
             judge,
-        )
-        assert srv.count("/chat/completions") == 4
+        )  # fmt: skip
+        assert srv.count("/chat/completions") == 5
         prompts = [r.prompt for r in srv.requests]
-    assert res.rewards == [1.0, 0.1, 0.0, 0.1]
+    assert res.rewards == [1.0, 0.1, 0.0, 0.1, 0.1]
     assert any(UNKNOWN_ANSWER in p for p in prompts)
-    assert judge.failures == 1
+    assert judge.failures == 2
     assert "sk-test" not in repr(judge)
