@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 
-from huatuo_o1.io import InputError
+from huatuo_o1.io import InputError, OutputError
 
 EXIT_BAD_INPUT = 2
 
@@ -31,7 +31,7 @@ def run_main(main: Callable[[], int | None]) -> None:
 
     try:
         code = main()
-    except (InputError, FatalAPIError) as e:
+    except (InputError, OutputError, FatalAPIError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:

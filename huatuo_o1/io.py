@@ -26,6 +26,11 @@ class InputError(Exception):
     """Bad input: the scripts print the message as one line and exit with code 2."""
 
 
+class OutputError(Exception):
+    """Results could not be written (disk full, no permission): one line and exit code 2, like bad
+    input; what was written before stays valid and a rerun resumes from it."""
+
+
 def load_records(path: str | Path, what: str = "input") -> list[dict]:
     """Load a JSON list (or JSONL, or a single JSON object holding a list) of objects."""
     path = Path(path)
@@ -68,11 +73,12 @@ def require_fields(path: str | Path, records: Iterable[dict], fields: Iterable[s
 
 def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
     path = Path(path)
+    data = json.dumps(obj, ensure_ascii=False, indent=indent).encode("utf-8")  # fails before any file exists
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, ensure_ascii=False, indent=indent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions

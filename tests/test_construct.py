@@ -201,6 +201,21 @@ def test_bad_input_exits_2_and_touches_nothing(tmp_path):
     ]
 
 
+def test_unwritable_result_exits_2_and_keeps_earlier_results(tmp_path):
+    data = write_items(tmp_path, make_items(8))
+    out = tmp_path / "out"
+    items_dir = out / f"{data.stem}_verifiable"
+    (items_dir / "5.json").mkdir(parents=True)  # item 5's result path cannot be written
+    with FakeOpenAIServer(default_responder) as srv:
+        proc = run_script(SCRIPT, *args_for(data, out, srv, "--num_process", "1"))
+        assert srv.count() == 5  # stops at once: items 6-8 are not sent
+    assert proc.returncode == 2
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: cannot write the result of item 5")
+    for i in range(1, 5):
+        assert json.loads((items_dir / f"{i}.json").read_text())["status"] == "kept"
+
+
 def test_dry_run_makes_no_request(tmp_path):
     data = write_items(tmp_path, make_items(4))
     with FakeOpenAIServer(default_responder) as srv:
