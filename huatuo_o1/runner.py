@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 # Workers start this far apart (all of them within RAMP_MAX_S): requests that all start at once stay
 # in lockstep with a steady endpoint, and every round their replies arrive in one burst that queues
-# on the event loop; a 1 ms ramp spreads them out (bench/bench_construct.py: 0.88 -> 0.91 of ideal).
+# on the event loop; a 1 ms ramp spreads them out (bench/bench_construct.py: +0.01 to +0.035 of ideal).
 # Against endpoints with seconds of latency it costs nothing measurable and spares rate limiters
 # a burst of simultaneous requests.
 RAMP_STEP_S = 0.001
