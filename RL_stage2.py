@@ -15,7 +15,6 @@ reward hook, resume), huatuo_o1/rewards.py and huatuo_o1/rl_data.py.
 
 from __future__ import annotations
 
-import logging
 import sys
 
 
@@ -30,10 +29,10 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    from huatuo_o1.cli import setup_training_logging
     from huatuo_o1.ppo import train_ppo
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("accelerate").setLevel(logging.WARNING)
+    setup_training_logging()
     script_args, training_args, model_args = parse_args(argv)
     out = train_ppo(script_args, training_args, model_args)
     print(f"final policy saved to {out}")

@@ -11,7 +11,6 @@ All trl `GRPOConfig` flags work (see --help); logic in huatuo_o1/grpo.py.
 
 from __future__ import annotations
 
-import logging
 import sys
 
 
@@ -26,10 +25,10 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    from huatuo_o1.cli import setup_training_logging
     from huatuo_o1.grpo import train_grpo
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("accelerate").setLevel(logging.WARNING)
+    setup_training_logging()
     script_args, training_args, model_args = parse_args(argv)
     out = train_grpo(script_args, training_args, model_args)
     print(f"final policy saved to {out}")

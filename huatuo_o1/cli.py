@@ -42,6 +42,12 @@ def run_main(main: Callable[[], int | None]) -> None:
     sys.exit(code or 0)
 
 
+def setup_training_logging() -> None:
+    """INFO logs with timestamps for the training scripts, without accelerate's per-step chatter."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+
+
 def run_async_stage(run: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
     """main() of an API stage: warnings-level logging, then the stage's coroutine; its exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

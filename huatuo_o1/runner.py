@@ -103,18 +103,22 @@ async def run_items(
 
     refresh()
 
+    def abort(err: BaseException) -> None:
+        """Stop at once: the other items in flight would fail the same way. The first error is raised."""
+        if not fatal:
+            fatal.append(err)
+        stop.set()
+        for w in workers:
+            if w is not asyncio.current_task():
+                w.cancel()
+
     async def save(key, record: dict) -> bool:
         """Write the record off the event loop (its fsync would stall every worker); False, and the
         run stops with OutputError, when it cannot be written (disk full, no permission)."""
         try:
             await asyncio.to_thread(store.save, key, record)
         except Exception as e:
-            if not fatal:
-                fatal.append(OutputError(f"cannot write the result of item {key}: {e}"))
-            stop.set()
-            for w in workers:  # the items in flight could not be saved either
-                if w is not asyncio.current_task():
-                    w.cancel()
+            abort(OutputError(f"cannot write the result of item {key}: {e}"))
             return False
         report.done += 1
         report.statuses[record.get("status", "done")] += 1
@@ -139,11 +143,7 @@ async def run_items(
                 stop.set()
                 return
             except FatalAPIError as e:
-                fatal.append(e)
-                stop.set()
-                for w in workers:  # stop at once: the other items' requests would fail the same way
-                    if w is not asyncio.current_task():
-                        w.cancel()
+                abort(e)
                 return
             except RequestRejected as e:  # this item's request only (e.g. too long): not the endpoint
                 report.failed += 1
