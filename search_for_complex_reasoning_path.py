@@ -20,7 +20,10 @@ from huatuo_o1.search import SearchConfig, run
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--data_path", type=str, required=True, help="Verifiable problems (JSON list or JSONL, CONTRACTS §2)."
+        "--data_path",
+        type=str,
+        required=True,
+        help="Verifiable problems (JSON list or JSONL, docs/data_formats.md §2).",
     )
     add_client_args(p, default_model="gpt-4", default_num_process=5)
     add_dataclass_args(p, SearchConfig, exclude={"gen_kwargs"}, choices={"language": LANGUAGES})

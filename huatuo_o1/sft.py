@@ -51,8 +51,8 @@ class SFTArguments:
     data_path: str = field(
         metadata={
             "help": "SFT data: a JSON/JSONL file of {Question, Complex_CoT, Response} records "
-            "(CONTRACTS §3), a `datasets` folder, or a hub dataset name "
-            "(e.g. FreedomIntelligence/medical-o1-reasoning-SFT)."
+            "(docs/data_formats.md §3), a `datasets` folder, or a hub dataset name with an optional "
+            "`:config` suffix (e.g. FreedomIntelligence/medical-o1-reasoning-SFT:en)."
         }
     )
     experiment_name: str = field(
@@ -96,7 +96,8 @@ class SFTArguments:
     data_config: str | None = field(
         default=None,
         metadata={
-            "help": "Configuration of a hub dataset (the published set: en, zh, en_mix, zh_mix; default en)."
+            "help": "Configuration of a hub dataset (the published set: en, zh, en_mix, zh_mix; default en). "
+            "An alias: the canonical form is a suffix of --data_path, e.g. org/name:en."
         },
     )
     packing: bool = field(

@@ -19,7 +19,6 @@ from huatuo_o1.sft_data import (
     ensure_chat_template,
     load_sft_records,
     make_collator,
-    padding_efficiency,
     render,
     tokenize_example,
     tokenize_records,
@@ -198,14 +197,12 @@ def test_packed_examples_do_not_attend_to_each_other(tiny_lm_dir, tmp_path):
     assert all(batch["labels"][0, s].item() == IGNORE_INDEX for s in starts)
 
 
-def test_padded_collator_and_padding_efficiency():
+def test_padded_collator():
     feats = [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}]
     b = PaddedCollator(pad_token_id=0)(feats)
     assert b["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert b["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
     assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
-    assert padding_efficiency([3, 1, 2, 2], 2, packing=False) == pytest.approx(8 / 10)
-    assert padding_efficiency([3, 1, 2, 2], 2, packing=True) == 1.0
 
 
 # ----------------------------------------------------------------------------- training
