@@ -28,15 +28,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from huatuo_o1.eval_original import clean_output
 from huatuo_o1.io import InputError
 
 log = logging.getLogger(__name__)
 
 
 def postprocess_output(text: str) -> str:
-    """The original's clean-up: drop `</s>` and one leading space."""
-    text = (text or "").replace("</s>", "")
-    return text[1:] if text.startswith(" ") else text
+    """The original's clean-up (eval_original.clean_output): drop `</s>` and one leading space."""
+    return clean_output(text)
 
 
 def load_tokenizer(path: str):
