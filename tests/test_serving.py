@@ -293,9 +293,10 @@ def test_server_that_exits_before_answering_is_a_one_line_error(
     with pytest.raises(SystemExit) as exc:
         run_main(main)  # as evaluation/eval.py runs it
     assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()  # a "started SGLang ..." note, then the error
-    assert err[0].startswith("started SGLang") and len(err) == 2
-    assert "exited with code 1 before answering" in err[1] and "out of memory" in err[1]
+    # which Python launches it (this one, it has the stand-in sglang), "started SGLang ...", the error
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("launching SGLang with this Python") and err[1].startswith("started SGLang")
+    assert len(err) == 3 and "exited with code 1 before answering" in err[2] and "out of memory" in err[2]
     assert _wait_dead(int(fake_sglang["worker_file"].read_text()))  # the orphaned worker too
     assert not list(fake_sglang["run_dir"].glob("*.pid"))
 
