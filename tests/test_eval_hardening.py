@@ -121,7 +121,7 @@ def test_credentials_in_the_url_never_reach_a_file_or_output(tmp_path, capsys):
     from huatuo_o1.io import InputError
 
     with pytest.raises(InputError) as e:
-        main([*args[:4], "--api_url", url, "--output_dir", str(tmp_path / "o2"), "--quiet"])
+        main([*args, "--use_chat_api", "--output_dir", str(tmp_path / "o2"), "--quiet"])
     assert "s3cr3t-pw" not in str(e.value) and "***@" in str(e.value)
 
 
