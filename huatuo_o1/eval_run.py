@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--limit_num", type=int, default=None, help="Only the first N questions of each source.")
     g.add_argument(
+        "--sources",
+        type=str,
+        default=None,
+        help="Comma-separated sources of the eval file to evaluate (default: all), e.g. GPQA_Medical_test.",
+    )
+    g.add_argument(
         "--max_retries", type=int, default=6, help="Retries on 429/5xx/timeouts before a question fails."
     )
     g.add_argument(
@@ -324,13 +330,27 @@ def _check_item(it, where: str) -> dict:
     return {**it, "options": opts, "answer_idx": str(idx)}
 
 
-def select_items(items: list[dict], limit_num: int | None) -> list[tuple[int, dict]]:
-    """(index within its source, item) for the first `limit_num` items of each source; the index
-    is counted before the limit, so an item keeps its id under any --limit_num."""
+def select_items(
+    items: list[dict], limit_num: int | None, sources: str | None = None
+) -> list[tuple[int, dict]]:
+    """(index within its source, item) for the first `limit_num` items of each chosen source; the
+    index is counted before the limit, so an item keeps its id under any --limit_num or --sources."""
+    present = list(dict.fromkeys(it["source"] for it in items))
+    wanted = None
+    if sources:
+        wanted = [x.strip() for x in sources.split(",") if x.strip()]
+        unknown = [x for x in wanted if x not in present]
+        if unknown or not wanted:
+            raise InputError(
+                f"--sources {sources!r}: {', '.join(unknown) or 'nothing'} not in the eval file "
+                f"(its sources: {', '.join(present)})"
+            )
     counts: dict[str, int] = {}
     chosen = []
     for it in items:
         counts[it["source"]] = counts.get(it["source"], 0) + 1
+        if wanted is not None and it["source"] not in wanted:
+            continue
         if limit_num is None or counts[it["source"]] <= limit_num:
             chosen.append((counts[it["source"]], it))
     return chosen
@@ -674,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
 
     items = load_eval_file(args.eval_file)
     eval_info = describe_eval_file(args.eval_file)
-    indexed = select_items(items, args.limit_num)
+    indexed = select_items(items, args.limit_num, args.sources)
     name = results_name(args)
     out_dir = Path(args.output_dir)
     cache_root = Path(args.cache_dir or out_dir / ".eval_cache")

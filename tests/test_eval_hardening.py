@@ -179,3 +179,14 @@ def test_trust_remote_code_flag_reaches_the_hf_backend(tiny_lm_dir, tmp_path):
     assert parse(["--eval_file", "x", "--trust_remote_code"]).trust_remote_code is True
     assert parse(["--eval_file", "x", "--trust_remote_code", "False"]).trust_remote_code is False
     assert parse(["--eval_file", "x"]).trust_remote_code is False
+
+
+def test_sources_picks_sources_and_names_unknown_ones(tmp_path):
+    from huatuo_o1.eval_run import select_items
+    from huatuo_o1.io import InputError
+
+    items = [{**GOOD, "source": s} for s in ("A", "B", "A", "C")]
+    assert [(i, it["source"]) for i, it in select_items(items, None, "A,C")] == [(1, "A"), (2, "A"), (1, "C")]
+    assert [(i, it["source"]) for i, it in select_items(items, 1, "A")] == [(1, "A")]
+    with pytest.raises(InputError, match="Z not in the eval file"):
+        select_items(items, None, "A,Z")
