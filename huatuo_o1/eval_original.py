@@ -85,7 +85,9 @@ def original_extract(text: str, options: dict) -> tuple[list[str], int]:
 def original_scores(records: list[dict]) -> dict[str, list]:
     """{source: [score, first right, n, last right]} from records carrying `source`, `options`,
     `answer_idx` and one `output` each, already cleaned by `clean_output` as the backends save
-    them (several samples: one record per sample). Empty outputs are left out, as the original."""
+    them (several samples: one record per sample). Empty outputs are left out, as the original.
+    A record's `ans`, when given, must be original_extract's reading of its output (saves a second
+    extraction)."""
     res: dict[str, list] = {}
     for r in records:
         out = r.get("output") or ""
@@ -93,7 +95,8 @@ def original_scores(records: list[dict]) -> dict[str, list]:
             continue
         src = r.get("source", "unknown")
         row = res.setdefault(src, [0, 0, 0, 0])
-        (first, last), _ = original_extract(out, r["options"])
+        known = r.get("ans")  # already extracted from this very output (eval_scoring.score_output)
+        first, last = known if known and known[0] is not None else original_extract(out, r["options"])[0]
         gold = str(r["answer_idx"]).lower()
         row[1] += first.lower() == gold
         row[3] += last.lower() == gold

@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="server: requests in flight (default 1024, the original's batch); hf: prompts per generate() call (default 8).",
     )
+    # Declared here rather than with llm.add_client_args: that helper would change eval's documented
+    # defaults (--request_timeout 600 instead of 3600, --model_name "gpt-4" as a request name instead
+    # of the model folder) and add flags eval does not honour (--num_process, --price, --max_cost,
+    # --dry_run); --api_key keeps the same fallback through llm.resolve_api_key.
     g = p.add_argument_group("generation and endpoint")
     g.add_argument(
         "--backend",
@@ -452,9 +456,10 @@ def generation_input(work: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def check_output_dir(out_dir: Path, cache_root: Path, names: list[str]) -> None:
-    """InputError before any request when results could not be written there."""
-    for folder in (out_dir, cache_root):
+def check_output_dir(out_dir: Path, folders: list[Path], names: list[str]) -> None:
+    """InputError before any request when results (in out_dir, named `names`), the cache or the
+    server log (in `folders`) could not be written."""
+    for folder in (out_dir, *folders):
         if folder.exists() and not folder.is_dir():
             raise InputError(f"cannot write results: {folder} is a file, not a folder")
         try:
@@ -698,7 +703,8 @@ def main(argv: list[str] | None = None) -> int:
     name = results_name(args)
     out_dir = Path(args.output_dir)
     cache_root = Path(args.cache_dir or out_dir / ".eval_cache")
-    check_output_dir(out_dir, cache_root, [f"{name}.json", f"result_{name}.json", f"{name}_summary.json"])
+    folders = [cache_root] + ([Path(args.server_log).resolve().parent] if args.launch_server else [])
+    check_output_dir(out_dir, folders, [f"{name}.json", f"result_{name}.json", f"{name}_summary.json"])
 
     need_tok = (
         args.backend == "hf" or (not args.use_chat_api and args.use_chat_template) or args.max_tokens > 0

@@ -161,6 +161,7 @@ def original_runs(records: list[dict]) -> list[dict[str, list]]:
                 "options": r["options"],
                 "answer_idx": r["answer_idx"],
                 "output": _samples(r)[j].get("output") if j < len(_samples(r)) else "",
+                "ans": _samples(r)[j].get("ans") if j < len(_samples(r)) else None,
             }
             for r in records
         ]
@@ -177,6 +178,7 @@ def original_layout(records: list[dict]) -> dict[str, list]:
             "options": r["options"],
             "answer_idx": r["answer_idx"],
             "output": s.get("output") or "",
+            "ans": s.get("ans"),
         }
         for r in records
         for s in _samples(r)

@@ -203,3 +203,19 @@ def test_each_extraction_equals_original():
             (first, last), kind = original_extract(r["output"], r["options"])
             got.append(f"{first}{last}{kind}")
     assert " ".join(got) == EXPECTED_EXTRACTIONS
+
+
+def test_the_results_pipeline_writes_the_original_figures():
+    """score_output -> summarize / original_layout, as eval_run writes result_*.json."""
+    from huatuo_o1.eval_scoring import original_layout, score_output, summarize
+
+    records = [
+        {**r, **score_output(r["output"], r["options"], r["answer_idx"])} for r in _records(make_cases())
+    ]
+    assert original_layout(records) == EXPECTED_RESULT
+    summary = summarize(records)
+    assert {s: v["score_list"] for s, v in summary.items()} == EXPECTED_RESULT
+    assert all(v["lenient"] == EXPECTED_RESULT[s][0] for s, v in summary.items())
+    # our fixed columns differ from the original's on these styles, and count every output
+    assert sum(v["dropped"] for v in summary.values()) == 840 - 779
+    assert any(v["fixed_lenient"] != v["lenient"] for v in summary.values())
