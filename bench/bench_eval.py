@@ -23,11 +23,10 @@ import random
 import sys
 import tempfile
 import time
-import types
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from huatuo_o1.eval_backends import run_server  # noqa: E402
+from huatuo_o1.eval_backends import GenerationSettings, run_server  # noqa: E402
 from huatuo_o1.eval_run import generation_input, item_id, make_record  # noqa: E402
 from huatuo_o1.io import ItemStore  # noqa: E402
 from huatuo_o1.llm import LLMClient  # noqa: E402
@@ -69,21 +68,12 @@ def run_ours(url: str, items: list[dict], in_flight: int) -> float:
         {"item_id": item_id(i, it), "item": it, "user_prompt": eval_prompt(it), "prompt": eval_prompt(it)}
         for i, it in enumerate(items, 1)
     ]
-    args = types.SimpleNamespace(
-        use_chat_api=False,
-        temperature=0.5,
-        top_p=0.9,
-        max_new_tokens=2000,
-        seed=None,
-        n_samples=1,
-        batch_size=in_flight,
-        quiet=True,
-    )
+    gen = GenerationSettings(batch_size=in_flight, show_progress=False)
     with tempfile.TemporaryDirectory() as d:
         store = ItemStore(d)
         client = LLMClient("fake-model", api_url=url, max_concurrency=in_flight)
         t = time.perf_counter()
-        report = run_server([generation_input(w) for w in work], store, client, args)
+        report = run_server([generation_input(w) for w in work], store, client, gen)
         outs = {r["item_id"]: r["outputs"] for r in store.iter_records()}
         records = [make_record(w, outs[w["item_id"]]) for w in work]  # scored, as the original did
         dt = time.perf_counter() - t

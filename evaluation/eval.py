@@ -1,14 +1,16 @@
 """Evaluate a model on multiple-choice medical benchmarks, as HuatuoGPT-o1's evaluation/eval.py.
 
+    python evaluation/get_eval_data.py   # the paper's evaluation/data/eval_data.json, checked by git blob id
     python -m sglang.launch_server --model-path $model_name --port $port --mem-fraction-static 0.8 --dp 1 --tp 1 > sglang0.log 2>&1 &
     python evaluation/eval.py --model_name $model_name --eval_file evaluation/data/eval_data.json --port $port
     bash evaluation/kill_sglang_server.sh
 
     python evaluation/eval.py --model_name $model_name --eval_file ... --launch_server   # starts and stops SGLang
-    python evaluation/eval.py --model_name models/SmolLM2-135M-Instruct --eval_file ... --backend hf
+    python evaluation/eval.py --model_name models/SmolLM2-135M-Instruct --eval_file evaluation/data/eval_sample.json --backend hf
 
-All logic lives in huatuo_o1/eval_run.py (flow), eval_backends.py (generation), eval_scoring.py
-(answer extraction and scores) and serving.py (SGLang process).
+All logic lives in huatuo_o1/eval_run.py (flow), eval_backends.py (generation), eval_original.py
+(the original's numbers), eval_scoring.py (our reading and the summaries), eval_data.py (the
+paper's file), eval_chart.py (the chart) and serving.py (SGLang process).
 """
 
 import os

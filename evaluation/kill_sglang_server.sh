@@ -6,11 +6,14 @@
 #   bash evaluation/kill_sglang_server.sh 30000      # the one on port 30000 (recorded or started by hand)
 #
 # 1. Servers started by `eval.py --launch_server` are recorded in
-#    ${HUATUO_RUN_DIR:-~/.cache/huatuo_o1}/sglang_<port>.pid (process group id and the leader's
-#    start time, /proc/PID/stat field 22). A recorded group is ours when its leader is alive with
-#    the recorded start time (else the pid was reused), or when the leader is gone but workers of
-#    the group remain. Each such group is sent SIGTERM, then SIGKILL after 20 s if still alive, and
-#    its pid file is removed. A stale pid file kills nothing.
+#    ${HUATUO_RUN_DIR:-~/.cache/huatuo_o1}/sglang_<port>.pid (process group id, the leader's
+#    start time, /proc/PID/stat field 22, and a random token put in the server's environment).
+#    A recorded group is signalled only when it is proven ours: never group 0 or 1 or this
+#    script's own group; a live leader must have the recorded start time (else the pid was
+#    reused); when the leader is gone, a live member of the group must carry the recorded token
+#    in its environment (group ids are reused too). Each such group is sent SIGTERM, then SIGKILL
+#    after 20 s if still alive. Every pid file is removed; for one that is not proven ours nothing
+#    is signalled and one line says why (same rules as `python -m huatuo_o1.serving stop`).
 # 2. Only when nothing is recorded (the server was started by hand with the README's
 #    `python -m sglang.launch_server ... --port PORT &`): the processes of this user whose arguments
 #    are exactly `-m sglang.launch_server` are stopped with their children, if they run on PORT (when
@@ -45,16 +48,31 @@ stop_group() {  # $1 = process group id
   return 0
 }
 
-recorded_is_ours() {  # $1 = pgid, $2 = recorded start time (may be empty)
-  group_alive "$1" || return 1
-  local now
-  now=$(start_time "$1")
-  [ -z "$now" ] && return 0  # leader gone, workers left: a live group id is never reused
-  if [ -n "$2" ]; then
-    [ "$now" = "$2" ]
-  else  # older pid file without a start time
-    tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null | grep -q "sglang\.launch_server"
+why_not_ours() {  # $1 = pgid, $2 = recorded start time, $3 = recorded token: prints why not, or nothing
+  local pgid=$1 now own members m
+  if [ -z "$pgid" ]; then echo "no process group id recorded"; return; fi
+  if [ "$pgid" -le 1 ]; then
+    echo "recorded process group $pgid is not a server's (0 and 1 would signal the caller or everything)"; return
   fi
+  own=$(ps -o pgid= -p $$ 2>/dev/null | tr -d ' ')
+  if [ "$pgid" = "$own" ]; then echo "recorded process group $pgid is the caller's own group"; return; fi
+  if ! group_alive "$pgid"; then echo "process group $pgid no longer exists"; return; fi
+  now=$(start_time "$pgid")
+  if [ -n "$now" ]; then  # the leader is alive
+    if [ -n "$2" ]; then
+      [ "$now" = "$2" ] || echo "process $pgid started at another time than the recorded server (its pid was reused)"
+    elif ! tr '\0' ' ' < "/proc/$pgid/cmdline" 2>/dev/null | grep -q "sglang\.launch_server"; then
+      echo "process $pgid is not sglang.launch_server (its pid was reused)"
+    fi
+    return
+  fi
+  if [ -n "$3" ]; then  # leader gone: a live member must carry our token
+    members=$(ps -e -o pid=,pgid=,stat= 2>/dev/null | awk -v g="$pgid" '$2 == g && $3 !~ /^Z/ {print $1}')
+    for m in $members; do
+      if tr '\0' '\n' < "/proc/$m/environ" 2>/dev/null | grep -qxF "HUATUO_SGLANG_TOKEN=$3"; then return; fi
+    done
+  fi
+  echo "the leader of process group $pgid has exited and no member of the group carries the recorded token, so the group cannot be proven ours (group ids are reused)"
 }
 
 descendants() {  # $1 = pid: prints its descendants (children first found, deepest last)
@@ -89,13 +107,15 @@ if [ -n "$PORT" ]; then files=("$RUN_DIR/sglang_$PORT.pid"); else files=("$RUN_D
 for f in "${files[@]}"; do
   [ -f "$f" ] || continue
   recorded=$((recorded + 1))
-  pgid=$(grep -o '"pgid": *[0-9]*' "$f" | grep -o '[0-9]*$')
+  pgid=$(grep -o '"pgid": *-\?[0-9]*' "$f" | grep -o -- '-\?[0-9]*$')
   st=$(grep -o '"start_time": *[0-9]*' "$f" | grep -o '[0-9]*$')
-  if [ -n "$pgid" ] && recorded_is_ours "$pgid" "$st"; then
+  token=$(grep -o '"token": *"[0-9a-f]*"' "$f" | grep -o '[0-9a-f]*"$' | tr -d '"')
+  why=$(why_not_ours "$pgid" "$st" "$token")
+  if [ -z "$why" ]; then
     echo "stopping SGLang process group $pgid (recorded in $f)"
     stop_group "$pgid" && stopped=$((stopped + 1))
   else
-    echo "stale pid file $f: nothing to stop"
+    echo "stale pid file $f: nothing signalled: $why"
   fi
   rm -f "$f"
 done

@@ -20,30 +20,67 @@ server), `n` return sequences per prompt (greedy: decoded once and copied); each
 questions are saved as soon as it finishes.
 
 Cached records hold only `item_id`, `outputs` (and `error`): eval_run scores them against the
-current eval file.
+current eval file. Backends take their settings explicitly (`GenerationSettings`), never the
+command line's namespace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.parse
+from dataclasses import dataclass
 
+from huatuo_o1.eval_original import clean_output
 from huatuo_o1.io import InputError
 
 log = logging.getLogger(__name__)
 
 
 def postprocess_output(text: str) -> str:
-    """The original's clean-up: drop `</s>` and one leading space."""
-    text = (text or "").replace("</s>", "")
-    return text[1:] if text.startswith(" ") else text
+    """The original's clean-up (eval_original.clean_output): drop `</s>` and one leading space."""
+    return clean_output(text)
 
 
-def load_tokenizer(path: str):
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How answers are generated, whatever the backend."""
+
+    temperature: float = 0.5
+    top_p: float = 0.9
+    max_new_tokens: int = 2000
+    seed: int | None = None
+    n_samples: int = 1
+    use_chat_api: bool = False
+    batch_size: int = 1024  # server: requests in flight; hf: prompts per generate() call
+    show_progress: bool = True
+
+    def request_kwargs(self) -> dict:
+        kw = {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_new_tokens}
+        if self.seed is not None:
+            kw["seed"] = self.seed
+        return kw
+
+
+def mask_url(url: str | None) -> str | None:
+    """The URL with any user:password part replaced by `***` (for files, logs and messages)."""
+    if not url:
+        return url
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "***"
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host}"))
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(path, padding_side="left")
+        tok = AutoTokenizer.from_pretrained(path, padding_side="left", trust_remote_code=trust_remote_code)
     except Exception as e:  # missing folder, offline hub, no tokenizer files
         raise InputError(
             f"cannot load the tokenizer of {path!r} to apply its chat template "
@@ -115,7 +152,7 @@ async def served_model_id(base_url: str, api_key: str | None, timeout: float = 1
         return ids[0] if ids else None
     except openai.APIConnectionError:
         raise InputError(
-            f"no OpenAI-compatible server answers at {base_url}: start it first "
+            f"no OpenAI-compatible server answers at {mask_url(base_url)}: start it first "
             "(python -m sglang.launch_server --model-path ... --port ...), or pass --launch_server, "
             "or --backend hf"
         ) from None
@@ -125,40 +162,35 @@ async def served_model_id(base_url: str, api_key: str | None, timeout: float = 1
         await client.close()
 
 
-def generation_kwargs(args, chat: bool) -> dict:
-    kw = {"temperature": args.temperature, "top_p": args.top_p, "max_tokens": args.max_new_tokens}
-    if args.seed is not None:
-        kw["seed"] = args.seed
-    return kw
-
-
-def make_server_process(client, args):
+def make_server_process(client, gen: GenerationSettings):
     """The per-question coroutine for runner.run_items: returns the generated texts.
 
-    k samples are one request with `n=k`, except with `--seed`: one seeded request with `n=k`
+    k samples are one request with `n=k`, except with a seed: one seeded request with `n=k`
     would give k copies of one sample on servers that seed each choice alike (SGLang), so we
     send k requests with seeds seed, seed+1, ... (reproducible and distinct on every server).
     """
-    gen = generation_kwargs(args, args.use_chat_api)
-    n = args.n_samples
+    kw_all = gen.request_kwargs()
+    n = gen.n_samples
 
     async def one(work: dict, k: int, **kw) -> list[str]:
-        if args.use_chat_api:
+        if gen.use_chat_api:
             if k == 1:
                 return [await client.chat(work["user_prompt"], **kw)]
             return await client.chat_n(work["user_prompt"], k, **kw)
         return await client.complete(work["prompt"], n=k, **kw)
 
     async def generate(work: dict) -> list[str]:
-        if args.seed is not None and n > 1:
-            parts = await asyncio.gather(*(one(work, 1, **{**gen, "seed": args.seed + j}) for j in range(n)))
+        if gen.seed is not None and n > 1:
+            parts = await asyncio.gather(
+                *(one(work, 1, **{**kw_all, "seed": gen.seed + j}) for j in range(n))
+            )
             return [p[0] for p in parts]
-        return await one(work, n, **gen)
+        return await one(work, n, **kw_all)
 
     return generate
 
 
-def run_server(work_items: list[dict], store, client, args) -> object:
+def run_server(work_items: list[dict], store, client, gen: GenerationSettings) -> object:
     """Generate the unfinished items; each saved record is {"item_id", "outputs"[, "error"]}.
 
     A request the server rejects for this question alone (HTTP 400: prompt too long for the
@@ -168,7 +200,7 @@ def run_server(work_items: list[dict], store, client, args) -> object:
     from huatuo_o1.llm import RequestRejected
     from huatuo_o1.runner import run_items
 
-    generate = make_server_process(client, args)
+    generate = make_server_process(client, gen)
 
     async def process(work: dict) -> dict:
         try:
@@ -176,7 +208,7 @@ def run_server(work_items: list[dict], store, client, args) -> object:
         except RequestRejected as e:
             msg = f"{e}; a too-long prompt can be capped with --max_tokens"
             log.warning("question %s: %s", work["item_id"], msg)
-            return {"item_id": work["item_id"], "outputs": [""] * args.n_samples, "error": msg}
+            return {"item_id": work["item_id"], "outputs": [""] * gen.n_samples, "error": msg}
         return {"item_id": work["item_id"], "outputs": [postprocess_output(o) for o in outputs]}
 
     async def go():
@@ -185,10 +217,10 @@ def run_server(work_items: list[dict], store, client, args) -> object:
                 work_items,
                 process,
                 store,
-                concurrency=args.batch_size,
+                concurrency=gen.batch_size,
                 desc="eval",
                 id_key="item_id",
-                show_progress=not args.quiet,
+                show_progress=gen.show_progress,
             )
         finally:
             await client.close()
@@ -204,7 +236,14 @@ def run_server(work_items: list[dict], store, client, args) -> object:
 class HFGenerator:
     """Batched sampling with transformers on the best local device."""
 
-    def __init__(self, model_path: str, tokenizer, device: str | None = None, dtype: str = "auto"):
+    def __init__(
+        self,
+        model_path: str,
+        tokenizer,
+        device: str | None = None,
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+    ):
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -215,7 +254,9 @@ class HFGenerator:
         else:
             torch_dtype = getattr(torch, dtype)
         try:
-            self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                model_path, dtype=torch_dtype, trust_remote_code=trust_remote_code
+            )
         except Exception as e:
             raise InputError(
                 f"cannot load model {model_path!r} for --backend hf ({type(e).__name__}: {e})"
@@ -245,7 +286,7 @@ class HFGenerator:
         return [p * n if k == 1 else p for p in per]
 
 
-def run_hf(work_items: list[dict], store, generator: HFGenerator, args) -> dict:
+def run_hf(work_items: list[dict], store, generator: HFGenerator, gen: GenerationSettings) -> dict:
     """Generate for the unfinished items in length-sorted batches; returns counts.
 
     Like runner.run_items, each record carries the `input_fingerprint` of its work item (the
@@ -258,11 +299,11 @@ def run_hf(work_items: list[dict], store, generator: HFGenerator, args) -> dict:
     finished = store.fingerprints()
     todo = [w for w in work_items if finished.get(w["item_id"], "-") not in (None, fingerprint(w))]
     todo.sort(key=lambda w: len(w["prompt"]))
-    bar = tqdm(total=len(todo), desc="eval (hf)", disable=args.quiet, dynamic_ncols=True)
-    for start in range(0, len(todo), args.batch_size):
-        batch = todo[start : start + args.batch_size]
+    bar = tqdm(total=len(todo), desc="eval (hf)", disable=not gen.show_progress, dynamic_ncols=True)
+    for start in range(0, len(todo), gen.batch_size):
+        batch = todo[start : start + gen.batch_size]
         outs = generator.generate(
-            [w["prompt"] for w in batch], args.n_samples, args.max_new_tokens, args.temperature, args.top_p
+            [w["prompt"] for w in batch], gen.n_samples, gen.max_new_tokens, gen.temperature, gen.top_p
         )
         for w, o in zip(batch, outs, strict=True):
             rec = {"item_id": w["item_id"], "outputs": [postprocess_output(t) for t in o]}

@@ -1,8 +1,16 @@
 """evaluation/eval.py's logic: load the eval file, generate, score, write results, print the table.
 
+`main` reads as the steps, each a function of its own: check the flags (`check_args`), read the
+eval file (`load_eval_file`, `select_items`), check the output folder can be written
+(`check_output_dir`), build the prompts (`build_work`), open the resume cache (`open_cache`),
+generate (`generate`: backend choice), score (`collect_records`), write the files
+(`write_results`) and print (`print_report`). The API key is resolved once
+(llm.resolve_api_key: the flag, then OPENAI_API_KEY).
+
 Steps:
   1. Read the eval file (CONTRACTS §6: source -> items, or a plain list = source `normal`) and
-     check every item (question, options, answer_idx among the options) before any request.
+     check every item (question a string, options, answer_idx among the options) before any
+     request. The file's git blob id is recorded; when it is not the paper's file a line says so.
   2. Build each prompt (prompts.eval_prompt, chat template applied locally, see eval_backends).
   3. Generate with the chosen backend. Each finished question's outputs (only the outputs, never
      scores) are saved at once in a cache folder named after the run and a hash of every setting
@@ -13,10 +21,14 @@ Steps:
      while its prompt is unchanged.
   4. Score every output with the current eval file (so an edited answer_idx is re-scored without
      a request), write `<model><eval file stem>_<task>[_strict-prompt][_n<k>].json` (the original's
-     name: one record per question with the item, its prompt, `output`, the extracted answers and
-     correctness), `result_<same name>.json` (the original's layout: {source: [score, first
-     correct, count, last correct]}) and `<same name>_summary.json` (lenient, strict, unanswered,
-     n-sample statistics, settings, missing and rejected questions), print the table.
+     name: one record per question with the item, its prompt, `output`, both readings of the
+     answer and their correctness), `result_<same name>.json` (the original layout, exactly the
+     original's numbers: {source: [score, first right, n, last right]}, empty outputs left out;
+     with k samples also `result_<same name>_run<j>.json` per run), `<same name>_summary.json`
+     (the eval file's identity, lenient, fixed lenient, strict, unanswered, dropped, n-sample
+     statistics, settings with credentials masked, missing and rejected questions) and
+     `<same name>_chart.png` (per source: the original layout's lenient beside our strict), and
+     print the table.
 """
 
 from __future__ import annotations
@@ -26,9 +38,11 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from huatuo_o1.cli import str2bool
+from huatuo_o1.eval_backends import GenerationSettings, mask_url
 from huatuo_o1.io import InputError, ItemStore, atomic_write_json
 
 
@@ -75,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="server: requests in flight (default 1024, the original's batch); hf: prompts per generate() call (default 8).",
     )
+    # Declared here rather than with llm.add_client_args: that helper would change eval's documented
+    # defaults (--request_timeout 600 instead of 3600, --model_name "gpt-4" as a request name instead
+    # of the model folder) and add flags eval does not honour (--num_process, --price, --max_cost,
+    # --dry_run); --api_key keeps the same fallback through llm.resolve_api_key.
     g = p.add_argument_group("generation and endpoint")
     g.add_argument(
         "--backend",
@@ -118,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--limit_num", type=int, default=None, help="Only the first N questions of each source.")
     g.add_argument(
+        "--sources",
+        type=str,
+        default=None,
+        help="Comma-separated sources of the eval file to evaluate (default: all), e.g. GPQA_Medical_test.",
+    )
+    g.add_argument(
         "--max_retries", type=int, default=6, help="Retries on 429/5xx/timeouts before a question fails."
     )
     g.add_argument(
@@ -131,6 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=str,
         default="auto",
         help="hf backend dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.",
+    )
+    g.add_argument(
+        "--trust_remote_code",
+        type=str2bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="Let transformers run the model repository's own code when loading the tokenizer and "
+        "(hf backend) the model (the original always did; off unless asked).",
     )
     r = p.add_argument_group("outputs")
     r.add_argument(
@@ -154,14 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--server_log", type=str, default="sglang0.log", help="Log file of the launched server.")
     s.add_argument("--mem_fraction_static", type=float, default=0.8, help="SGLang --mem-fraction-static.")
-    s.add_argument("--dp", type=int, default=1, help="SGLang data parallel size.")
-    s.add_argument("--tp", type=int, default=1, help="SGLang tensor parallel size.")
+    s.add_argument(
+        "--dp",
+        type=int,
+        default=None,
+        help="SGLang data parallel size (--dp-size; default: the visible GPUs divided by --tp).",
+    )
+    s.add_argument("--tp", type=int, default=1, help="SGLang tensor parallel size (--tp-size).")
     s.add_argument(
         "--sglang_python",
         type=str,
         default=None,
-        help="Python interpreter of the environment where SGLang is installed "
-        "(default: $HUATUO_SGLANG_PYTHON, else this interpreter).",
+        help="Python interpreter of the environment where SGLang is installed (default: "
+        "$HUATUO_SGLANG_PYTHON, else this interpreter if it has SGLang; otherwise an error).",
     )
     s.add_argument(
         "--server_timeout",
@@ -173,21 +211,91 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------------------------
+# Flags
+# ---------------------------------------------------------------------------------------------
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Fill the defaults that depend on other flags; InputError on a value that cannot work."""
+    if args.batch_size is None:
+        args.batch_size = 8 if args.backend == "hf" else 1024
+    if args.batch_size < 1 or args.n_samples < 1:
+        raise InputError("--batch_size and --n_samples must be at least 1")
+    if args.limit_num is not None and args.limit_num < 1:
+        raise InputError(
+            f"--limit_num must be at least 1 (got {args.limit_num}); leave it out to evaluate every question"
+        )
+    if args.max_new_tokens < 1:
+        raise InputError(f"--max_new_tokens must be at least 1 (got {args.max_new_tokens})")
+    if args.max_retries < 0:
+        raise InputError(f"--max_retries must be 0 or more (got {args.max_retries})")
+    if args.request_timeout <= 0:
+        raise InputError(f"--request_timeout must be positive (got {args.request_timeout})")
+    if args.temperature < 0 or not 0 < args.top_p <= 1:
+        raise InputError("--temperature must be 0 or more and --top_p in (0, 1]")
+    if (args.dp is not None and args.dp < 1) or args.tp < 1:
+        raise InputError("--dp and --tp must be at least 1")
+    task = args.task
+    if not task or task in (".", "..") or any(c in task for c in ("/", "\\", "\0")) or os.sep in task:
+        raise InputError(
+            f"--task {task!r} must be a plain name (no path parts): it becomes part of file names"
+        )
+    if args.backend == "hf" and not args.model_name:
+        raise InputError("--backend hf needs --model_name (a local model folder)")
+    if args.launch_server and (args.backend != "server" or args.api_url):
+        raise InputError(
+            "--launch_server starts a local SGLang server: it goes with --backend server and no --api_url"
+        )
+    if args.n_samples > 1 and args.temperature <= 0:
+        log_where = "copied" if args.backend == "hf" else "requested"
+        print(
+            f"warning: --temperature {args.temperature} is greedy: the {args.n_samples} samples per "
+            f"question are identical ({log_where} {args.n_samples} times)",
+            file=sys.stderr,
+        )
+
+
+def generation_settings(args: argparse.Namespace) -> GenerationSettings:
+    return GenerationSettings(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        n_samples=args.n_samples,
+        use_chat_api=args.use_chat_api,
+        batch_size=args.batch_size,
+        show_progress=not args.quiet,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Eval file
 # ---------------------------------------------------------------------------------------------
+
+SCALARS = (str, int, float)
+
+
+def _read_json(path: Path):
+    if not path.exists():
+        raise InputError(f"eval file not found: {path}")
+    if path.is_dir():
+        raise InputError(f"eval file {path} is a folder, not a JSON file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply to be an eval file") from None
+    except OSError as e:
+        raise InputError(f"cannot read eval file {path} ({e.strerror or type(e).__name__})") from None
 
 
 def load_eval_file(path: str | Path) -> list[dict]:
     """All items with their `source`, in file order; InputError naming the source and item on bad input."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"eval file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
+    data = _read_json(path)
     if isinstance(data, list):
         data = {"normal": data}
     if not isinstance(data, dict) or not data:
@@ -197,23 +305,64 @@ def load_eval_file(path: str | Path) -> list[dict]:
         if not isinstance(lst, list):
             raise InputError(f"{path}: source {source!r} is not a list of items")
         for i, it in enumerate(lst, 1):
-            where = f"{path}: source {source!r} item {i}"
-            if not isinstance(it, dict):
-                raise InputError(f"{where} is not an object")
-            if not str(it.get("question") or "").strip():
-                raise InputError(f"{where} has no question")
-            opts = it.get("options")
-            if isinstance(opts, list) and opts:  # accept a list of option texts: letters A, B, ...
-                opts = {chr(ord("A") + j): v for j, v in enumerate(opts)}
-            if not isinstance(opts, dict) or not opts:
-                raise InputError(f'{where} has no options (expected an object like {{"A": "..."}})')
-            idx = it.get("answer_idx")
-            if idx is None or str(idx) == "":
-                raise InputError(f"{where} has no answer_idx")
-            if str(idx) not in opts:
-                raise InputError(f"{where}: answer_idx {idx!r} is not one of the options {', '.join(opts)}")
-            items.append({**it, "options": opts, "answer_idx": str(idx), "source": source})
+            items.append({**_check_item(it, f"{path}: source {source!r} item {i}"), "source": source})
     return items
+
+
+def _check_item(it, where: str) -> dict:
+    if not isinstance(it, dict):
+        raise InputError(f"{where} is not an object")
+    q = it.get("question")
+    if q is not None and not isinstance(q, str):
+        raise InputError(f"{where}: question is a {type(q).__name__}, not a string")
+    if not (q or "").strip():
+        raise InputError(f"{where} has no question")
+    opts = it.get("options")
+    if isinstance(opts, list) and opts:  # accept a list of option texts: letters A, B, ...
+        opts = {chr(ord("A") + j): v for j, v in enumerate(opts)}
+    if not isinstance(opts, dict) or not opts:
+        raise InputError(f'{where} has no options (expected an object like {{"A": "..."}})')
+    bad = [k for k, v in opts.items() if isinstance(v, bool) or not isinstance(v, SCALARS)]
+    if bad:
+        raise InputError(f"{where}: option {bad[0]!r} is not a text")
+    opts = {k: v if isinstance(v, str) else str(v) for k, v in opts.items()}
+    idx = it.get("answer_idx")
+    if idx is None or str(idx) == "" or isinstance(idx, bool) or not isinstance(idx, SCALARS):
+        raise InputError(f"{where} has no answer_idx (a letter among the options)")
+    if str(idx) not in opts:
+        raise InputError(f"{where}: answer_idx {idx!r} is not one of the options {', '.join(opts)}")
+    return {**it, "options": opts, "answer_idx": str(idx)}
+
+
+def select_items(
+    items: list[dict], limit_num: int | None, sources: str | None = None
+) -> list[tuple[int, dict]]:
+    """(index within its source, item) for the first `limit_num` items of each chosen source; the
+    index is counted before the limit, so an item keeps its id under any --limit_num or --sources."""
+    present = list(dict.fromkeys(it["source"] for it in items))
+    wanted = None
+    if sources:
+        wanted = [x.strip() for x in sources.split(",") if x.strip()]
+        unknown = [x for x in wanted if x not in present]
+        if unknown or not wanted:
+            raise InputError(
+                f"--sources {sources!r}: {', '.join(unknown) or 'nothing'} not in the eval file "
+                f"(its sources: {', '.join(present)})"
+            )
+    counts: dict[str, int] = {}
+    chosen = []
+    for it in items:
+        counts[it["source"]] = counts.get(it["source"], 0) + 1
+        if wanted is not None and it["source"] not in wanted:
+            continue
+        if limit_num is None or counts[it["source"]] <= limit_num:
+            chosen.append((counts[it["source"]], it))
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------------
+# Names, cache keys, records
+# ---------------------------------------------------------------------------------------------
 
 
 def results_name(args) -> str:
@@ -246,13 +395,13 @@ def model_fingerprint(path: str | None) -> str | None:
 
 
 def settings_of(args) -> dict:
-    """Every setting that changes the generated text (the cache key)."""
+    """Every setting that changes the generated text (the cache key); credentials in the URL masked."""
     return {
         "cache_format": 2,  # records hold outputs only
         "model_name": args.model_name,
         "model_fingerprint": model_fingerprint(args.model_name),
         "backend": args.backend,
-        "api_url": args.api_url if args.backend == "server" else None,
+        "api_url": mask_url(args.api_url) if args.backend == "server" else None,
         "served_model_name": args.served_model_name,
         "use_chat_template": args.use_chat_template,
         "use_chat_api": args.use_chat_api,
@@ -302,65 +451,33 @@ def generation_input(work: dict) -> dict:
     return {"item_id": work["item_id"], "prompt": work["prompt"], "user_prompt": work["user_prompt"]}
 
 
-def check_sglang_python(python: str) -> None:
-    """InputError unless `python` runs and can import sglang (checked before anything starts)."""
-    import subprocess
-
-    probe = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('sglang') else 3)"
-    try:
-        rc = subprocess.run([python, "-c", probe], capture_output=True, timeout=120).returncode
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise InputError(f"--sglang_python {python!r} cannot be run ({type(e).__name__})") from None
-    if rc != 0:
-        raise InputError(
-            f"--sglang_python {python!r} cannot import sglang: pass the interpreter of the "
-            "environment where SGLang is installed (--sglang_python or HUATUO_SGLANG_PYTHON)"
-        )
-
-
 # ---------------------------------------------------------------------------------------------
-# main
+# Steps of main
 # ---------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    from huatuo_o1.eval_backends import PromptBuilder, load_tokenizer
-    from huatuo_o1.eval_scoring import format_table, overall, summarize
+def check_output_dir(out_dir: Path, folders: list[Path], names: list[str]) -> None:
+    """InputError before any request when results (in out_dir, named `names`), the cache or the
+    server log (in `folders`) could not be written."""
+    for folder in (out_dir, *folders):
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"cannot write results: {folder} is a file, not a folder")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-check-", suffix=".tmp")
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as e:
+            raise InputError(f"cannot write results to {folder} ({e.strerror or type(e).__name__})") from None
+    for n in names:
+        if (out_dir / n).is_dir():
+            raise InputError(f"cannot write results: {out_dir / n} is a folder")
 
-    args = build_parser().parse_args(argv)
-    if args.batch_size is None:
-        args.batch_size = 8 if args.backend == "hf" else 1024
-    if args.batch_size < 1 or args.n_samples < 1:
-        raise InputError("--batch_size and --n_samples must be at least 1")
-    if args.backend == "hf" and not args.model_name:
-        raise InputError("--backend hf needs --model_name (a local model folder)")
-    if args.launch_server and (args.backend != "server" or args.api_url):
-        raise InputError(
-            "--launch_server starts a local SGLang server: it goes with --backend server and no --api_url"
-        )
-    if args.n_samples > 1 and args.temperature <= 0:
-        log_where = "copied" if args.backend == "hf" else "requested"
-        print(
-            f"warning: --temperature {args.temperature} is greedy: the {args.n_samples} samples per "
-            f"question are identical ({log_where} {args.n_samples} times)",
-            file=sys.stderr,
-        )
-    if args.launch_server:
-        args.sglang_python = args.sglang_python or os.environ.get("HUATUO_SGLANG_PYTHON") or sys.executable
-        check_sglang_python(args.sglang_python)
 
-    items = load_eval_file(args.eval_file)
-    counts: dict[str, int] = {}
-    indexed = []
-    for it in items:  # index within the source, counted before --limit_num
-        counts[it["source"]] = counts.get(it["source"], 0) + 1
-        if args.limit_num is None or counts[it["source"]] <= args.limit_num:
-            indexed.append((counts[it["source"]], it))
+def build_work(indexed: list[tuple[int, dict]], args, tok) -> list[dict]:
+    """One work item per question: its id, the item, the user turn and the text sent."""
+    from huatuo_o1.eval_backends import PromptBuilder
 
-    need_tok = (
-        args.backend == "hf" or (not args.use_chat_api and args.use_chat_template) or args.max_tokens > 0
-    )
-    tok = load_tokenizer(args.tokenizer or args.model_name) if need_tok else None
     builder = PromptBuilder(
         tok, use_chat_template=args.use_chat_template and not args.use_chat_api, max_tokens=args.max_tokens
     )
@@ -380,20 +497,24 @@ def main(argv: list[str] | None = None) -> int:
             "Example prompt:\n" + (work[0]["user_prompt"] if args.use_chat_api else work[0]["prompt"]),
             file=sys.stderr,
         )
+    return work
 
-    name = results_name(args)
-    out_dir = Path(args.output_dir)
-    settings = settings_of(args)
+
+def open_cache(args, name: str, cache_root: Path, settings: dict) -> ItemStore:
+    """The resume cache of this run: one folder per name and settings hash."""
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-    cache = Path(args.cache_dir or out_dir / ".eval_cache") / f"{name}-{key}"
+    cache = cache_root / f"{name}-{key}"
     if args.no_resume and cache.exists():
         for f in cache.glob("*.json"):
             f.unlink()
     store = ItemStore(cache)
     atomic_write_json(cache.parent / f"{cache.name}.settings.json", settings)
+    return store
 
-    gen_work = [generation_input(w) for w in work]
-    failed_msgs: list[str] = []
+
+def generate(gen_work: list[dict], store: ItemStore, args, tok, api_key: str | None) -> list[str]:
+    """Generate the unfinished questions with the chosen backend; the failure messages."""
+    gen = generation_settings(args)
     if args.backend == "hf":
         from huatuo_o1.eval_backends import HFGenerator, run_hf
 
@@ -401,66 +522,19 @@ def main(argv: list[str] | None = None) -> int:
             from transformers import set_seed
 
             set_seed(args.seed)
-        gen = HFGenerator(args.model_name, tok, device=args.device, dtype=args.dtype)
-        run_hf(gen_work, store, gen, args)
-    else:
-        failed_msgs = _run_server(gen_work, store, args)
-
-    # score now, against the current items: cached outputs never carry stale scores
-    from huatuo_o1.io import fingerprint
-
-    cached = {r.get("item_id"): r for r in store.iter_records()}
-    records = []
-    for w, g in zip(work, gen_work, strict=True):
-        c = cached.get(w["item_id"])
-        if c is None or c.get("input_fingerprint") not in (None, fingerprint(g)) or not c.get("outputs"):
-            continue
-        records.append(make_record(w, c["outputs"], c.get("error")))
-    missing = len(work) - len(records)
-    rejected = [
-        {"item_id": r["item_id"], "source": r["source"], "error": r["error"]}
-        for r in records
-        if r.get("error")
-    ]
-    summary = summarize(records)
-    res_path = out_dir / f"{name}.json"
-    sum_path = out_dir / f"result_{name}.json"
-    rich_path = out_dir / f"{name}_summary.json"
-    atomic_write_json(res_path, records)
-    atomic_write_json(sum_path, {src: v["score_list"] for src, v in summary.items()})
-    atomic_write_json(
-        rich_path,
-        {
-            "sources": summary,
-            "overall": overall(summary),
-            "results_file": str(res_path),
-            "questions": len(work),
-            "missing": missing,
-            "rejected": rejected,
-            "settings": settings,
-        },
-    )
-    print(f"*{res_path.name}*")
-    print(format_table(summary))
-    print(f"results: {res_path}\nscores (original layout): {sum_path}\nsummary: {rich_path}")
-    if rejected:
-        print(
-            f"{len(rejected)} question(s) rejected by the server (counted wrong and unanswered, "
-            f"listed in {rich_path.name}): {rejected[0]['error']}",
-            file=sys.stderr,
+        model = HFGenerator(
+            args.model_name,
+            tok,
+            device=args.device,
+            dtype=args.dtype,
+            trust_remote_code=args.trust_remote_code,
         )
-    if missing:
-        for m in failed_msgs[:5]:
-            print(f"  {m}", file=sys.stderr)
-        print(
-            f"{missing} of {len(work)} questions have no answer yet (requests failed): rerun the same command to retry them",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+        run_hf(gen_work, store, model, gen)
+        return []
+    return _run_server(gen_work, store, args, gen, api_key)
 
 
-def _run_server(work: list[dict], store: ItemStore, args) -> list[str]:
+def _run_server(work: list[dict], store: ItemStore, args, gen: GenerationSettings, api_key: str | None):
     import asyncio
     import contextlib
 
@@ -468,6 +542,9 @@ def _run_server(work: list[dict], store: ItemStore, args) -> list[str]:
     from huatuo_o1.io import fingerprint
     from huatuo_o1.llm import LLMClient, normalize_base_url
 
+    finished = store.fingerprints()
+    if all(finished.get(w["item_id"], "-") in (None, fingerprint(w)) for w in work):
+        return []  # everything cached: no server needed
     base_url = normalize_base_url(args.api_url) if args.api_url else f"http://127.0.0.1:{args.port}/v1"
     server_ctx = contextlib.nullcontext()
     if args.launch_server:
@@ -483,23 +560,178 @@ def _run_server(work: list[dict], store: ItemStore, args) -> list[str]:
             dp=args.dp,
             tp=args.tp,
         )
-    finished = store.fingerprints()
-    if all(finished.get(w["item_id"], "-") in (None, fingerprint(w)) for w in work):
-        return []  # everything cached: no server needed
     with server_ctx:
         model = args.served_model_name
-        sid = asyncio.run(served_model_id(base_url, args.api_key))
+        sid = asyncio.run(served_model_id(base_url, api_key))
         if model is None:
             model = (sid if not args.api_url else None) or args.model_name or sid or "default"
         client = LLMClient(
             model,
-            api_key=args.api_key,
+            api_key=api_key,
             api_url=base_url,
-            max_concurrency=args.batch_size,
+            max_concurrency=gen.batch_size,
             max_retries=args.max_retries,
             timeout=args.request_timeout,
+            env_key=False,  # resolved once, in main
         )
-        report = run_server(work, store, client, args)
+        report = run_server(work, store, client, gen)
         if report.stopped_reason:
             print(f"stopped early: {report.stopped_reason}", file=sys.stderr)
         return report.errors
+
+
+def collect_records(work: list[dict], gen_work: list[dict], store: ItemStore) -> list[dict]:
+    """The scored record of every question with cached outputs for its current prompt."""
+    from huatuo_o1.io import fingerprint
+
+    cached = {r.get("item_id"): r for r in store.iter_records()}
+    records = []
+    for w, g in zip(work, gen_work, strict=True):
+        c = cached.get(w["item_id"])
+        if c is None or c.get("input_fingerprint") not in (None, fingerprint(g)) or not c.get("outputs"):
+            continue
+        records.append(make_record(w, c["outputs"], c.get("error")))
+    return records
+
+
+COLUMN_NOTES = {
+    "lenient": "the original layout's score, the paper's number: the better of first- and last-letter "
+    "accuracy with the original's extraction, empty outputs left out (mean over runs with --n_samples)",
+    "fixed_lenient": "the same rule with our fixed extraction, every output counted (empty = wrong)",
+    "strict": "our last letter from an 'answer is X' or a standalone letter only; anything else wrong",
+    "unanswered": "share of outputs without such a letter",
+    "dropped": "outputs the original layout leaves out (empty after its clean-up)",
+}
+
+
+def write_results(out_dir: Path, name: str, records: list[dict], summary: dict, extra: dict) -> dict:
+    """The results file, the original layout (per run too with k samples), the summary and the
+    chart; returns their paths by kind."""
+    from huatuo_o1.eval_scoring import original_layout, original_runs, overall
+
+    paths = {
+        "results": out_dir / f"{name}.json",
+        "original_layout": out_dir / f"result_{name}.json",
+        "summary": out_dir / f"{name}_summary.json",
+        "chart": out_dir / f"{name}_chart.png",
+    }
+    atomic_write_json(paths["results"], records)
+    atomic_write_json(paths["original_layout"], original_layout(records))
+    runs = original_runs(records)
+    if len(runs) > 1:
+        for j, run in enumerate(runs, 1):
+            atomic_write_json(out_dir / f"result_{name}_run{j}.json", run)
+    from huatuo_o1.eval_chart import write_chart
+
+    chart = write_chart(summary, paths["chart"], title=name)
+    if chart is None:
+        paths.pop("chart")
+    atomic_write_json(
+        paths["summary"],
+        {
+            **extra,
+            "sources": summary,
+            "overall": overall(summary),
+            "columns": COLUMN_NOTES,
+            "results_file": str(paths["results"]),
+            "original_layout_file": str(paths["original_layout"]),
+        },
+    )
+    return paths
+
+
+def print_report(
+    paths: dict,
+    summary: dict,
+    eval_info: dict,
+    rejected: list,
+    missing: int,
+    total: int,
+    failed_msgs: list[str],
+) -> int:
+    """The table and where the files are; the exit code (1 while questions have no answer)."""
+    from huatuo_o1.eval_data import not_paper_file_note
+    from huatuo_o1.eval_scoring import format_table
+
+    print(f"*{paths['results'].name}*")
+    print(format_table(summary))
+    print(
+        f"results: {paths['results']}\nscores (original layout): {paths['original_layout']}\n"
+        f"summary: {paths['summary']}" + (f"\nchart: {paths['chart']}" if "chart" in paths else "")
+    )
+    if not eval_info["is_paper_file"]:
+        print(not_paper_file_note(eval_info))
+    if rejected:
+        print(
+            f"{len(rejected)} question(s) rejected by the server (counted wrong and unanswered, "
+            f"listed in {paths['summary'].name}): {rejected[0]['error']}",
+            file=sys.stderr,
+        )
+    if missing:
+        for m in failed_msgs[:5]:
+            print(f"  {m}", file=sys.stderr)
+        print(
+            f"{missing} of {total} questions have no answer yet (requests failed): rerun the same command to retry them",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    from huatuo_o1.eval_backends import load_tokenizer
+    from huatuo_o1.eval_data import describe_eval_file
+    from huatuo_o1.eval_scoring import summarize
+    from huatuo_o1.llm import resolve_api_key
+
+    args = build_parser().parse_args(argv)
+    check_args(args)
+    if args.launch_server:
+        from huatuo_o1.serving import find_sglang_python
+
+        args.sglang_python = find_sglang_python(args.sglang_python)
+    api_key = resolve_api_key(args.api_key)  # the one place: the flag, then OPENAI_API_KEY
+
+    items = load_eval_file(args.eval_file)
+    eval_info = describe_eval_file(args.eval_file)
+    indexed = select_items(items, args.limit_num, args.sources)
+    name = results_name(args)
+    out_dir = Path(args.output_dir)
+    cache_root = Path(args.cache_dir or out_dir / ".eval_cache")
+    folders = [cache_root] + ([Path(args.server_log).resolve().parent] if args.launch_server else [])
+    check_output_dir(out_dir, folders, [f"{name}.json", f"result_{name}.json", f"{name}_summary.json"])
+
+    need_tok = (
+        args.backend == "hf" or (not args.use_chat_api and args.use_chat_template) or args.max_tokens > 0
+    )
+    tok = load_tokenizer(args.tokenizer or args.model_name, args.trust_remote_code) if need_tok else None
+    work = build_work(indexed, args, tok)
+    settings = settings_of(args)
+    store = open_cache(args, name, cache_root, settings)
+
+    gen_work = [generation_input(w) for w in work]
+    failed_msgs = generate(gen_work, store, args, tok, api_key)
+
+    # score now, against the current items: cached outputs never carry stale scores
+    records = collect_records(work, gen_work, store)
+    missing = len(work) - len(records)
+    rejected = [
+        {"item_id": r["item_id"], "source": r["source"], "error": r["error"]}
+        for r in records
+        if r.get("error")
+    ]
+    summary = summarize(records)
+    extra = {
+        "eval_file": eval_info,
+        "questions": len(work),
+        "missing": missing,
+        "rejected": rejected,
+        "settings": settings,
+    }
+    paths = write_results(out_dir, name, records, summary, extra)
+    return print_report(paths, summary, eval_info, rejected, missing, len(work), failed_msgs)

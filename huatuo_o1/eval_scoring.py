@@ -1,28 +1,35 @@
-"""Scoring multiple-choice answers the way HuatuoGPT-o1's evaluation did, plus stricter reports.
+"""How evaluation scores answers: the original's figures, and our corrected reading beside them.
 
-Answer extraction (`match_choice`), in the original's order (the paper's numbers depend on it):
-  0. Keep only the text after `## Final Response\\n\\n` when the output has one.
-  1. "answer is X" (X a capital letter): the first and the last such letter.
-  2. Else an option letter standing alone: preceded by a non-word character, a Chinese character,
-     "is ", the start, a quote, `*`, `#`, `(`, and followed by a non-word character, a Chinese
-     character or the end; "A " (the article, as in "A 45-year-old man") is never taken.
-  3. Else the option whose text occurs in the output (case-insensitive): first = the option whose
-     text appears earliest, last = the one whose text appears latest.
-  4. Else the option whose text is most similar to the output (difflib ratio).
-  An empty output extracts nothing (the original fell through to step 4 and picked the last option).
-
-`score_output` stores both numberings: `ans_type` as the original (1 = steps 1 and 2, 2 = step 3,
-3 = step 4; 0 = nothing extracted) and `ans_step` = the step above.
+Two readings of every output, kept apart:
+  * The original layout (eval_original.py): the original's extraction and numbers, quirks
+    included; empty outputs are left out. `ans`, `ans_type`, `correct_first`, `correct_last` of a
+    record and every number in `result_*.json` come from it, so the same outputs give the paper's
+    figure bit for bit.
+  * Our "fixed" reading (`match_choice` below), which changes only what we consider bugs:
+      0. Keep only the text after `## Final Response\\n\\n` when the output has one.
+      1. "answer is X" where X is a capital letter NOT followed by a letter or digit ("The answer
+         is Cardiology" and "The answer is CD" are no letter answers).
+      2. Else an option letter standing alone (the original's rule 2, letters taken from the
+         item's option keys).
+      3. Else the options whose text occurs in the output: first = the option mentioned earliest,
+         last = the option mentioned latest.
+      4. Else the option whose text is most similar to the output (difflib ratio).
+      An empty or blank output extracts nothing and counts as wrong (the original drops it).
+    `fixed_ans`, `ans_step` (the step above, 0 = nothing) and `fixed_correct_*` hold it.
 
 Scores per source:
-  lenient    : the original's number: accuracy of the first extracted letter and of the last one,
-               the better of the two.
-  strict     : the last letter, only when it came from steps 1-2; else the item is unanswered
-               (and wrong). `unanswered` is that rate.
-With k samples per question (`--n_samples`), each sample is scored as above, and per source we add
-the mean accuracy over samples with a 95% confidence interval (normal approximation, questions as
-the unit: the spread of per-question mean accuracies), majority-vote accuracy (the most frequent
-extracted letter; ties go to the letter seen first) and pass@k (any sample right).
+  lenient        the original layout's score (the paper's number): the better of first-letter and
+                 last-letter accuracy over the outputs it keeps.
+  fixed_lenient  the same rule on our fixed reading, over every output (empty ones wrong).
+  strict         our last letter, only when it came from steps 1-2; else the item is unanswered
+                 (and wrong). `unanswered` is that rate.
+  dropped        outputs the original layout leaves out (empty after its clean-up).
+With k samples per question (`--n_samples`), the original layout is computed for each run (sample j
+of every question) as the original would for that run, and `lenient` is their mean (the paper
+averaged 5 runs on GPQA); we add the mean accuracy over samples with a 95% confidence interval
+(normal approximation, questions as the unit), majority-vote accuracy (the most frequent letter;
+ties go to the letter seen first) and pass@k (any sample right), for the fixed lenient and the
+strict pick.
 """
 
 from __future__ import annotations
@@ -32,12 +39,11 @@ import math
 import re
 from collections import Counter
 
+from huatuo_o1.eval_original import original_extract, original_scores
 from huatuo_o1.formats import final_response_or_all
 
 LETTERS = "ABCDEFGHIJKLMN"
 STRICT_STEPS = (1, 2)  # extraction steps the strict score accepts
-# our step -> the original's `ans_type` (it numbered steps 1 and 2 both 1; 0 = nothing extracted)
-ORIGINAL_TYPE = {0: 0, 1: 1, 2: 1, 3: 2, 4: 3}
 
 
 def _letter_class(options: dict) -> str:
@@ -68,7 +74,7 @@ def match_choice(text: str, options: dict) -> tuple[list[str | None], int]:
     matches = list(re.finditer(pattern, text, re.S))
     if matches:
         return [matches[0].group(2), matches[-1].group(2)], 2
-    # 3. option text contained in the output
+    # 3. option text contained in the output: earliest and latest mention
     low = text.lower()
     found = [
         (k, low.index(str(v).lower()), low.rindex(str(v).lower()))
@@ -89,18 +95,31 @@ def match_choice(text: str, options: dict) -> tuple[list[str | None], int]:
 
 
 def score_output(output: str, options: dict, answer_idx: str) -> dict:
-    """Everything the results file keeps about one output."""
-    ans, step = match_choice(output, options)
-    strict_ans = ans[1] if step in STRICT_STEPS else None
+    """Everything the results file keeps about one (already cleaned) output: both readings."""
     gold = str(answer_idx).strip().upper()
+    output = output or ""
+    if output:
+        ans, ans_type = original_extract(output, options)
+    else:  # left out by the original layout
+        ans, ans_type = [None, None], 0
+    fixed, step = match_choice(output, options)
+    strict_ans = fixed[1] if step in STRICT_STEPS else None
+
+    def right(x):
+        return x is not None and x.upper() == gold
+
     return {
-        "ans": ans,
-        "ans_type": ORIGINAL_TYPE[step],  # the original's numbering: 1 letter, 2 option text, 3 difflib
-        "ans_step": step,  # our finer step (see match_choice)
+        "ans": ans,  # the original's [first, last]
+        "ans_type": ans_type,  # the original's numbering: 1 letter, 2 option text, 3 difflib, 0 dropped
+        "dropped_by_original": not output,
+        "correct_first": right(ans[0]),
+        "correct_last": right(ans[1]),
+        "fixed_ans": fixed,
+        "ans_step": step,  # our step (see match_choice)
+        "fixed_correct_first": right(fixed[0]),
+        "fixed_correct_last": right(fixed[1]),
         "strict_ans": strict_ans,
-        "correct_first": ans[0] is not None and ans[0].upper() == gold,
-        "correct_last": ans[1] is not None and ans[1].upper() == gold,
-        "correct_strict": strict_ans is not None and strict_ans.upper() == gold,
+        "correct_strict": right(strict_ans),
     }
 
 
@@ -130,46 +149,81 @@ def _majority(letters: list[str | None]) -> str | None:
     return next(x for x in votes if counts[x] == top)
 
 
-def summarize(records: list[dict]) -> dict:
-    """Per-source summary: count, lenient, strict, unanswered (+ first/last and the original's list).
+def original_runs(records: list[dict]) -> list[dict[str, list]]:
+    """The original layout of each run: run j scores sample j of every question (one run when
+    each question has one output)."""
+    k = max((len(_samples(r)) for r in records), default=1)
+    runs = []
+    for j in range(k):
+        flat = [
+            {
+                "source": r.get("source", "normal"),
+                "options": r["options"],
+                "answer_idx": r["answer_idx"],
+                "output": _samples(r)[j].get("output") if j < len(_samples(r)) else "",
+                "ans": _samples(r)[j].get("ans") if j < len(_samples(r)) else None,
+            }
+            for r in records
+        ]
+        runs.append(original_scores(flat))
+    return runs
 
-    With several samples per record, also mean accuracy with its 95% CI, maj@k and pass@k, for both
-    the lenient pick (the better position of the source) and the strict pick.
-    """
+
+def original_layout(records: list[dict]) -> dict[str, list]:
+    """`result_*.json`: {source: [score, first right, n, last right]} over every output (the
+    original's file itself when each question has one output)."""
+    flat = [
+        {
+            "source": r.get("source", "normal"),
+            "options": r["options"],
+            "answer_idx": r["answer_idx"],
+            "output": s.get("output") or "",
+            "ans": s.get("ans"),
+        }
+        for r in records
+        for s in _samples(r)
+    ]
+    return original_scores(flat)
+
+
+def summarize(records: list[dict]) -> dict:
+    """Per-source summary: the original layout's score and list, our fixed lenient, strict,
+    unanswered, dropped outputs; with several samples per record also the per-run original
+    scores, mean accuracy with its 95% CI, maj@k and pass@k (fixed lenient and strict picks)."""
     by_source: dict[str, list[dict]] = {}
     for r in records:
         by_source.setdefault(r.get("source", "normal"), []).append(r)
+    layout = original_layout(records)
+    runs = original_runs(records)
     out: dict[str, dict] = {}
     for source, recs in by_source.items():
         samples = [s for r in recs for s in _samples(r)]
         n = len(samples)
-        first = sum(s["correct_first"] for s in samples) / n
-        last = sum(s["correct_last"] for s in samples) / n
+        first = sum(s["fixed_correct_first"] for s in samples) / n
+        last = sum(s["fixed_correct_last"] for s in samples) / n
         strict = sum(s["correct_strict"] for s in samples) / n
         unanswered = sum(s["strict_ans"] is None for s in samples) / n
-        pos = 0 if first > last else 1  # the original took the head score only when strictly better
+        pos = 0 if first > last else 1  # the better position, as the original chose it
+        run_scores = [run[source][0] for run in runs if source in run]
         res = {
             "count": len(recs),
-            "lenient": max(first, last),
+            "lenient": sum(run_scores) / len(run_scores) if run_scores else None,
+            "fixed_lenient": max(first, last),
             "strict": strict,
             "unanswered": unanswered,
-            "first": first,
-            "last": last,
-            "empty_outputs": sum(not (s.get("output") or "").strip() for s in samples),
-            # the original's summary list: [score, first correct, count, last correct]
-            "score_list": [
-                max(first, last),
-                sum(s["correct_first"] for s in samples),
-                n,
-                sum(s["correct_last"] for s in samples),
-            ],
+            "fixed_first": first,
+            "fixed_last": last,
+            "dropped": sum(bool(s.get("dropped_by_original")) for s in samples),
+            # the original's list for this source: [score, first right, n, last right]
+            "score_list": layout.get(source),
         }
         k = max(len(_samples(r)) for r in recs)
         if k > 1:
             res["n_samples"] = k
+            res["original_runs"] = [run.get(source) for run in runs]
             gold = [str(r["answer_idx"]).strip().upper() for r in recs]
             for name, pick in (
-                ("lenient", lambda s, pos=pos: s["ans"][pos]),
+                ("fixed_lenient", lambda s, pos=pos: s["fixed_ans"][pos]),
                 ("strict", lambda s: s["strict_ans"]),
             ):
                 per_q = [
@@ -189,45 +243,41 @@ def summarize(records: list[dict]) -> dict:
     return out
 
 
+METRICS = ("lenient", "fixed_lenient", "strict", "unanswered")
+COLUMNS = (  # printed table: header, summary key
+    ("lenient (original)", "lenient"),
+    ("fixed lenient", "fixed_lenient"),
+    ("strict", "strict"),
+    ("unanswered", "unanswered"),
+)
+
+
 def overall(summary: dict) -> dict:
-    """Count-weighted average of the per-source numbers (the sources' mean over all questions)."""
+    """Question-weighted average of the per-source numbers (sources without a score are skipped
+    for that number), and the total of dropped outputs."""
     total = sum(v["count"] for v in summary.values())
-    if not total:
-        return {"count": 0, "lenient": 0.0, "strict": 0.0, "unanswered": 0.0}
-    return {
-        "count": total,
-        **{
-            m: sum(v[m] * v["count"] for v in summary.values()) / total
-            for m in ("lenient", "strict", "unanswered")
-        },
-    }
+    res: dict = {"count": total, "dropped": sum(v.get("dropped", 0) for v in summary.values())}
+    for m in METRICS:
+        have = [v for v in summary.values() if v.get(m) is not None]
+        weight = sum(v["count"] for v in have)
+        res[m] = sum(v[m] * v["count"] for v in have) / weight if weight else None
+    return res
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
 
 
 def format_table(summary: dict) -> str:
-    """The per-source table printed at the end of a run."""
-    rows = [("source", "count", "lenient", "strict", "unanswered")]
+    """The per-source table printed at the end of a run: the original layout's number first,
+    our corrected columns after it, and the outputs the original layout leaves out."""
+    rows = [("source", "count", *(h for h, _ in COLUMNS), "dropped")]
     for source, v in summary.items():
-        rows.append(
-            (
-                source,
-                str(v["count"]),
-                f"{100 * v['lenient']:.1f}",
-                f"{100 * v['strict']:.1f}",
-                f"{100 * v['unanswered']:.1f}",
-            )
-        )
+        rows.append((source, str(v["count"]), *(_pct(v[m]) for _, m in COLUMNS), str(v.get("dropped", 0))))
     if len(summary) > 1:
         a = overall(summary)
-        rows.append(
-            (
-                "ALL (weighted)",
-                str(a["count"]),
-                f"{100 * a['lenient']:.1f}",
-                f"{100 * a['strict']:.1f}",
-                f"{100 * a['unanswered']:.1f}",
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        rows.append(("ALL (weighted)", str(a["count"]), *(_pct(a[m]) for _, m in COLUMNS), str(a["dropped"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for j, r in enumerate(rows):
         lines.append(
@@ -237,12 +287,16 @@ def format_table(summary: dict) -> str:
             lines.append("-" * len(lines[0]))
     extra = []
     for source, v in summary.items():
-        for name in ("lenient", "strict"):
+        runs = v.get("original_runs")
+        if runs:
+            scores = " ".join(_pct(r[0] if r else None) for r in runs)
+            extra.append(f"{source} [lenient (original), per run]: {scores}; mean {_pct(v['lenient'])}")
+        for name in ("fixed_lenient", "strict"):
             s = v.get(name + "_samples")
             if s:
                 k = v["n_samples"]
                 extra.append(
-                    f"{source} [{name}, k={k}]: mean {100 * s['mean']:.1f} "
+                    f"{source} [{name.replace('_', ' ')}, k={k}]: mean {100 * s['mean']:.1f} "
                     f"(95% CI {100 * s['ci95'][0]:.1f}-{100 * s['ci95'][1]:.1f}), "
                     f"maj@{k} {100 * s[f'maj@{k}']:.1f}, pass@{k} {100 * s[f'pass@{k}']:.1f}"
                 )

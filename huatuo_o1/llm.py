@@ -211,6 +211,12 @@ def _http_client(timeout: float):
         return None
 
 
+def resolve_api_key(flag_value: str | None, use_env: bool = True) -> str | None:
+    """The one fallback order for an API key: the flag's value, then OPENAI_API_KEY (unless
+    use_env is False, e.g. a key that must not leave for another host); None when neither."""
+    return flag_value or (os.environ.get("OPENAI_API_KEY") if use_env else None) or None
+
+
 class LLMClient:
     """One endpoint + model, shared by all concurrent tasks of a run."""
 
@@ -234,7 +240,7 @@ class LLMClient:
         self.model = model
         self.base_url = normalize_base_url(api_url)
         self.display_url = self.base_url or "https://api.openai.com/v1"
-        self._secret = api_key or (os.environ.get("OPENAI_API_KEY") if env_key else None) or ""
+        self._secret = resolve_api_key(api_key, env_key) or ""
         self.client = openai.AsyncOpenAI(
             api_key=self._secret or "EMPTY",  # local servers (vLLM, SGLang) need no key
             base_url=self.base_url,

@@ -44,7 +44,7 @@ OMP_NUM_THREADS=1 $PY RL_stage2.py --model_name_or_path "$SFT_MODEL" --reward_mo
   --learning_rate 5e-7 --save_strategy no --num_sample_generations 0 --report_to none --logging_steps 1
 RL_MODEL="$OUT/ckpts/ppo_demo"
 step "5. evaluation of the RL policy with the in-process backend (per-source table at the end)"
-$PY evaluation/eval.py --model_name "$RL_MODEL" --eval_file evaluation/data/eval_data.json --backend hf \
+$PY evaluation/eval.py --model_name "$RL_MODEL" --eval_file evaluation/data/eval_sample.json --backend hf \
   --max_new_tokens 48 --batch_size 32 --seed 0 --output_dir "$OUT/eval"
 
 printf '\nDemo finished. Outputs: %s/ (checkpoints in %s/ckpts, evaluation results in %s/eval)\n' "$OUT" "$OUT" "$OUT"

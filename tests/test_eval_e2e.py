@@ -91,9 +91,10 @@ def test_server_backend_scores_per_source_and_resumes(tiny_lm_dir, eval_file, tm
         name = f"{Path(tiny_lm_dir).name}mini_eval_api"  # the original's name: no separator
         records = json.loads((out / f"{name}.json").read_text())
         summary = json.loads((out / f"{name}_summary.json").read_text())
-        # result_<name>.json keeps the original's layout: {source: [score, first, count, last]}
+        # result_<name>.json keeps the original's layout: {source: [score, first, count, last]},
+        # and its numbers: the empty output of Q3 is left out, as the original dropped it
         assert json.loads((out / f"result_{name}.json").read_text()) == {
-            "SrcA": [0.5, 1, 4, 2],
+            "SrcA": [2 / 3, 1, 3, 2],
             "SrcB": [1.0, 2, 2, 2],
         }
         assert len(records) == 6 and [r["question"][:2] for r in records] == [
@@ -105,21 +106,32 @@ def test_server_backend_scores_per_source_and_resumes(tiny_lm_dir, eval_file, tm
             "Q6",
         ]
         q3 = records[2]
-        assert q3["output"] == "" and q3["ans_type"] == 0 and not q3["correct_last"]  # empty kept, wrong
+        # empty: kept in the results file, left out of the original layout, wrong in ours
+        assert q3["output"] == "" and q3["ans_type"] == 0 and q3["dropped_by_original"]
+        assert not q3["correct_last"] and not q3["fixed_correct_last"]
         # the original's ans_type numbering (1 letter, 2 option text) beside our finer step
         assert (records[4]["ans_type"], records[4]["ans_step"]) == (1, 2)
         assert (records[5]["ans_type"], records[5]["ans_step"]) == (2, 3)
         a, b = summary["sources"]["SrcA"], summary["sources"]["SrcB"]
-        assert (a["count"], a["first"], a["last"], a["lenient"], a["strict"], a["unanswered"]) == (
-            4,
+        assert (a["count"], a["lenient"], a["dropped"], a["score_list"]) == (4, 2 / 3, 1, [2 / 3, 1, 3, 2])
+        assert (a["fixed_first"], a["fixed_last"], a["fixed_lenient"], a["strict"], a["unanswered"]) == (
             0.25,
             0.5,
             0.5,
             0.5,
             0.25,
         )
-        assert (b["count"], b["lenient"], b["strict"], b["unanswered"]) == (2, 1.0, 0.5, 0.5)
+        assert (b["count"], b["lenient"], b["fixed_lenient"], b["strict"], b["unanswered"]) == (
+            2,
+            1.0,
+            1.0,
+            0.5,
+            0.5,
+        )
         assert summary["missing"] == 0 and summary["overall"]["count"] == 6
+        # which file was scored: not the paper's
+        assert summary["eval_file"]["is_paper_file"] is False
+        assert len(summary["eval_file"]["git_blob_id"]) == 40 and "lenient" in summary["columns"]
 
         # rerun: everything comes from the cache, no new request
         n_before = len(srv.requests)
@@ -299,7 +311,7 @@ def test_edited_answer_idx_is_rescored_without_requests(tiny_lm_dir, eval_file, 
     with FakeOpenAIServer(responder) as srv:
         args = _args(eval_file, out, tiny_lm_dir, "--port", str(srv.port))
         assert main(args) == 0
-        assert json.loads((out / f"result_{name}.json").read_text())["SrcA"][0] == 0.5
+        assert json.loads((out / f"result_{name}.json").read_text())["SrcA"][0] == 2 / 3
         data = json.loads(eval_file.read_text())
         data["SrcA"][1]["answer_idx"] = "A"  # Q2's output "The answer is A." is now right
         eval_file.write_text(json.dumps(data))
@@ -308,7 +320,7 @@ def test_edited_answer_idx_is_rescored_without_requests(tiny_lm_dir, eval_file, 
         assert _completions(srv, n) == []  # same prompts: cached outputs, scored anew
         records = json.loads((out / f"{name}.json").read_text())
         assert records[1]["answer_idx"] == "A" and records[1]["correct_last"]
-        assert json.loads((out / f"result_{name}.json").read_text())["SrcA"] == [0.75, 2, 4, 3]
+        assert json.loads((out / f"result_{name}.json").read_text())["SrcA"] == [1.0, 2, 3, 3]
         data["SrcA"][1]["question"] = "Q2 oral vitamin K antagonist, edited?"  # prompt changed
         eval_file.write_text(json.dumps(data))
         n = len(srv.requests)

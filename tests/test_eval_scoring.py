@@ -55,8 +55,24 @@ def test_strict_accepts_only_steps_1_and_2():
     ]
     s = score_output("heparin", OPTS, "B")  # option text: lenient right, strict unanswered
     assert s["correct_first"] and s["correct_last"] and s["strict_ans"] is None and not s["correct_strict"]
-    s = score_output("", OPTS, "B")  # empty output: wrong everywhere, unanswered
+    s = score_output("", OPTS, "B")  # empty output: wrong everywhere, unanswered, dropped by the original
     assert not (s["correct_first"] or s["correct_last"] or s["correct_strict"]) and s["strict_ans"] is None
+    assert s["dropped_by_original"] and s["ans"] == [None, None]
+
+
+def test_original_reading_and_fixed_reading_are_kept_apart():
+    opts = {"A": "Cardiology", "B": "Neurology", "C": "Dermatology", "D": "Oncology"}
+    # the original reads the C of "Cardiology"; our fixed reading finds the option text: A
+    s = score_output("The answer is Cardiology", opts, "A")
+    assert s["ans"] == ["C", "C"] and not s["correct_last"]
+    assert s["fixed_ans"] == ["A", "A"] and s["fixed_correct_last"] and s["strict_ans"] is None
+    # two letters: the original takes the first, we take no letter from "CD"
+    s = score_output("The answer is CD.", OPTS, "C")
+    assert s["ans"] == ["C", "C"] and s["ans_type"] == 1 and s["correct_last"]
+    assert s["ans_step"] == 4 and s["strict_ans"] is None and not s["correct_strict"]
+    # revised option text: the original's "first" is the latest first mention, ours the earliest
+    s = score_output("heparin first, then warfarin", OPTS, "B")
+    assert s["ans"] == ["C", "C"] and s["fixed_ans"] == ["B", "C"]
 
 
 def _rec(source, output, gold="B", samples=None):
@@ -83,13 +99,23 @@ def test_lenient_is_better_of_first_and_last_per_source_and_strict_counts_unansw
     ]
     s = summarize(recs)
     assert s["X"]["count"] == 4 and s["Y"]["count"] == 2
-    assert s["X"]["first"] == 0.5 and s["X"]["last"] == 0.75 and s["X"]["lenient"] == 0.75
-    assert s["X"]["strict"] == 0.5 and s["X"]["unanswered"] == 0.5 and s["X"]["empty_outputs"] == 1
-    assert s["X"]["score_list"] == [0.75, 2, 4, 3]
+    # the original layout leaves the empty output out: 3 outputs, last letter right in all 3
+    assert s["X"]["score_list"] == [1.0, 2, 3, 3] and s["X"]["lenient"] == 1.0 and s["X"]["dropped"] == 1
+    # fixed: the empty output is wrong
+    assert s["X"]["fixed_first"] == 0.5 and s["X"]["fixed_last"] == 0.75 and s["X"]["fixed_lenient"] == 0.75
+    assert s["X"]["strict"] == 0.5 and s["X"]["unanswered"] == 0.5
     assert s["Y"]["lenient"] == 0.5 and s["Y"]["strict"] == 0.0 and s["Y"]["unanswered"] == 0.0
     table = format_table(s)
-    assert "lenient" in table and "unanswered" in table and "ALL (weighted)" in table
-    assert "75.0" in table
+    for column in (
+        "lenient (original)",
+        "fixed lenient",
+        "strict",
+        "unanswered",
+        "dropped",
+        "ALL (weighted)",
+    ):
+        assert column in table
+    assert "100.0" in table and "75.0" in table
 
 
 def test_n_samples_statistics():
@@ -107,8 +133,11 @@ def test_n_samples_statistics():
     assert st["pass@3"] == 0.75
     lo, hi = st["ci95"]
     assert 0 <= lo < st["mean"] < hi <= 1
-    assert s["lenient_samples"]["pass@3"] == 0.75
-    assert "maj@3" in format_table(summarize(recs))
+    assert s["fixed_lenient_samples"]["pass@3"] == 0.75
+    # the original layout per run (sample j of every question), averaged as the paper did on GPQA
+    assert [r[0] for r in s["original_runs"]] == [0.5, 0.5, 0.5]
+    assert s["lenient"] == 0.5
+    assert "maj@3" in format_table(summarize(recs)) and "per run" in format_table(summarize(recs))
 
 
 def test_max_tokens_cuts_the_question_not_the_options(tiny_lm_dir):

@@ -293,9 +293,10 @@ def test_server_that_exits_before_answering_is_a_one_line_error(
     with pytest.raises(SystemExit) as exc:
         run_main(main)  # as evaluation/eval.py runs it
     assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()  # a "started SGLang ..." note, then the error
-    assert err[0].startswith("started SGLang") and len(err) == 2
-    assert "exited with code 1 before answering" in err[1] and "out of memory" in err[1]
+    # which Python launches it (this one, it has the stand-in sglang), "started SGLang ...", the error
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("launching SGLang with this Python") and err[1].startswith("started SGLang")
+    assert len(err) == 3 and "exited with code 1 before answering" in err[2] and "out of memory" in err[2]
     assert _wait_dead(int(fake_sglang["worker_file"].read_text()))  # the orphaned worker too
     assert not list(fake_sglang["run_dir"].glob("*.pid"))
 
@@ -364,3 +365,110 @@ def test_sglang_python_that_cannot_import_sglang_is_refused(tmp_path):
         )
     with pytest.raises(InputError, match="cannot import sglang"):
         main(["--eval_file", str(tmp_path / "e.json"), "--launch_server", "--sglang_python", str(no_site)])
+
+
+# --- issue 12 item 3: a record is trusted only when it proves the group is ours -------------------
+
+
+def _orphaned_group():
+    """A process group whose leader has exited while a member (sleep) lives on, with no token."""
+    p = subprocess.Popen(
+        ["sh", "-c", "sleep 300 & echo $!"], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    member = int(p.stdout.readline())
+    p.wait()
+    return p.pid, member
+
+
+def test_pgid_zero_one_or_our_own_group_is_never_signalled(fake_sglang, tmp_path):
+    for pgid, why in ((0, "0 and 1"), (1, "0 and 1"), (-3, "0 and 1"), (os.getpgrp(), "own group")):
+        pf = serving.pid_file(30000 + abs(pgid) % 1000)
+        pf.parent.mkdir(parents=True, exist_ok=True)
+        rec = {"pgid": pgid, "start_time": 1, "port": 30000}
+        pf.write_text(json.dumps(rec))
+        out = _kill_script(fake_sglang)  # runs in our process group: it must not signal it
+        assert out.returncode == 0 and "nothing signalled" in out.stdout and why in out.stdout, out.stdout
+        assert not pf.exists()
+        pf.write_text(json.dumps(rec))
+        lines = []
+        assert serving.stop_recorded(say=lines.append) == []
+        assert len(lines) == 1 and why in lines[0]
+    # the command-line stop says why as well
+    pf.write_text(json.dumps({"pgid": 0, "port": 30000}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "huatuo_o1.serving", "stop"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=fake_sglang["env"],
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0 and "nothing signalled" in proc.stdout and "0 and 1" in proc.stdout
+
+
+def test_a_group_whose_leader_exited_is_signalled_only_with_our_token(fake_sglang, tmp_path):
+    pgid, member = _orphaned_group()
+    try:
+        assert serving.start_time(pgid) is None and _alive(member)
+        pf = serving.pid_file(30999)
+        pf.parent.mkdir(parents=True, exist_ok=True)
+        for rec in ({"pgid": pgid}, {"pgid": pgid, "start_time": 5, "token": "ab" * 16}):
+            pf.write_text(json.dumps(rec))
+            out = _kill_script(fake_sglang, "30999")
+            assert "cannot be proven ours" in out.stdout, out.stdout
+            assert _alive(member)
+            assert "cannot be proven ours" in serving.why_not_ours(rec)
+    finally:
+        os.kill(member, signal.SIGKILL)
+    # with the token in a member's environment (what SGLangServer sets): proven ours
+    token = "cd" * 16
+    p = subprocess.Popen(
+        ["sh", "-c", "sleep 300 & echo $!"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, serving.TOKEN_ENV: token},
+    )
+    member = int(p.stdout.readline())
+    p.wait()
+    try:
+        assert serving.why_not_ours({"pgid": p.pid, "token": token}) is None
+        pf.write_text(json.dumps({"pgid": p.pid, "token": token}))
+        out = _kill_script(fake_sglang, "30999")
+        assert f"stopping SGLang process group {p.pid}" in out.stdout, out.stdout
+        assert _wait_dead(member)
+    finally:
+        with __import__("contextlib").suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
+
+
+# --- issue 11 item 8: SGLang 0.5 flags, the serving Python, data parallelism = visible GPUs ------
+
+
+def test_launch_command_uses_sglang_05_flags_and_visible_gpus(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    cmd = serving.sglang_command("m", 30000, python="py", dp=None, tp=2)
+    assert cmd[:3] == ["py", "-m", "sglang.launch_server"]
+    assert cmd[cmd.index("--tp-size") + 1] == "2" and cmd[cmd.index("--dp-size") + 1] == "2"
+    assert "--tp" not in cmd and "--dp" not in cmd
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")
+    assert serving.default_dp() == 1 and serving.visible_gpu_count() == 1
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setenv("PATH", "/nonexistent")  # no nvidia-smi: unknown -> 1
+    assert serving.visible_gpu_count() == 1
+    cmd = serving.sglang_command("m", 30000, python="py", dp=3)
+    assert cmd[cmd.index("--dp-size") + 1] == "3" and cmd[cmd.index("--tp-size") + 1] == "1"
+
+
+def test_no_python_with_sglang_is_one_line_naming_both_settings(tmp_path, monkeypatch):
+    from huatuo_o1.io import InputError
+
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.delenv("HUATUO_SGLANG_PYTHON", raising=False)
+    with pytest.raises(InputError) as e:  # this Python has no sglang: not used silently
+        serving.find_sglang_python(None)
+    assert "--sglang_python" in str(e.value) and "HUATUO_SGLANG_PYTHON" in str(e.value)
+    assert "\n" not in str(e.value)
+    monkeypatch.setenv("HUATUO_SGLANG_PYTHON", sys.executable)
+    with pytest.raises(InputError, match="HUATUO_SGLANG_PYTHON=.*cannot import sglang.*--sglang_python"):
+        serving.find_sglang_python(None)

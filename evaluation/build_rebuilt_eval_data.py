@@ -1,7 +1,12 @@
-"""Build the full evaluation file from the public benchmark datasets (needs the Hugging Face hub).
+"""Rebuild an evaluation file from the public benchmark datasets: NOT the paper's file.
 
-    python evaluation/build_eval_data.py --output evaluation/data/eval_data_full.json
-    python evaluation/eval.py --model_name $model_name --eval_file evaluation/data/eval_data_full.json --port $port
+    python evaluation/build_rebuilt_eval_data.py --output evaluation/data/eval_rebuilt_not_paper.json
+    python evaluation/eval.py --model_name $model_name --eval_file evaluation/data/eval_rebuilt_not_paper.json --port $port
+
+The item set differs from the paper's evaluation/data/eval_data.json (other PubMedQA ids, other
+MMLU-Pro categories, GPQA options in another order), so its numbers are not comparable with the
+paper's Table 1; eval.py says so when it scores it. For the paper's file run
+`python evaluation/get_eval_data.py`. Use this one for benchmarks or splits the paper's file lacks.
 
 Never run in CI or tests (it downloads). Writes CONTRACTS §6: {source: [{question, options,
 answer_idx, answer}]}, options as {"A": text, ...}. Sources, named as in HuatuoGPT-o1's file:
@@ -123,7 +128,9 @@ def main() -> int:
         description="Build the full evaluation file from public benchmarks (needs the hub)."
     )
     ap.add_argument(
-        "--output", default="evaluation/data/eval_data_full.json", help="Where to write the eval file."
+        "--output",
+        default="evaluation/data/eval_rebuilt_not_paper.json",
+        help="Where to write the eval file.",
     )
     ap.add_argument(
         "--sources", default=",".join(BUILDERS), help=f"Comma-separated subset of {', '.join(BUILDERS)}."
