@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 from huatuo_o1 import question_rules
@@ -155,10 +156,11 @@ def eval_files_for(args) -> tuple[list[str], str]:
     """The eval files to screen against and a line saying which (or why none)."""
     given = args.decontaminate_against
     if given is None:
+        shown = os.path.relpath(DEFAULT_EVAL_FILE, REPO)
         if DEFAULT_EVAL_FILE.is_file():
-            return [str(DEFAULT_EVAL_FILE)], f"against the default {DEFAULT_EVAL_FILE.relative_to(REPO)}"
+            return [str(DEFAULT_EVAL_FILE)], f"against the default {shown}"
         return [], (
-            f"skipped: no --decontaminate_against and no {DEFAULT_EVAL_FILE.relative_to(REPO)} "
+            f"skipped: no --decontaminate_against and no {shown} "
             "(download the evaluation data there, or pass --decontaminate_against FILE[,FILE...])"
         )
     files = [f.strip() for f in given.split(",") if f.strip() and f.strip().lower() != "none"]
@@ -251,10 +253,6 @@ def difficulty_from_args(args, out_dir: Path, task: str, budget) -> DifficultyFi
     models = [m.strip() for m in (args.difficulty_models or "").split(",") if m.strip()]
     if not models:
         return None
-    if not args.difficulty_api_url:
-        raise InputError("--difficulty_models needs --difficulty_api_url (the endpoint serving those models)")
-    if len(set(models)) != len(models):
-        raise InputError(f"--difficulty_models names a model twice: {args.difficulty_models}")
     clients = {}
     for m in models:
         clients[m] = LLMClient(
@@ -290,6 +288,11 @@ def check_args(args) -> None:
         raise InputError(f"--min_question_length must be 0 or more (got {args.min_question_length})")
     if args.decontam_ignore_common < 0:
         raise InputError(f"--decontam_ignore_common must be 0 or more (got {args.decontam_ignore_common})")
+    models = [m.strip() for m in (args.difficulty_models or "").split(",") if m.strip()]
+    if models and not args.difficulty_api_url:
+        raise InputError("--difficulty_models needs --difficulty_api_url (the endpoint serving those models)")
+    if len(set(models)) != len(models):
+        raise InputError(f"--difficulty_models names a model twice: {args.difficulty_models}")
     if args.difficulty_max_tokens < 1:
         raise InputError(f"--difficulty_max_tokens must be at least 1 (got {args.difficulty_max_tokens})")
 

@@ -10,9 +10,10 @@ In plain words:
     items than both sizes, the items are shared in the sizes' proportion (said in the report).
   - Closed-set items (the paper's 4K unconverted questions) can be added to the RL set: a multiple-
     choice item becomes the problem "question + its options as `A. text` lines" with the correct
-    option's text as the ground truth. Items whose question is already in either set (as the source
-    question or the open-ended one), or that stage 1 dropped for contamination, are not used; they
-    are chosen by the same hashed order. The stage-1 output itself can serve as the closed-set file.
+    option's text as the ground truth. Only unconverted questions are used: an item whose question is
+    one that stage 1 converted (any usable item's source or open-ended question, placed or not) or
+    that stage 1 dropped for contamination is left out; they are chosen by the same hashed order.
+    The stage-1 output itself can serve as the closed-set file.
 """
 
 from __future__ import annotations
@@ -105,8 +106,7 @@ def split(
     if note:
         report["note"] = note
     if closed and closed_size:
-        placed = sft + rl
-        taken = {normalize(r.get("question", "")) for r in placed} | {normalize(r[OPEN_Q]) for r in placed}
+        taken = {normalize(r.get("question", "")) for r in pool} | {normalize(r[OPEN_Q]) for r in pool}
         candidates, skipped = [], {"contaminated": 0, "already_used": 0, "incomplete": 0}
         seen: set[str] = set()
         for item in closed:
