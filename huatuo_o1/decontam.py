@@ -78,24 +78,36 @@ def _powers(n: int, inverse: bool) -> np.ndarray:
     return have[:n]
 
 
-def window_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(hashes, text index, start) of every 64-character window of the (normalised) texts."""
+def _hash_windows(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hashes, positions, text ends) of every 64-character window inside one of the texts; positions
+    count characters in the texts joined end to end (`locate` turns them into text and offset)."""
     lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-    if not len(texts) or lengths.max(initial=0) < WINDOW:
-        empty = np.empty(0, dtype=np.int64)
-        return np.empty(0, dtype=np.uint64), empty, empty
+    ends = np.cumsum(lengths)
+    n = int(ends[-1]) if len(ends) else 0
+    if n < WINDOW:
+        return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64), ends
     codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    n = len(codes)
     with np.errstate(over="ignore"):
         prefix = np.zeros(n + 1, dtype=np.uint64)
         np.cumsum(codes * _powers(n, False), out=prefix[1:])
-        ends = np.cumsum(lengths)
-        starts_of_text = ends - lengths
-        n_windows = np.maximum(lengths - WINDOW + 1, 0)
-        doc = np.repeat(np.arange(len(texts)), n_windows)
-        offset = np.arange(len(doc)) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
-        pos = starts_of_text[doc] + offset
-        hashes = (prefix[pos + WINDOW] - prefix[pos]) * _powers(n, True)[pos]
+        m = n - WINDOW + 1
+        hashes = (prefix[WINDOW:] - prefix[:m]) * _powers(m, True)
+    # a window is inside its text when the text's end is at least 64 characters after its start
+    room = np.repeat(ends, lengths)[:m] - np.arange(m)
+    pos = np.flatnonzero(room >= WINDOW)
+    return hashes[pos], pos, ends
+
+
+def _locate(pos: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(text index, offset in that text) of positions in the joined texts."""
+    doc = np.searchsorted(ends, pos, side="right")
+    return doc, pos - (ends[doc] - np.diff(ends, prepend=0)[doc])
+
+
+def window_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hashes, text index, start) of every 64-character window of the (normalised) texts."""
+    hashes, pos, ends = _hash_windows(texts)
+    doc, offset = _locate(pos, ends)
     return hashes, doc, offset
 
 
@@ -128,12 +140,15 @@ class EvalIndex:
         order = np.argsort(hashes)
         self.hashes = hashes[order]  # every window, sorted; equal hashes sit side by side
         self.doc_of = doc[order]
-        # prefilter: one bit per value of the hash's top `bits` bits (about 16 bits per window)
-        bits = max(16, min(34, int(np.ceil(np.log2(max(2, len(self.hashes))))) + 4))
+        # prefilter: one bit per value of the hash's top `bits` bits (32 to 64 bits per window)
+        bits = max(16, min(34, int(np.ceil(np.log2(max(2, len(self.hashes))))) + 5))
         self._shift = np.uint64(64 - bits)
-        flags = np.zeros(1 << bits, dtype=bool)
-        flags[(self.hashes >> self._shift).astype(np.int64)] = True
-        self._bitmap = np.packbits(flags, bitorder="little")
+        top = (self.hashes >> self._shift).astype(np.int64)  # sorted, since the hashes are
+        byte, bit = top >> 3, (np.uint8(1) << (top & 7).astype(np.uint8)).astype(np.uint8)
+        self._bitmap = np.zeros(1 << (bits - 3), dtype=np.uint8)
+        if len(top):
+            starts = np.flatnonzero(np.diff(byte, prepend=-1))
+            self._bitmap[byte[starts]] = np.bitwise_or.reduceat(bit, starts)
 
     def _maybe(self, hashes: np.ndarray) -> np.ndarray:
         """Positions of the hashes whose prefilter bit is set (all true matches, and a few others)."""
@@ -174,18 +189,22 @@ class EvalIndex:
         return out
 
     def _find_batch(self, norm: list[str], batch: list[int], out: list[Match | None]) -> None:
-        hashes, doc, start = window_hashes([norm[i] for i in batch])
+        hashes, pos, ends = _hash_windows([norm[i] for i in batch])
         maybe = self._maybe(hashes)
         if not len(maybe):
             return
+        maybe = maybe[np.argsort(hashes[maybe])]  # sorted lookups walk the index in order: cache-friendly
         cand = hashes[maybe]
         at = np.minimum(np.searchsorted(self.hashes, cand), len(self.hashes) - 1)
         hit = self.hashes[at] == cand
-        for k, a in zip(maybe[hit].tolist(), at[hit].tolist(), strict=True):
-            i = batch[int(doc[k])]
+        if not hit.any():
+            return
+        ks, ats = maybe[hit], at[hit]
+        docs, starts = _locate(pos[ks], ends)
+        for k, a, d, s in sorted(zip(ks.tolist(), ats.tolist(), docs.tolist(), starts.tolist(), strict=True)):
+            i = batch[d]
             if out[i] is not None:
                 continue
-            s = int(start[k])
             window = norm[i][s : s + WINDOW]
             h = hashes[k]
             # exact text check against each question holding this hash: a collision never drops an item
