@@ -9,6 +9,7 @@ One concern per module:
   parsing       robust JSON and verdict extraction from LLM replies
   formats       the model's `## Thinking` / `## Final Response` format (CONTRACTS §4)
   construct     stage 1: multiple-choice -> verifiable open-ended problems
+  decontam, question_rules, difficulty, stage1_split   stage 1's paper steps: eval-set screening, question rules, small-models filter, SFT/RL split
   search        stage 2: verifier-guided search for complex reasoning paths
   sft_data, sft stage 3: SFT data rendering/masking/packing and the Trainer run
   rl_data, rewards, ppo, grpo, verifier_train   stage 4: RL data, verifier reward, PPO/GRPO, verifier training
