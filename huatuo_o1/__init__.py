@@ -11,6 +11,7 @@ One concern per module (the data formats they exchange: docs/data_formats.md):
   parsing       robust JSON and verdict extraction from LLM replies
   formats       the model's `## Thinking` / `## Final Response` format (docs/data_formats.md §4)
   construct     stage 1: multiple-choice -> verifiable open-ended problems
+  decontam, question_rules, difficulty, stage1_split   stage 1's paper steps: eval-set screening, question rules, small-models filter, SFT/RL split
   search        stage 2: verifier-guided search for complex reasoning paths
   checkpoints   training runs: run identity, complete checkpoints, the resume decision, final save
   sft_data, sft stage 3: SFT data rendering/masking/packing and the Trainer run

@@ -1,29 +1,43 @@
 """Stage 1: turn multiple-choice medical exam questions into verifiable open-ended problems.
 
-For each item (CONTRACTS §1), in plain words:
-  1. (with --filter_data) The LLM judges the question against three criteria (needs reasoning;
-     one unambiguous answer; can be asked open-ended with a definite answer) and answers one of
-     Pass / Too Simple / Ambiguous Answer / Not Reformulatable. Only Pass goes on; the verdict is
-     kept on the item as `filter_verdict`.
-  2. The LLM rewrites the question as JSON {"Open-ended Verifiable Question", "Ground-True Answer"}.
+The steps, in the paper's order, cheap ones first (each drop keeps its step and reason on the item,
+`drop_step` / `drop_reason`, and the summary counts each step's drops):
+  1. Decontamination (free, before any request): an item whose question shares 64 consecutive
+     characters with an evaluation question (Med-PaLM 2's rule, see decontam.py) drops.
+     Default eval file: evaluation/data/eval_data.json when it exists, else none (said in the log).
+  2. Question rules (free): questions shorter than --min_question_length characters, and questions
+     that ask for the incorrect option or allow several answers (see question_rules.py) drop.
+  3. Difficulty (--difficulty_models, see difficulty.py): small models answer the question as the
+     evaluation asks it; an item every one of them answers correctly drops as too easy.
+  4. (with --filter_data) The LLM judges the question against the paper's three criteria and answers
+     one of Pass / Too Simple / Ambiguous Answer / Not Reformulatable. Only Pass goes on; the verdict
+     is kept on the item as `filter_verdict`.
+  5. The LLM rewrites the question as JSON {"Open-ended Verifiable Question", "Ground-True Answer"}.
   A reply that does not parse is asked again (up to `max_tries` per step); one that never parses
   marks the item `failed` with the raw replies kept for inspection. Every item ends with a
   `status`: kept, filtered or failed (CONTRACTS §2).
 
-Items get `process_id` = their 1-based position in the input file, so reruns name them the same;
-finished items are stored one file each (see runner.py), which is what makes resume exact.
+Steps 1-2 are recomputed on every run (they cost nothing), so a rerun with other settings applies
+them to every item; their drops are not stored per item. Items get `process_id` = their 1-based
+position in the input file, so reruns name them the same; finished items are stored one file each
+(see runner.py), which is what makes resume exact.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
+from huatuo_o1 import question_rules
 from huatuo_o1.contract import GROUND_TRUTH as GT
 from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
+from huatuo_o1.decontam import EvalIndex, screen
+from huatuo_o1.difficulty import EXPECTED_REPLY_TOKENS as EXPECTED_SMALL_REPLY
+from huatuo_o1.difficulty import DifficultyFilter
 from huatuo_o1.io import InputError, ItemStore, atomic_write_json, load_records, write_merged
-from huatuo_o1.llm import LLMClient, Usage, client_from_args, dry_run_report, usage_report
+from huatuo_o1.llm import LLMClient, Usage, client_from_args, dry_run_report, price_for, usage_report
 from huatuo_o1.parsing import extract_json, parse_filter_verdict
 from huatuo_o1.prompts import filter_prompt, rewrite_prompt
 from huatuo_o1.runner import RunReport, exit_code_for, run_items
@@ -31,6 +45,14 @@ from huatuo_o1.runner import RunReport, exit_code_for, run_items
 log = logging.getLogger(__name__)
 
 REWRITE_KEYS = (OPEN_Q, GT)
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_EVAL_FILE = REPO / "evaluation" / "data" / "eval_data.json"
+# The steps that can drop an item, in the order they run (the summary's `dropped` keys).
+DROP_STEPS = ("decontamination", "min_length", "question_form", "difficulty", "gpt_filter")
+# Fields this stage writes on a record (an input that carries them from an earlier run loses them).
+STAGE_FIELDS = (OPEN_Q, GT, "status", "filter_verdict", "filter_reply", "error", "raw_replies")
+STAGE_FIELDS += ("drop_step", "drop_reason", "difficulty")
 
 
 def load_mcq_items(path: str | Path) -> list[dict]:
@@ -78,9 +100,19 @@ def _parse_rewrite(reply: str) -> dict | None:
 
 
 async def process_item(
-    item: dict, client: LLMClient, filter_data: bool, language: str, max_tries: int
+    item: dict,
+    client: LLMClient,
+    filter_data: bool,
+    language: str,
+    max_tries: int,
+    difficulty: DifficultyFilter | None = None,
 ) -> dict:
     record = _fresh_record(item)
+    if difficulty is not None:
+        record["difficulty"], reason = await difficulty.judge(item)
+        if reason:
+            record.update(status="filtered", drop_step="difficulty", drop_reason=reason)
+            return record
     if filter_data:
         replies: list[str] = []
         verdict = await _ask_until_parsed(
@@ -92,7 +124,7 @@ async def process_item(
             return record
         record["filter_verdict"] = verdict
         if verdict != "Pass":
-            record["status"] = "filtered"
+            record.update(status="filtered", drop_step="gpt_filter", drop_reason=f"filter verdict: {verdict}")
             return record
     replies = []
     parsed = await _ask_until_parsed(
@@ -115,13 +147,52 @@ def _fresh_record(item: dict) -> dict:
     question (e.g. data/demo_data.json, or a rerun on a stage-1 output) must not keep it when the item
     is filtered or fails, since downstream stages search every item that has one (CONTRACTS §2)."""
     record = dict(item)
-    for key in (OPEN_Q, GT, "status", "filter_verdict", "filter_reply", "error", "raw_replies"):
+    for key in STAGE_FIELDS:
         record.pop(key, None)
     return record
 
 
+def eval_files_for(args) -> tuple[list[str], str]:
+    """The eval files to screen against and a line saying which (or why none)."""
+    given = args.decontaminate_against
+    if given is None:
+        shown = os.path.relpath(DEFAULT_EVAL_FILE, REPO)
+        if DEFAULT_EVAL_FILE.is_file():
+            return [str(DEFAULT_EVAL_FILE)], f"against the default {shown}"
+        return [], (
+            f"skipped: no --decontaminate_against and no {shown} "
+            "(download the evaluation data there, or pass --decontaminate_against FILE[,FILE...])"
+        )
+    files = [f.strip() for f in given.split(",") if f.strip() and f.strip().lower() != "none"]
+    if not files:
+        return [], "skipped: --decontaminate_against none"
+    return files, f"against {', '.join(files)}"
+
+
+def prescreen(items: list[dict], args) -> tuple[dict[int, tuple[str, str]], dict]:
+    """The free steps (decontamination, then the question rules): {process_id: (step, reason)} of the
+    items they drop, and a note on what decontamination did (for the summary and the log)."""
+    dropped: dict[int, tuple[str, str]] = {}
+    files, where = eval_files_for(args)
+    note = {"files": files, "note": where, "eval_questions": 0}
+    if files:
+        index = EvalIndex.from_files(files, ignore_common=args.decontam_ignore_common)
+        note["eval_questions"] = len(index)
+        note["ignored_common_windows"] = index.ignored_windows
+        for item, match in zip(items, screen(items, index), strict=True):
+            if match is not None:
+                dropped[item["process_id"]] = ("decontamination", match.reason())
+    for item in items:
+        if item["process_id"] in dropped:
+            continue
+        hit = question_rules.check(item["question"], args.min_question_length, args.drop_negative_questions)
+        if hit:
+            dropped[item["process_id"]] = hit
+    return dropped, note
+
+
 def plan_requests(items: list[dict], filter_data: bool, language: str) -> list[tuple[str, int]]:
-    """Every request a run would make if each reply parsed at once and every item passed."""
+    """Every GPT request a run would make if each reply parsed at once and every item passed."""
     plan = []
     for item in items:
         if filter_data:
@@ -130,27 +201,126 @@ def plan_requests(items: list[dict], filter_data: bool, language: str) -> list[t
     return plan
 
 
-def summarize(report: RunReport, merged: list[dict], total: int, usage: Usage, model: str, price) -> dict:
+def summarize(
+    report: RunReport,
+    merged: list[dict],
+    total: int,
+    usage: Usage,
+    model: str,
+    price,
+    decontam: dict | None = None,
+    difficulty_usage: dict[str, Usage] | None = None,
+) -> dict:
     verdicts: dict[str, int] = {}
     for rec in merged:
         if "filter_verdict" in rec:
             verdicts[rec["filter_verdict"]] = verdicts.get(rec["filter_verdict"], 0) + 1
     statuses = {s: sum(1 for r in merged if r.get("status") == s) for s in ("kept", "filtered", "failed")}
-    return {
+    dropped = {step: sum(1 for r in merged if r.get("drop_step") == step) for step in DROP_STEPS}
+    summary = {
         "items": total,
         **statuses,
         "unfinished": total - len(merged),
         "resumed_skipped": report.skipped,
+        "dropped": dropped,
         "filter_verdicts": verdicts,
         "stopped_reason": report.stopped_reason,
         "usage": usage.as_dict(),
         "usage_text": usage_report(model, usage, price),
     }
+    if decontam is not None:
+        summary["decontamination"] = decontam
+    if difficulty_usage:
+        right = {m: 0 for m in difficulty_usage}
+        judged = 0
+        for rec in merged:
+            answers = rec.get("difficulty") or {}
+            if any(m in answers for m in right):
+                judged += 1
+            for m in right:
+                if isinstance(answers.get(m), dict) and answers[m].get("correct"):
+                    right[m] += 1
+        summary["difficulty"] = {
+            "judged_items": judged,
+            "correct_by_model": right,
+            "usage": {m: u.as_dict() for m, u in difficulty_usage.items()},
+        }
+    return summary
 
 
-def print_plan(args, items: list[dict], already_done: int = 0) -> None:
+def difficulty_from_args(args, out_dir: Path, task: str, budget) -> DifficultyFilter | None:
+    """The small-model clients the flags describe (sharing the run's --max_cost budget), or None."""
+    models = [m.strip() for m in (args.difficulty_models or "").split(",") if m.strip()]
+    if not models:
+        return None
+    clients = {}
+    for m in models:
+        clients[m] = LLMClient(
+            model=m,
+            api_key=args.difficulty_api_key,
+            api_url=args.difficulty_api_url,
+            max_concurrency=args.difficulty_num_process or args.num_process,
+            max_retries=args.max_retries,
+            backoff_base=args.retry_backoff,
+            timeout=args.request_timeout,
+            price=difficulty_price(args, m),
+            budget=budget,
+            usage=Usage(),
+            env_key=False,  # self-hosted small models: never send the OpenAI key elsewhere
+        )
+    return DifficultyFilter(
+        clients,
+        out_dir / f"{task}_difficulty",
+        temperature=args.difficulty_temperature,
+        max_tokens=args.difficulty_max_tokens,
+    )
+
+
+def difficulty_price(args, model: str) -> tuple[float, float]:
+    """--difficulty_price, else the price table, else free (a self-hosted model)."""
+    return price_for(model, args.difficulty_price) or (0.0, 0.0)
+
+
+def check_args(args) -> None:
+    if args.max_tries < 1:
+        raise InputError(f"--max_tries must be at least 1 (got {args.max_tries})")
+    if args.min_question_length < 0:
+        raise InputError(f"--min_question_length must be 0 or more (got {args.min_question_length})")
+    if args.decontam_ignore_common < 0:
+        raise InputError(f"--decontam_ignore_common must be 0 or more (got {args.decontam_ignore_common})")
+    models = [m.strip() for m in (args.difficulty_models or "").split(",") if m.strip()]
+    if models and not args.difficulty_api_url:
+        raise InputError("--difficulty_models needs --difficulty_api_url (the endpoint serving those models)")
+    if len(set(models)) != len(models):
+        raise InputError(f"--difficulty_models names a model twice: {args.difficulty_models}")
+    if args.difficulty_max_tokens < 1:
+        raise InputError(f"--difficulty_max_tokens must be at least 1 (got {args.difficulty_max_tokens})")
+
+
+def screened_record(item: dict, step: str, reason: str) -> dict:
+    return {**_fresh_record(item), "status": "filtered", "drop_step": step, "drop_reason": reason}
+
+
+def print_plan(args, items: list[dict], dropped: dict, difficulty, already_done: int = 0) -> None:
+    free = {step: sum(1 for s, _ in dropped.values() if s == step) for step in DROP_STEPS[:3]}
+    print(
+        f"[dry run] free steps drop {len(dropped)} of {len(items) + len(dropped) + already_done} items: "
+        + ", ".join(f"{k} {v}" for k, v in free.items())
+    )
+    if difficulty is not None:
+        plan = difficulty.plan(items)
+        names = ",".join(difficulty.models)
+        prices = {difficulty_price(args, m) for m in difficulty.models}
+        note = (
+            f"{len(items)} items x {len(difficulty.models)} small models, answers already saved not counted; "
+            f"~{EXPECTED_SMALL_REPLY} reply tokens each (a guess); self-hosted models cost 0 unless --difficulty_price"
+        )
+        price = prices.pop() if len(prices) == 1 else None
+        print(dry_run_report(names, plan, price, note))
     plan = plan_requests(items, args.filter_data, args.language)
     note = "assumes every item passes the filter and every reply parses at once"
+    if difficulty is not None:
+        note += "; items the small models all answer correctly make none of these"
     if already_done:
         note = f"{already_done} items already finished are not counted; " + note
     if args.filter_data:
@@ -160,26 +330,38 @@ def print_plan(args, items: list[dict], already_done: int = 0) -> None:
 
 async def run(args) -> int:
     """The whole stage for parsed command-line args; returns the exit code."""
-    if args.max_tries < 1:
-        raise InputError(f"--max_tries must be at least 1 (got {args.max_tries})")
+    check_args(args)
     items = load_mcq_items(args.data_path)
     if args.limit_num:
         items = items[: args.limit_num]
     task = task_name_for(args.data_path)
     out_dir = Path(args.output_dir)
+    dropped, decontam = prescreen(items, args)
+    print(
+        f"decontamination {decontam['note']}: {sum(s == 'decontamination' for s, _ in dropped.values())} dropped"
+    )
+    todo = [it for it in items if it["process_id"] not in dropped]
     if args.dry_run:
         done = ItemStore.existing_ids(out_dir / task)
-        print_plan(args, [it for it in items if str(it["process_id"]) not in done], len(done))
+        difficulty = difficulty_from_args(args, out_dir, task, budget=None)
+        left = [it for it in todo if str(it["process_id"]) not in done]
+        try:
+            print_plan(args, left, dropped, difficulty, len(todo) - len(left))
+        finally:
+            if difficulty is not None:
+                await difficulty.close()
         return 0
     store = ItemStore(out_dir / task)
     if args.retry_failed:
         store.drop_status("failed")
     usage = Usage()
     client = client_from_args(args, usage=usage)
+    difficulty = None
     try:
+        difficulty = difficulty_from_args(args, out_dir, task, budget=client.budget)
         report = await run_items(
-            items,
-            lambda it: process_item(it, client, args.filter_data, args.language, args.max_tries),
+            todo,
+            lambda it: process_item(it, client, args.filter_data, args.language, args.max_tries, difficulty),
             store,
             concurrency=args.num_process,
             desc="construct",
@@ -187,18 +369,38 @@ async def run(args) -> int:
         )
     finally:
         await client.close()
-    merged = store.load_finished(items)
+        if difficulty is not None:
+            await difficulty.close()
+    finished = {r["process_id"]: r for r in store.load_finished(todo)}
+    merged = []
+    for it in items:
+        pid = it["process_id"]
+        if pid in dropped:
+            merged.append(screened_record(it, *dropped[pid]))
+        elif pid in finished:
+            merged.append(finished[pid])
     merged_path = write_merged(merged, out_dir, task, args.output_path)
-    summary = summarize(report, merged, len(items), usage, args.model_name, args.price)
+    small_usage = {m: c.usage for m, c in difficulty.clients.items()} if difficulty else None
+    summary = summarize(report, merged, len(items), usage, args.model_name, args.price, decontam, small_usage)
     atomic_write_json(merged_path.with_name(merged_path.stem + "_summary.json"), summary)
     print(describe(summary, merged_path))
     return exit_code_for(report)
 
 
 def describe(summary: dict, merged_path: Path) -> str:
-    return (
+    lines = [
         f"kept {summary['kept']} / filtered {summary['filtered']} / failed {summary['failed']}"
         f" / unfinished {summary['unfinished']} (of {summary['items']}; {summary['resumed_skipped']} done"
-        f" in earlier runs) -> {merged_path}\n{summary['usage_text']}\n"
-        f"filter verdicts: {json.dumps(summary['filter_verdicts'])}"
-    )
+        f" in earlier runs) -> {merged_path}",
+        "dropped by step: " + ", ".join(f"{k} {v}" for k, v in summary["dropped"].items()),
+        summary["usage_text"],
+    ]
+    if "difficulty" in summary:
+        for m, u in summary["difficulty"]["usage"].items():
+            lines.append(
+                f"small model {m}: {u['requests']} requests, {u['prompt_tokens']} prompt + "
+                f"{u['completion_tokens']} completion tokens; correct on "
+                f"{summary['difficulty']['correct_by_model'][m]} of {summary['difficulty']['judged_items']} items"
+            )
+    lines.append(f"filter verdicts: {json.dumps(summary['filter_verdicts'])}")
+    return "\n".join(lines)

@@ -54,24 +54,55 @@ def extract_json(text: str, required_keys: tuple[str, ...] = ()) -> dict | None:
     return None
 
 
+# A verdict named right after one of these words is negated ("not Too Simple", "does not pass",
+# "neither Too Simple nor ..."): up to three plain words may sit between, no punctuation.
+_NEGATION = re.compile(
+    r"(?:\b(?:not|no|never|neither|nor|isn't|isnt|aren't|doesn't|didn't|wouldn't|won't|cannot|can't|"
+    r"rather than|instead of|fails? to)|不是|并非|不属于|不算)[\s*\"'`]+(?:[\w-]+[\s*\"'`]+){0,3}$",
+    re.I,
+)
+# "Evaluation: X", "Verdict - X", "**Final answer**: X": the line that gives the verdict
+_LABEL = re.compile(
+    r"\b(?:evaluation|verdict|decision|result|answer|judgement|judgment|rating)\W{0,6}$", re.I
+)
+
+
+def _verdict_mentions(text: str) -> list[tuple[int, str, bool]]:
+    """(position, verdict, negated) for each whole-word mention of a verdict ("Bypass" holds no Pass)."""
+    out = []
+    for v in FILTER_VERDICTS:
+        for m in re.finditer(rf"(?<![\w-]){re.escape(v)}(?![\w-])", text, re.I):
+            before = text[max(0, m.start() - 60) : m.start()]
+            before = before.splitlines()[-1] if before.splitlines() and not before.endswith("\n") else ""
+            out.append((m.start(), v, bool(_NEGATION.search(before))))
+    return sorted(out)
+
+
 def parse_filter_verdict(reply: str) -> str | None:
     """The stage-1 filter verdict a reply gives, or None (the reply is then asked again).
 
-    Verdicts are matched as whole words ("compass" holds no "Pass"). A reply naming one verdict gives
-    it; one naming several ("not Too Simple ... Verdict: Pass") gives the verdict of its last line
-    that names exactly one; anything else is ambiguous.
+    In plain words, the rules in order:
+      - Verdicts count as whole words only ("Bypass" and "compass" hold no Pass), case-insensitive.
+      - A negated mention ("not Too Simple", "does not pass", "neither Too Simple nor ...") is an
+        explanation, not the verdict, and is ignored.
+      - A verdict given after a label ("Evaluation: Pass", "Verdict - Too Simple") wins; the first such.
+      - Else, when the remaining mentions name one verdict, that one; when they name several, the
+        last line that names exactly one decides ("It could be Too Simple...\nVerdict: Pass").
+      - Anything else ("Pass or Too Simple?") is ambiguous: None.
     """
     if not reply:
         return None
-
-    def named(text: str) -> set[str]:
-        return {v for v in FILTER_VERDICTS if re.search(rf"\b{re.escape(v)}\b", text, re.I)}
-
-    found = named(reply)
-    if len(found) == 1:
-        return found.pop()
+    mentions = [(pos, v) for pos, v, negated in _verdict_mentions(reply) if not negated]
+    for pos, v in mentions:
+        if _LABEL.search(reply[max(0, pos - 40) : pos].split("\n")[-1]):
+            return v
+    named = {v for _, v in mentions}
+    if len(named) == 1:
+        return named.pop()
+    if not named:
+        return None
     for line in reversed([ln for ln in reply.splitlines() if ln.strip()]):
-        on_line = named(line)
+        on_line = {v for _, v, negated in _verdict_mentions(line) if not negated}
         if len(on_line) == 1:
             return on_line.pop()
         if on_line:

@@ -49,9 +49,9 @@ _FILTER = {
     "en": """{mcq}
 
 You are curating medical exam questions for a dataset of verifiable open-ended problems. Judge the multiple-choice question above against three criteria:
-1. It needs real medical reasoning (several steps of clinical or scientific thinking), not the recall of a single fact.
-2. It has exactly one unambiguous correct answer: no "which is NOT / EXCEPT" questions, no questions where more than one option could be right.
-3. It can be rewritten as an open-ended question (without options) whose answer is short and definite, so a free-text reply can be checked against it.
+1. Depth of reasoning: answering it should take deeper reasoning. A question that looks too simple fails.
+2. One unambiguous correct answer: the question has a single, clear correct answer. A question that asks for the incorrect option, or that admits more than one correct answer, fails.
+3. Open-ended reformulation: the question can readily be turned into an open-ended problem (no options) with a clear ground-truth answer.
 
 Reply with exactly one of these four verdicts and nothing else:
 - Pass (all three criteria hold)
@@ -61,9 +61,9 @@ Reply with exactly one of these four verdicts and nothing else:
     "zh": """{mcq}
 
 你正在为一个"可验证的开放式医学问题"数据集筛选医学考试题。请按以下三条标准评判上面的选择题：
-1. 需要真正的医学推理（多步的临床或科学思考），而不是单一知识点的记忆。
-2. 只有一个明确无歧义的正确答案：不能是"以下哪项不是/除外"类题目，也不能有多个选项都可能正确。
-3. 可以改写为不带选项的开放式问题，且答案简短、确定，能够与自由文本回答进行核对。
+1. 推理深度：回答它应当需要较深入的推理。看起来过于简单的题目不满足。
+2. 唯一明确的正确答案：题目只有一个清楚的正确答案。询问错误选项、或允许多个正确答案的题目不满足。
+3. 可改写为开放式问题：题目可以较容易地改写为不带选项的开放式问题，并有明确的标准答案。
 
 只回复以下四个判定之一（保持英文原文），不要输出其他内容：
 - Pass（三条标准都满足）
@@ -123,7 +123,7 @@ _VERIFY = {
 {reference}
 </Reference Answer>
 
-Above are a model's response (<Model Response>) and the reference answer (<Reference Answer>). Decide whether the model's response is correct, that is, whether it reaches the same answer as the reference (wording may differ; a more specific or equivalent answer counts as correct). Output only "True" if it is correct and "False" otherwise.""",
+Above are a model's response (<Model Response>) and the reference answer (<Reference Answer>). Compare the two and judge whether the model's response is correct. Output only "True" if it is correct and "False" otherwise.""",
     "zh": """<Model Response>
 {response}
 </Model Response>
@@ -132,7 +132,7 @@ Above are a model's response (<Model Response>) and the reference answer (<Refer
 {reference}
 </Reference Answer>
 
-以上是模型的回答(<Model Response>)和参考答案(<Reference Answer>)。请判断模型的回答是否正确，即是否与参考答案得出相同的结论（措辞可以不同；更具体或等价的答案也算正确）。正确则只输出 "True"，否则只输出 "False"。""",
+以上是模型的回答(<Model Response>)和参考答案(<Reference Answer>)。请将二者进行比较，判断模型的回答是否正确。正确则只输出 "True"，否则只输出 "False"。""",
 }
 
 
