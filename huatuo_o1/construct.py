@@ -20,11 +20,27 @@ import json
 import logging
 from pathlib import Path
 
-from huatuo_o1.io import InputError, ItemStore, atomic_write_json, load_records, write_merged
-from huatuo_o1.llm import LLMClient, Usage, client_from_args, dry_run_report, usage_report
+from huatuo_o1.io import (
+    InputError,
+    ItemStore,
+    atomic_write_json,
+    check_writable_dir,
+    check_writable_file,
+    load_records,
+    write_merged,
+)
+from huatuo_o1.llm import (
+    LLMClient,
+    Usage,
+    check_client_args,
+    client_from_args,
+    dry_run_report,
+    usage_report,
+)
+from huatuo_o1.lock import run_lock
 from huatuo_o1.parsing import extract_json, parse_filter_verdict
 from huatuo_o1.prompts import filter_prompt, rewrite_prompt
-from huatuo_o1.runner import RunReport, exit_code_for, run_items
+from huatuo_o1.runner import RunReport, check_run_args, exit_code_for, run_items
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +175,12 @@ def print_plan(args, items: list[dict], already_done: int = 0) -> None:
 
 
 async def run(args) -> int:
-    """The whole stage for parsed command-line args; returns the exit code."""
+    """The whole stage for parsed command-line args; returns the exit code.
+
+    Every flag, the input and the output locations are checked before the first request; the
+    item folder is locked for the run (lock.py), so a second run on it is refused."""
+    check_client_args(args)
+    check_run_args(args)
     if args.max_tries < 1:
         raise InputError(f"--max_tries must be at least 1 (got {args.max_tries})")
     items = load_mcq_items(args.data_path)
@@ -168,9 +189,17 @@ async def run(args) -> int:
     task = task_name_for(args.data_path)
     out_dir = Path(args.output_dir)
     if args.dry_run:
-        done = ItemStore.existing_ids(out_dir / task)
+        done = ItemStore.existing_ids(out_dir / task, items)
         print_plan(args, [it for it in items if str(it["process_id"]) not in done], len(done))
         return 0
+    check_writable_dir(out_dir, "--output_dir")
+    if args.output_path:
+        check_writable_file(args.output_path, "--output_path")
+    with run_lock(out_dir / task, what="construct"):
+        return await _run_locked(args, items, task, out_dir)
+
+
+async def _run_locked(args, items: list[dict], task: str, out_dir: Path) -> int:
     store = ItemStore(out_dir / task)
     if args.retry_failed:
         store.drop_status("failed")
@@ -192,7 +221,7 @@ async def run(args) -> int:
     summary = summarize(report, merged, len(items), usage, args.model_name, args.price)
     atomic_write_json(merged_path.with_name(merged_path.stem + "_summary.json"), summary)
     print(describe(summary, merged_path))
-    return exit_code_for(report)
+    return exit_code_for(report, merged)
 
 
 def describe(summary: dict, merged_path: Path) -> str:
