@@ -297,7 +297,9 @@ class LLMClient:
             base_url=self.base_url,
             max_retries=0,
             timeout=timeout,
-            http_client=_http_client(timeout),
+            # aiohttp refuses credentials in the URL next to the key's header; httpx sends them as
+            # HTTP basic auth (a gateway's login), so such a URL keeps the default transport
+            http_client=None if mask_url(self.base_url) != self.base_url else _http_client(timeout),
         )
         self.semaphore = asyncio.Semaphore(max_concurrency)
         self.max_retries = max_retries
