@@ -86,7 +86,9 @@ def owner_record(what: str) -> dict:
 
 def owner_alive(rec: dict) -> bool | None:
     """True/False whether the lock's owner still runs; None when that cannot be known from here
-    (a lock written on another host)."""
+    (a lock written on another host). A record without a pid (unreadable) is stale."""
+    if not rec.get("pid"):
+        return False
     if rec.get("host") != socket.gethostname():
         return None
     if rec.get("boot_id") and boot_id() and rec["boot_id"] != boot_id():
