@@ -1,4 +1,5 @@
-"""One run per output folder: `with run_lock(folder, what="construct"):` around a run's work.
+"""One run per output folder: `with run_lock(folder, what="construct"):` around a run's work, or
+`hold_run_lock(folder, what="sft")` at the top of a training function (held until the process exits).
 
 In plain words:
   - The lock is a small JSON file `<folder>/.huatuo_run.lock` naming its owner: host, process id,
@@ -24,6 +25,7 @@ In plain words:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -209,3 +211,19 @@ def run_lock(folder: str | Path, what: str) -> Iterator[Path | None]:
         yield path
     finally:
         release(path)
+
+
+_held: set[Path] = set()
+
+
+def hold_run_lock(folder: str | Path, what: str) -> Path | None:
+    """Take the lock of `folder` for the rest of this process (released when it exits): one line at
+    the top of a training function, where a `with` block would re-indent the whole body. Taking it
+    again in the same process (a second train() call) keeps holding it."""
+    if _is_secondary_rank():
+        return None
+    path = acquire(folder, what)
+    if path not in _held:
+        _held.add(path)
+        atexit.register(release, path)
+    return path
