@@ -1,5 +1,5 @@
 """One run per output folder: `with run_lock(folder, what="construct"):` around a run's work, or
-`hold_run_lock(folder, what="sft")` at the top of a training function (held until the process exits).
+`@locked("sft", lambda args: args.output_dir)` on a training function (held while it runs).
 
 In plain words:
   - The lock is a small JSON file `<folder>/.huatuo_run.lock` naming its owner: host, process id,
@@ -25,13 +25,13 @@ In plain words:
 
 from __future__ import annotations
 
-import atexit
 import contextlib
+import functools
 import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from huatuo_o1.io import InputError, OutputError
@@ -213,17 +213,16 @@ def run_lock(folder: str | Path, what: str) -> Iterator[Path | None]:
         release(path)
 
 
-_held: set[Path] = set()
+def locked(what: str, folder_of: Callable[..., str | Path]):
+    """Decorator: run the function under `run_lock(folder_of(*its arguments), what)`, so a training
+    entry point takes the lock with one line above its `def` instead of a re-indented `with` block."""
 
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            with run_lock(folder_of(*args, **kwargs), what=what):
+                return fn(*args, **kwargs)
 
-def hold_run_lock(folder: str | Path, what: str) -> Path | None:
-    """Take the lock of `folder` for the rest of this process (released when it exits): one line at
-    the top of a training function, where a `with` block would re-indent the whole body. Taking it
-    again in the same process (a second train() call) keeps holding it."""
-    if _is_secondary_rank():
-        return None
-    path = acquire(folder, what)
-    if path not in _held:
-        _held.add(path)
-        atexit.register(release, path)
-    return path
+        return inner
+
+    return wrap

@@ -162,30 +162,24 @@ def test_racing_takeovers_of_a_stale_lock_have_one_winner(tmp_path):
             finish(p)
 
 
-def test_hold_run_lock_holds_until_the_process_exits(tmp_path):
-    folder = tmp_path / "run"
-    code = (
-        "import sys; from huatuo_o1.lock import hold_run_lock\n"
-        "hold_run_lock(sys.argv[1], 'sft'); hold_run_lock(sys.argv[1], 'sft')\n"
-        "print('held', flush=True); sys.stdin.read()"
-    )
-    p = subprocess.Popen(
-        [sys.executable, "-c", code, str(folder)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+def test_locked_decorator_holds_the_lock_while_the_function_runs(tmp_path):
+    seen = []
+
+    @lock.locked("sft", lambda args, extra=None: tmp_path / args)
+    def train(args, extra=None):
+        seen.append(json.loads((tmp_path / args / lock.LOCK_NAME).read_text())["what"])
+        return extra
+
+    assert train("run", extra=5) == 5 and seen == ["sft"]
+    assert not (tmp_path / "run" / lock.LOCK_NAME).exists()
+    h = holder(tmp_path / "busy", what="ppo")
     try:
-        assert p.stdout.readline().strip() == "held"
-        with pytest.raises(lock.LockBusy, match="in use by sft"):
-            lock.hold_run_lock(folder, "sft")
+        assert h.stdout.readline().strip() == "locked"
+        with pytest.raises(lock.LockBusy, match="in use by ppo"):
+            train("busy")
     finally:
-        finish(p)
-    assert not (folder / lock.LOCK_NAME).exists()  # released at exit
-    assert lock.hold_run_lock(folder, "sft") == lock.hold_run_lock(folder, "sft")  # re-entrant
-    lock.release(folder / lock.LOCK_NAME)
+        finish(h)
+    assert seen == ["sft"]
 
 
 def test_lock_in_a_blocked_folder_is_an_output_error(tmp_path):
