@@ -51,13 +51,15 @@ def add_dataclass_args(parser, cls, exclude: Iterable[str] = (), choices: dict |
 
 
 def run_main(main: Callable[[], int | None]) -> None:
-    """Run a script's main(): known user errors become one stderr line and exit code 2."""
-    from huatuo_o1.llm import FatalAPIError  # local: keeps `openai` out of torch-only scripts' import path
+    """Run a script's main(): known user errors become one stderr line (URL credentials and `sk-` keys
+    masked) and exit code 2."""
+    # local import: importing cli alone does not pull in `openai`
+    from huatuo_o1.llm import FatalAPIError, mask_secrets
 
     try:
         code = main()
     except (InputError, OutputError, FatalAPIError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {mask_secrets(' '.join(str(e).split()))}", file=sys.stderr)  # one line, no credentials
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         print(

@@ -36,11 +36,28 @@ from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
 from huatuo_o1.decontam import EvalIndex, screen
 from huatuo_o1.difficulty import EXPECTED_REPLY_TOKENS as EXPECTED_SMALL_REPLY
 from huatuo_o1.difficulty import DifficultyFilter
-from huatuo_o1.io import InputError, ItemStore, atomic_write_json, load_records, write_merged
-from huatuo_o1.llm import LLMClient, Usage, client_from_args, dry_run_report, price_for, usage_report
+from huatuo_o1.io import (
+    InputError,
+    ItemStore,
+    atomic_write_json,
+    check_writable_dir,
+    check_writable_file,
+    load_records,
+    write_merged,
+)
+from huatuo_o1.llm import (
+    LLMClient,
+    Usage,
+    check_client_args,
+    client_from_args,
+    dry_run_report,
+    price_for,
+    usage_report,
+)
+from huatuo_o1.lock import run_lock
 from huatuo_o1.parsing import extract_json, parse_filter_verdict
 from huatuo_o1.prompts import filter_prompt, rewrite_prompt
-from huatuo_o1.runner import RunReport, exit_code_for, run_items
+from huatuo_o1.runner import RunReport, check_run_args, exit_code_for, run_items
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +346,12 @@ def print_plan(args, items: list[dict], dropped: dict, difficulty, already_done:
 
 
 async def run(args) -> int:
-    """The whole stage for parsed command-line args; returns the exit code."""
+    """The whole stage for parsed command-line args; returns the exit code.
+
+    Every flag, the input and the output locations are checked before the first request; the
+    item folder is locked for the run (lock.py), so a second run on it is refused."""
+    check_client_args(args)
+    check_run_args(args)
     check_args(args)
     items = load_mcq_items(args.data_path)
     if args.limit_num:
@@ -342,7 +364,7 @@ async def run(args) -> int:
     )
     todo = [it for it in items if it["process_id"] not in dropped]
     if args.dry_run:
-        done = ItemStore.existing_ids(out_dir / task)
+        done = ItemStore.existing_ids(out_dir / task, items)
         difficulty = difficulty_from_args(args, out_dir, task, budget=None)
         left = [it for it in todo if str(it["process_id"]) not in done]
         try:
@@ -351,6 +373,14 @@ async def run(args) -> int:
             if difficulty is not None:
                 await difficulty.close()
         return 0
+    check_writable_dir(out_dir, "--output_dir")
+    if args.output_path:
+        check_writable_file(args.output_path, "--output_path")
+    with run_lock(out_dir / task, what="construct"):
+        return await _run_locked(args, items, todo, dropped, decontam, task, out_dir)
+
+
+async def _run_locked(args, items, todo, dropped, decontam, task: str, out_dir: Path) -> int:
     store = ItemStore(out_dir / task)
     if args.retry_failed:
         store.drop_status("failed")
@@ -384,7 +414,7 @@ async def run(args) -> int:
     summary = summarize(report, merged, len(items), usage, args.model_name, args.price, decontam, small_usage)
     atomic_write_json(merged_path.with_name(merged_path.stem + "_summary.json"), summary)
     print(describe(summary, merged_path))
-    return exit_code_for(report)
+    return exit_code_for(report, list(finished.values()))
 
 
 def describe(summary: dict, merged_path: Path) -> str:

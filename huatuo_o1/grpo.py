@@ -25,6 +25,7 @@ from trl import GRPOConfig
 
 from huatuo_o1.checkpoints import save_final_policy
 from huatuo_o1.io import InputError
+from huatuo_o1.lock import locked
 from huatuo_o1.rewards import RewardConfig, Verifier, score_responses
 from huatuo_o1.rl_common import (
     REPORT_TO_HELP,
@@ -130,6 +131,8 @@ def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
     return trainer
 
 
+# one run per output folder (lock.py)
+@locked("grpo", lambda script_args, args, model_args: args.output_dir)
 def train_grpo(script_args: GRPOScriptArguments, args, model_args) -> Path:
     trainer = build_grpo_trainer(script_args, args, model_args)
     trainer.train()

@@ -5,12 +5,20 @@
 - `atomic_write_json` writes to a temp file in the same folder, fsyncs, then renames: a reader (or
   a resumed run) sees either the old file or the new one, never half of one, even after kill -9.
 - `ItemStore` is the per-item result folder used for resume: one `<process_id>.json` per item.
+- `check_writable_dir` / `check_writable_file` prove an output location can be written before a run
+  spends anything (one-line `OutputError` otherwise).
+
+Text that JSON can read but UTF-8 cannot store (a lone surrogate such as "\\ud83d", from an input
+file's escape or an LLM reply) is replaced by U+FFFD, and NaN/Infinity (which standard JSON has no
+words for) become null: on reading an input file, and in the writers as a last resort, so one broken
+character never stops a run and every file we write is standard JSON.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -31,23 +39,95 @@ class OutputError(Exception):
     input; what was written before stays valid and a rerun resumes from it."""
 
 
-def load_records(path: str | Path, what: str = "input") -> list[dict]:
-    """Load a JSON list (or JSONL, or a single JSON object holding a list) of objects."""
-    path = Path(path)
+# Inputs nested deeper than this are refused: no pipeline record needs more than a few levels, and
+# deeper ones overflow the recursion of json, copy.deepcopy and the fingerprint further on.
+MAX_JSON_DEPTH = 100
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """`text` with every lone surrogate replaced by U+FFFD (a well-formed pair becomes its character)."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def clean_json(obj: Any) -> Any:
+    """A copy of a JSON value in which strings (keys too) pass through `clean_text` and NaN or
+    Infinity become None; the object itself when it holds neither (the common case costs one walk)."""
+    if isinstance(obj, str):
+        return clean_text(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {clean_text(k) if isinstance(k, str) else k: clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_json(v) for v in obj]
+    return obj
+
+
+def _too_deep(obj: Any, limit: int) -> bool:
+    """Whether lists/objects nest deeper than `limit` (an explicit stack: no recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        elif not isinstance(node, list):
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in node if isinstance(child, (dict, list)))
+    return False
+
+
+def _read_text(path: Path, what: str) -> str:
+    """The file's text; InputError (one line) when it is missing, a folder, unreadable or not UTF-8."""
     if not path.exists():
         raise InputError(f"{what} file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    if path.is_dir():
+        raise InputError(f"{what} file {path} is a folder, not a file")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read {what} file {path}: {e.strerror or e}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"{what} file {path} is not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start}); "
+            "convert it, e.g. iconv -f latin1 -t utf-8"
+        ) from None
+
+
+def _loads(text: str):
+    # NaN/Infinity (pandas writes them) are read as None: standard JSON has no such numbers
+    return json.loads(text, parse_constant=lambda _: None)
+
+
+def load_records(path: str | Path, what: str = "input") -> list[dict]:
+    """Load a JSON list (or JSONL, or a single JSON object holding a list) of objects.
+
+    Lone surrogates in strings become U+FFFD and NaN/Infinity become null (see the module doc)."""
+    path = Path(path)
+    text = _read_text(path, what)
     if not text.strip():
         raise InputError(f"{what} file is empty: {path}")
+    too_deep = f"{path}: nested deeper than {MAX_JSON_DEPTH} levels; not a pipeline record"
     try:
-        data = json.loads(text)
+        data = _loads(text)
+    except RecursionError:
+        raise InputError(too_deep) from None
     except json.JSONDecodeError as first_err:
         data = []
         for lineno, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                data.append(json.loads(line))
+                data.append(_loads(line))
+            except RecursionError:
+                raise InputError(f"{too_deep} (line {lineno})") from None
             except json.JSONDecodeError:
                 if lineno == 1:
                     raise InputError(
@@ -59,7 +139,9 @@ def load_records(path: str | Path, what: str = "input") -> list[dict]:
     for i, item in enumerate(data, 1):
         if not isinstance(item, dict):
             raise InputError(f"{path}: item {i} is not a JSON object (got {type(item).__name__})")
-    return data
+        if _too_deep(item, MAX_JSON_DEPTH):
+            raise InputError(f"{path}: item {i} is {too_deep.split(': ', 1)[1]}")
+    return clean_json(data)
 
 
 def require_fields(path: str | Path, records: Iterable[dict], fields: Iterable[str]) -> None:
@@ -71,11 +153,22 @@ def require_fields(path: str | Path, records: Iterable[dict], fields: Iterable[s
             raise InputError(f"{path}: item {i} lacks field(s) {', '.join(repr(m) for m in missing)}")
 
 
-def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
-    path = Path(path)
-    data = json.dumps(obj, ensure_ascii=False, indent=indent).encode("utf-8")  # fails before any file exists
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _json_bytes(obj: Any, indent: int | None) -> bytes:
+    """Standard JSON as UTF-8; on a lone surrogate or a NaN, the same after `clean_json`."""
+    try:
+        return json.dumps(obj, ensure_ascii=False, indent=indent, allow_nan=False).encode("utf-8")
+    except (UnicodeEncodeError, ValueError):
+        return json.dumps(clean_json(obj), ensure_ascii=False, indent=indent, allow_nan=False).encode()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Temp file in the same folder, fsync, rename. OSError (disk full, no permission, a file where a
+    folder should be) becomes OutputError naming the path; the old file, if any, is untouched."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -83,9 +176,57 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Non
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
+    """Write `obj` as standard JSON, atomically (see the module doc); OutputError when it cannot."""
+    _write_atomic(Path(path), _json_bytes(obj, indent))  # encoded before any file exists
+
+
+def atomic_write_jsonl(path: str | Path, rows: Iterable[Any]) -> None:
+    """One JSON value per line, atomically, with the same cleaning as `atomic_write_json`."""
+    _write_atomic(Path(path), b"".join(_json_bytes(r, None) + b"\n" for r in rows))
+
+
+def _probe(folder: Path) -> None:
+    """Create and remove a temp file in `folder` (which exists): OSError if it cannot be written."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-probe.", suffix=".tmp")
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def check_writable_dir(folder: str | Path, what: str = "output folder") -> Path:
+    """Create `folder` (and its parents) and prove a file can be written in it, before a run spends
+    anything; OutputError (one line) when a file blocks the path, it is read-only, or the disk refuses."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _probe(folder)
+    except FileExistsError:
+        raise OutputError(f"{what} {folder} is a file, not a folder") from None
+    except NotADirectoryError:
+        raise OutputError(f"{what} {folder}: a part of the path is a file, not a folder") from None
+    except OSError as e:
+        raise OutputError(f"{what} {folder} cannot be written: {e.strerror or e}") from None
+    return folder
+
+
+def check_writable_file(path: str | Path, flag: str) -> Path:
+    """Prove the file named by command-line flag `flag` can be written later (its folder is created
+    if needed): OutputError naming the flag when it is a folder or its folder cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{flag} {path} is a folder; give a file name")
+    check_writable_dir(path.parent, what=f"the folder of {flag} {path}:")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputError(f"{flag} {path} cannot be overwritten: permission denied")
+    return path
 
 
 class ItemStore:
@@ -95,16 +236,29 @@ class ItemStore:
     resume state: a rerun skips those ids. Unreadable leftovers are treated as unfinished.
     """
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, clean: bool = True):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        for tmp in self.root.glob(".*.tmp"):  # half-written files of a killed run (never renamed)
+        if not clean:  # a reader only (dry run): touches nothing
+            return
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create the result folder {self.root}: {e.strerror or e}") from None
+        # half-written files of a killed run (never renamed); the run lock (lock.py) is held by now,
+        # so none of them belongs to a live run
+        for tmp in self.root.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
 
     @staticmethod
-    def existing_ids(root: str | Path) -> set[str]:
-        """Finished ids under `root` without creating it (for dry runs)."""
-        return ItemStore(root).done_ids() if Path(root).is_dir() else set()
+    def existing_ids(
+        root: str | Path, items: list[dict] | None = None, id_key: str = "process_id"
+    ) -> set[str]:
+        """Finished ids under `root` without creating or cleaning it (for dry runs); with `items`, only
+        those whose stored result was made from the item as it is now (see `finished_ids`)."""
+        if not Path(root).is_dir():
+            return set()
+        store = ItemStore(root, clean=False)
+        return store.finished_ids(items, id_key) if items is not None else store.done_ids()
 
     def path(self, process_id: int | str) -> Path:
         return self.root / f"{process_id}.json"
@@ -145,9 +299,23 @@ class ItemStore:
                 dropped += 1
         return dropped
 
+    def finished_ids(self, items: Iterable[dict], id_key: str = "process_id") -> set[str]:
+        """Ids of `items` whose stored result was made from the item as it is now: a result whose
+        `input_fingerprint` differs (the input was edited since) is stale, so its item is unfinished
+        until redone. A result without a fingerprint (older runs) is trusted."""
+        done = self.fingerprints()
+        out = set()
+        for it in items:
+            key = str(it[id_key])
+            if key in done and done[key] in (None, fingerprint(it)):
+                out.add(key)
+        return out
+
     def load_finished(self, items: Iterable[dict], id_key: str = "process_id") -> list[dict]:
-        """The stored records of `items` that are finished, in the items' order."""
-        return [self.load(it[id_key]) for it in items if self.has(it[id_key])]
+        """The stored records of `items` that are finished (stale ones excluded), in the items' order."""
+        items = list(items)
+        ok = self.finished_ids(items, id_key)
+        return [self.load(it[id_key]) for it in items if str(it[id_key]) in ok]
 
     def iter_records(self) -> Iterator[dict]:
         for p in sorted(self.root.glob("*.json"), key=lambda p: (len(p.stem), p.stem)):
@@ -156,9 +324,8 @@ class ItemStore:
 
 def fingerprint(item: dict) -> str:
     """A stable hash of an input item: resume redoes an item whose input changed since its result."""
-    return hashlib.sha256(
-        json.dumps(item, sort_keys=True, ensure_ascii=False, default=str).encode()
-    ).hexdigest()[:16]
+    text = json.dumps(item, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(clean_text(text).encode()).hexdigest()[:16]
 
 
 def write_merged(records: list[dict], out_dir: str | Path, task: str, output_path: str | None = None) -> Path:

@@ -13,8 +13,18 @@ How a request goes:
   6. Token usage and cost are added to the run's `Usage` and to the current item's `Usage` (a
      context variable the runner sets per item, so stage code does not pass it around).
 
+  7. Before the endpoint has ever answered (in this process), a failed connection (refused,
+     unknown host) is tried only `EARLY_CONNECT_TRIES` times, quickly: a wrong `--api_url` or a server that is not running
+     fails the run at once with one line (`FatalAPIError`) instead of minutes of backoff. Once it
+     has answered, dropped connections are retried like any transient failure (step 4).
+
 The API key is only handed to the `openai` client object; it is never printed or logged, and any
-echo of it in a server's error message is masked before it reaches an exception.
+echo of it in a server's error message is masked before it reaches an exception. Credentials inside
+a URL (`http://user:pass@host`) are masked the same way (`mask_url`, `mask_secrets`) wherever a URL
+is shown: messages, logs, summaries.
+
+Prompts and replies are passed through `io.clean_json` / `io.clean_text`: a lone surrogate (which
+UTF-8 cannot encode) becomes U+FFFD instead of failing the request or the item's save.
 """
 
 from __future__ import annotations
@@ -26,10 +36,14 @@ import email.utils
 import os
 import random
 import re
+import socket
 import time
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import openai
+
+from huatuo_o1.io import InputError, clean_json, clean_text
 
 # USD per 1M tokens (input, output); public list prices. Override with --price IN,OUT.
 PRICES_PER_1M: dict[str, tuple[float, float]] = {
@@ -72,6 +86,14 @@ class RequestRejected(Exception):
     """The server refused this one request (too long for the context, content filter): the item
     fails, the run goes on."""
 
+
+# Tries of a request whose connection fails before the endpoint ever answered (then: FatalAPIError)
+EARLY_CONNECT_TRIES = 3
+EARLY_CONNECT_DELAY_S = 0.25
+
+# Endpoints (base URLs) that answered in this process: a client made later for one of them (the RL
+# judge makes one per batch) treats a dropped connection as transient, not as a wrong URL.
+_answered_endpoints: set[str] = set()
 
 # 400 error codes that concern one request, not the run's setup (model, key, parameters)
 PER_REQUEST_CODES = (
@@ -147,6 +169,40 @@ class Usage:
 current_item_usage: contextvars.ContextVar[Usage | None] = contextvars.ContextVar(
     "current_item_usage", default=None
 )
+
+
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]+@")
+_KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*]{6,}")
+
+
+def mask_url(url: str | None) -> str | None:
+    """`url` with any user name and password replaced by *** (`http://***@host/v1`)."""
+    return _URL_USERINFO.sub(r"\1***@", url) if url else url
+
+
+def mask_secrets(text: str) -> str:
+    """`text` with URL credentials and `sk-...` API keys masked; for anything shown or saved."""
+    return _KEY_LIKE.sub("sk-***", _URL_USERINFO.sub(r"\1***@", text))
+
+
+def check_api_url(api_url: str | None, flag: str = "--api_url") -> None:
+    """InputError (one line) unless `api_url` is empty or an http(s) URL with a host and a valid port."""
+    if not api_url:
+        return
+    shown = mask_url(api_url.strip())
+    try:
+        parts = urlsplit(api_url.strip())
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok = False
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise InputError(
+            f"{flag} {shown!r} is not an http(s) URL; expected e.g. http://127.0.0.1:8000/v1 "
+            "or https://api.openai.com/v1/chat/completions"
+        )
+    if any(c.isspace() for c in api_url.strip()):
+        raise InputError(f"{flag} {shown!r} contains spaces")
 
 
 def normalize_base_url(api_url: str | None) -> str | None:
@@ -239,14 +295,17 @@ class LLMClient:
     ):
         self.model = model
         self.base_url = normalize_base_url(api_url)
-        self.display_url = self.base_url or "https://api.openai.com/v1"
+        self.display_url = mask_url(self.base_url) or "https://api.openai.com/v1"
+        self._endpoint = self.base_url or "https://api.openai.com/v1"
         self._secret = resolve_api_key(api_key, env_key) or ""
         self.client = openai.AsyncOpenAI(
             api_key=self._secret or "EMPTY",  # local servers (vLLM, SGLang) need no key
             base_url=self.base_url,
             max_retries=0,
             timeout=timeout,
-            http_client=_http_client(timeout),
+            # aiohttp refuses credentials in the URL next to the key's header; httpx sends them as
+            # HTTP basic auth (a gateway's login), so such a URL keeps the default transport
+            http_client=None if mask_url(self.base_url) != self.base_url else _http_client(timeout),
         )
         self.semaphore = asyncio.Semaphore(max_concurrency)
         self.max_retries = max_retries
@@ -268,18 +327,19 @@ class LLMClient:
     async def chat_n(self, prompt: str | list[dict], n: int, **kwargs) -> list[str]:
         """One chat request for n samples; return their texts."""
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        body = {"model": self.model, "messages": messages, **self.default_kwargs, **kwargs}
+        body = {"model": self.model, "messages": clean_json(messages), **self.default_kwargs, **kwargs}
         if n != 1:
             body["n"] = n
         resp = await self._post("/chat/completions", body)
-        return [(c.get("message") or {}).get("content") or "" for c in resp.get("choices") or []]
+        return [clean_text((c.get("message") or {}).get("content") or "") for c in resp.get("choices") or []]
 
     async def complete(self, prompt: str, n: int = 1, **kwargs) -> list[str]:
         """Send one text-completions request (prompt already chat-templated); return n texts."""
-        body = {"model": self.model, "prompt": prompt, "n": n, **self.default_kwargs, **kwargs}
+        body = {"model": self.model, "prompt": clean_text(prompt), "n": n, **self.default_kwargs, **kwargs}
         resp = await self._post("/completions", body)
         return [
-            c.get("text") or "" for c in sorted(resp.get("choices") or [], key=lambda c: c.get("index", 0))
+            clean_text(c.get("text") or "")
+            for c in sorted(resp.get("choices") or [], key=lambda c: c.get("index", 0))
         ]
 
     async def close(self) -> None:
@@ -298,7 +358,15 @@ class LLMClient:
     def _mask(self, text: str) -> str:
         if self._secret and len(self._secret) >= 4:
             text = text.replace(self._secret, "***")
-        return re.sub(r"\bsk-[A-Za-z0-9_\-*]{6,}", "sk-***", text)
+        return mask_secrets(text)
+
+    def _unreachable(self, err: Exception, tries: int) -> FatalAPIError:
+        cause = err.__cause__ or err.__context__
+        detail = f": {self._mask(str(cause))[:200]}" if cause is not None and str(cause) else ""
+        return FatalAPIError(
+            f"cannot connect to {self.display_url} (no answer to {tries} tr{'y' if tries == 1 else 'ies'}){detail}; "
+            "is the server running and --api_url right?"
+        )
 
     def _classify(self, err: openai.APIStatusError) -> Exception:
         """A non-retryable error: RequestRejected when it concerns this request only, else fatal."""
@@ -358,6 +426,13 @@ class LLMClient:
                     resp = await fn(*args, **params)
                 except (*RETRYABLE, openai.APIStatusError) as err:
                     status = getattr(err, "status_code", None)
+                    if status is not None:
+                        _answered_endpoints.add(self._endpoint)
+                    elif self._endpoint not in _answered_endpoints and _is_connect_failure(err):
+                        if attempt + 1 >= min(EARLY_CONNECT_TRIES, self.max_retries + 1):
+                            raise self._unreachable(err, attempt + 1) from None
+                        await asyncio.sleep(EARLY_CONNECT_DELAY_S * 2**attempt)
+                        continue
                     if (
                         isinstance(err, openai.APIStatusError)
                         and status not in (408, 409, 429)
@@ -376,6 +451,7 @@ class LLMClient:
                         delay = max(delay, min(retry_after, self.backoff_max))
                     await asyncio.sleep(delay)
                     continue
+                _answered_endpoints.add(self._endpoint)
                 self._account(resp)
                 return resp
             kind = type(last).__name__
@@ -384,6 +460,23 @@ class LLMClient:
             raise TransientAPIError(
                 f"{self.display_url} kept failing after {self.max_retries + 1} tries ({reason})"
             ) from None
+
+
+def _is_connect_failure(err: Exception) -> bool:
+    """Whether the request never reached a server: connection refused, unknown host, no route (the
+    aiohttp transport reports these as connect timeouts, so the cause chain is what tells)."""
+    if not isinstance(err, openai.APIConnectionError):
+        return False
+    seen = 0
+    e: BaseException | None = err
+    while e is not None and seen < 8:
+        if isinstance(e, (httpx.ConnectError, ConnectionRefusedError, socket.gaierror)):
+            return True
+        if isinstance(e, httpx.ConnectTimeout) and isinstance(e.__cause__ or e.__context__, OSError):
+            return True  # aiohttp's "Cannot connect to host" (an OSError underneath), not a slow server
+        e = e.__cause__ or e.__context__
+        seen += 1
+    return False
 
 
 def add_client_args(parser, default_model: str = "gpt-4", default_num_process: int = 10) -> None:
@@ -438,12 +531,33 @@ def add_client_args(parser, default_model: str = "gpt-4", default_num_process: i
     )
 
 
+def check_client_args(args) -> None:
+    """InputError (one line, exit 2) for values of `add_client_args` flags that cannot work; the API
+    stages call it before reading any data, so nothing is paid for a run that was misconfigured."""
+    checks = [
+        (args.num_process >= 1, f"--num_process must be at least 1 (got {args.num_process})"),
+        (
+            args.limit_num is None or args.limit_num >= 1,
+            f"--limit_num must be at least 1 (got {args.limit_num}); leave it out to process every item",
+        ),
+        (args.max_retries >= 0, f"--max_retries must be 0 or more (got {args.max_retries})"),
+        (args.retry_backoff >= 0, f"--retry_backoff must be 0 or more (got {args.retry_backoff})"),
+        (args.request_timeout > 0, f"--request_timeout must be above 0 (got {args.request_timeout})"),
+        (args.max_cost is None or args.max_cost > 0, f"--max_cost must be above 0 (got {args.max_cost})"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise InputError(msg)
+    if args.price is not None and min(args.price) < 0:
+        raise InputError(f"--price cannot be negative (got {args.price[0]},{args.price[1]})")
+    check_api_url(args.api_url)
+
+
 def client_from_args(args, usage: Usage | None = None, **overrides) -> LLMClient:
     """The LLMClient a script's flags describe; bad flag values raise InputError (exit 2)."""
-    from huatuo_o1.io import InputError
-
-    if args.num_process < 1:
-        raise InputError(f"--num_process must be at least 1 (got {args.num_process})")
+    check_client_args(args)
+    if "api_url" in overrides:
+        check_api_url(overrides["api_url"], "--verifier_api_url")
     model = overrides.get("model", args.model_name)
     if args.max_cost is not None and price_for(model, overrides.get("price", args.price)) is None:
         raise InputError(

@@ -99,6 +99,7 @@ from huatuo_o1.checkpoints import (
     write_identity,
 )
 from huatuo_o1.io import InputError
+from huatuo_o1.lock import locked
 from huatuo_o1.rewards import RewardConfig, Verifier, score_responses
 from huatuo_o1.rl_common import (
     REPORT_TO_HELP,
@@ -638,6 +639,8 @@ def is_complete_checkpoint(ckpt: Path) -> bool:
     )
 
 
+# one run per output folder (lock.py)
+@locked("ppo", lambda script_args, args, model_args: args.output_dir)
 def train_ppo(script_args: PPOScriptArguments, args, model_args) -> Path:
     """Run trl's PPO with the verifier reward, resuming from the newest complete checkpoint of the
     same model and data unless --resume False; save the final policy to <output_dir>/<run_name>."""

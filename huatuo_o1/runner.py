@@ -18,7 +18,12 @@ The plan, in plain words:
     rerun retries it); the run then exits 1. `max_consecutive_failures` endpoint failures in a row
     mean the endpoint is down: the run stops with the reason, finished results intact.
   - Each saved record carries `input_fingerprint`, a hash of its input item: on resume an item whose
-    input changed since (the file was edited) is done again instead of reusing a stale result.
+    input changed since (the file was edited) is done again instead of reusing a stale result. Until
+    it is redone (the budget or the endpoint may stop it) it counts as unfinished: the stages leave
+    it out of the merged file (`ItemStore.load_finished`) and the run exits 1 (`exit_code_for`).
+  - Exit codes (`exit_code_for`): 0 when every item finished, or --max_cost stopped the run cleanly;
+    1 when items failed on the endpoint, the endpoint looked down, an edited item is still not
+    redone, or every finished item ended `failed` (no reply ever parsed: a wrong model or prompt).
   - `BudgetExceeded` stops new items cleanly; `FatalAPIError` (bad key, unknown model) cancels the
     items in flight and propagates, so the script exits with code 2.
 """
@@ -41,6 +46,7 @@ from huatuo_o1.llm import (
     TransientAPIError,
     Usage,
     current_item_usage,
+    mask_secrets,
 )
 
 log = logging.getLogger(__name__)
@@ -64,6 +70,8 @@ class RunReport:
     stopped_reason: str | None = None
     budget_stopped: bool = False
     errors: list[str] = dataclasses.field(default_factory=list)
+    stale: int = 0  # items whose stored result was made from an older version of their input
+    stale_left: int = 0  # of those, the ones this run did not redo (unfinished)
 
     @property
     def ok(self) -> bool:
@@ -88,6 +96,9 @@ async def run_items(
         key = str(it[id_key])
         return key in finished and finished[key] in (None, prints[key])
 
+    stale = {k for k, fp in prints.items() if finished.get(k, fp) not in (None, fp)}
+    report.stale = len(stale)
+    saved: set[str] = set()
     todo = [it for it in items if not is_done(it)]
     report.skipped = len(items) - len(todo)
     queue: asyncio.Queue = asyncio.Queue()
@@ -120,6 +131,7 @@ async def run_items(
         except Exception as e:
             abort(OutputError(f"cannot write the result of item {key}: {e}"))
             return False
+        saved.add(str(key))
         report.done += 1
         report.statuses[record.get("status", "done")] += 1
         return True
@@ -147,17 +159,17 @@ async def run_items(
                 return
             except RequestRejected as e:  # this item's request only (e.g. too long): not the endpoint
                 report.failed += 1
-                msg = f"item {item.get(id_key)}: {e}"
+                msg = mask_secrets(f"item {item.get(id_key)}: {e}")
                 report.errors.append(msg)
                 log.warning(msg)
             except (TransientAPIError, Exception) as e:  # noqa: B014 - both listed for clarity
                 report.failed += 1
                 consecutive += 1
-                msg = f"item {item.get(id_key)}: {type(e).__name__}: {e}"
+                msg = mask_secrets(f"item {item.get(id_key)}: {type(e).__name__}: {e}")
                 report.errors.append(msg)
                 log.warning(msg)
                 if consecutive >= max_consecutive_failures:
-                    report.stopped_reason = (
+                    report.stopped_reason = mask_secrets(
                         f"{consecutive} consecutive items failed (last: {type(e).__name__}: {e}); "
                         "the endpoint looks down"
                     )
@@ -184,6 +196,7 @@ async def run_items(
         bar.close()
     if fatal:
         raise fatal[0]
+    report.stale_left = len(stale - saved)
     return report
 
 
@@ -209,17 +222,40 @@ def add_run_args(parser, merged_help: str = "Merged output file") -> None:
     )
 
 
-def exit_code_for(report: RunReport) -> int:
-    """0 when every item finished or --max_cost stopped the run cleanly; 1 when the endpoint looked
-    down or some items failed on it (they are not saved: rerunning the command retries just them)."""
+def check_run_args(args) -> None:
+    """InputError (one line, exit 2) for values of `add_run_args` flags that cannot work."""
+    from huatuo_o1.io import InputError
+
+    if args.max_consecutive_failures < 1:
+        raise InputError(
+            f"--max_consecutive_failures must be at least 1 (got {args.max_consecutive_failures})"
+        )
+
+
+def exit_code_for(report: RunReport, records: list[dict] | None = None) -> int:
+    """The run's exit code (see the module doc), with one line on stdout for each reason it is not 0.
+    `records`: the finished records of the input (all runs), to tell when every one of them failed."""
+    code = 0
     if report.stopped_reason:
         print(
             f"stopped: {report.stopped_reason}. Finished items are saved; rerun the same command to resume."
         )
-        return 0 if report.budget_stopped else 1
-    if report.failed:
+        code = 0 if report.budget_stopped else 1
+    elif report.failed:
         print(
             f"{report.failed} item(s) failed on the endpoint (see the warnings); rerun the same command to retry them."
         )
-        return 1
-    return 0
+        code = 1
+    if report.stale_left:
+        print(
+            f"{report.stale_left} item(s) changed in the input since their result was made and are not redone "
+            "yet: they are left out of the merged file; rerun the same command to redo them."
+        )
+        code = 1
+    if records and all(r.get("status") == "failed" for r in records):
+        print(
+            f"every finished item ({len(records)}) failed: no reply could be used (see `error` and the "
+            "raw replies in the item files); check the model and endpoint, then rerun with --retry_failed."
+        )
+        code = 1
+    return code

@@ -51,16 +51,28 @@ from pathlib import Path
 
 from huatuo_o1.contract import GROUND_TRUTH as GT
 from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
-from huatuo_o1.io import InputError, ItemStore, atomic_write_json, load_records, write_merged
+from huatuo_o1.io import (
+    InputError,
+    ItemStore,
+    atomic_write_json,
+    atomic_write_jsonl,
+    check_writable_dir,
+    check_writable_file,
+    load_records,
+    write_merged,
+)
 from huatuo_o1.llm import (
     LLMClient,
     Usage,
+    check_api_url,
+    check_client_args,
     client_from_args,
     dry_run_report,
     normalize_base_url,
     price_for,
     usage_report,
 )
+from huatuo_o1.lock import run_lock
 from huatuo_o1.parsing import extract_json, parse_verdict
 from huatuo_o1.prompts import (
     SEARCH_STRATEGIES,
@@ -71,7 +83,7 @@ from huatuo_o1.prompts import (
     refine_prompt,
     verify_prompt,
 )
-from huatuo_o1.runner import RunReport, exit_code_for, run_items
+from huatuo_o1.runner import RunReport, check_run_args, exit_code_for, run_items
 
 log = logging.getLogger(__name__)
 
@@ -423,13 +435,9 @@ def verifier_examples(records: list[dict]) -> list[dict]:
 
 
 def write_examples(path: str | Path, examples: list[dict]) -> None:
-    """A JSON list, or JSONL when the name ends in .jsonl (both read by load_records)."""
-    path = Path(path)
-    if path.suffix == ".jsonl":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples), encoding="utf-8")
-        tmp.replace(path)
+    """A JSON list, or JSONL when the name ends in .jsonl (both read by load_records); atomic."""
+    if Path(path).suffix == ".jsonl":
+        atomic_write_jsonl(path, examples)
     else:
         atomic_write_json(path, examples)
 
@@ -548,7 +556,13 @@ def config_from_args(args) -> SearchConfig:
 
 
 async def run(args) -> int:
-    """The whole stage for parsed command-line args; returns the exit code."""
+    """The whole stage for parsed command-line args; returns the exit code.
+
+    Every flag, the input and the output locations are checked before the first request; the
+    trace folder is locked for the run (lock.py), so a second run on it is refused."""
+    check_client_args(args)
+    check_run_args(args)
+    check_api_url(args.verifier_api_url, "--verifier_api_url")
     if args.max_search_attempts < 1 or args.max_search_depth < 0 or args.max_tries < 1:
         raise InputError("--max_search_attempts and --max_tries must be >= 1, --max_search_depth >= 0")
     items, skipped = load_search_items(args.data_path)
@@ -558,12 +572,24 @@ async def run(args) -> int:
     task = task_name_for(args.data_path)
     out_dir = Path(args.output_dir)
     if args.dry_run:
-        done = ItemStore.existing_ids(out_dir / task)
+        done = ItemStore.existing_ids(out_dir / task, items)
         todo = [it for it in items if str(it["process_id"]) not in done]
         print(dry_run_text(args, todo, skipped, cfg))
         if done:
             print(f"[dry run] {len(items) - len(todo)} items already finished are not counted")
         return 0
+    check_writable_dir(out_dir, "--output_dir")
+    if args.output_path:
+        check_writable_file(args.output_path, "--output_path")
+    if args.export_verifier_data:
+        check_writable_file(args.export_verifier_data, "--export_verifier_data")
+    with run_lock(out_dir / task, what="search"):
+        return await _run_locked(args, items, skipped, cfg, task, out_dir)
+
+
+async def _run_locked(
+    args, items: list[dict], skipped: int, cfg: SearchConfig, task: str, out_dir: Path
+) -> int:
     store = ItemStore(out_dir / task)
     if args.retry_failed:
         store.drop_status(FAILED)
@@ -615,4 +641,4 @@ async def run(args) -> int:
         write_examples(args.export_verifier_data, examples)
         print(f"verifier data: {len(examples)} examples -> {args.export_verifier_data}")
     print(describe(summary, merged_path))
-    return exit_code_for(report)
+    return exit_code_for(report, records)

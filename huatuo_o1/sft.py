@@ -35,6 +35,7 @@ from pathlib import Path
 
 from huatuo_o1.checkpoints import resume_point, run_identity, save_final_policy, write_identity
 from huatuo_o1.io import InputError
+from huatuo_o1.lock import locked
 from huatuo_o1.sft_data import (
     end_of_turn_ids,
     ensure_chat_template,
@@ -266,6 +267,8 @@ def _attn_implementation(requested: str) -> str:
     return "sdpa"
 
 
+# one run per run folder (lock.py)
+@locked("sft", lambda args, *_, **__: os.path.join(args.output_dir, args.experiment_name))
 def train(args: SFTArguments, callbacks: list | None = None) -> str:
     """Run SFT; return the folder of the final model. `callbacks`: extra `TrainerCallback`s."""
     import torch

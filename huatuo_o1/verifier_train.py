@@ -25,6 +25,7 @@ from pathlib import Path
 
 from huatuo_o1.contract import VERIFIER_LABEL, VERIFIER_REFERENCE, VERIFIER_RESPONSE
 from huatuo_o1.io import InputError, atomic_write_json, load_records, require_fields
+from huatuo_o1.lock import locked
 from huatuo_o1.rewards import (
     DEFAULT_REWARD_THRESHOLD,
     VERIFIER_MAX_LENGTH,
@@ -129,6 +130,8 @@ def evaluate(
     }
 
 
+# one run per output folder (lock.py)
+@locked("train_verifier", lambda script_args, training_args: training_args.output_dir)
 def train_verifier(script_args: VerifierScriptArguments, training_args) -> dict:
     """Fine-tune, save the verifier to output_dir, and return (and save) the held-out report."""
     import torch
