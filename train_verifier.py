@@ -17,10 +17,11 @@ import sys
 def parse_args(argv=None):
     from transformers import HfArgumentParser, TrainingArguments
 
+    from huatuo_o1.train_checks import parse_dataclasses
     from huatuo_o1.verifier_train import VerifierScriptArguments
 
     parser = HfArgumentParser((VerifierScriptArguments, TrainingArguments))
-    return parser.parse_args_into_dataclasses(args=argv)
+    return tuple(parse_dataclasses(parser, argv))
 
 
 def main(argv=None) -> int:
