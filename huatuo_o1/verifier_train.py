@@ -24,8 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from huatuo_o1.io import InputError, atomic_write_json, load_records, require_fields
-from huatuo_o1.ppo import choose_pad_token
-from huatuo_o1.rewards import ClassifierVerifier, ensure_pad_token
+from huatuo_o1.rewards import (
+    DEFAULT_REWARD_THRESHOLD,
+    VERIFIER_MAX_LENGTH,
+    ClassifierVerifier,
+    ensure_pad_token,
+)
+from huatuo_o1.rl_common import choose_pad_token
 from huatuo_o1.rl_data import split_eval
 
 log = logging.getLogger(__name__)
@@ -48,11 +53,13 @@ class VerifierScriptArguments:
             "help": "Backbone: any model AutoModelForSequenceClassification can load (2-label head added)."
         },
     )
-    max_length: int = field(default=4000, metadata={"help": "Input length cap in the verifier's tokens."})
+    max_length: int = field(
+        default=VERIFIER_MAX_LENGTH, metadata={"help": "Input length cap in the verifier's tokens."}
+    )
     eval_fraction: float = field(default=0.1, metadata={"help": "Share of examples held out for evaluation."})
     max_eval_samples: int = field(default=1000, metadata={"help": "At most this many held-out examples."})
     reward_threshold: float = field(
-        default=0.4, metadata={"help": "The RL reward's threshold, reported too."}
+        default=DEFAULT_REWARD_THRESHOLD, metadata={"help": "The RL reward's threshold, reported too."}
     )
     dtype: str | None = field(default=None, metadata={"help": "Load dtype (float32, bfloat16, auto)."})
 
@@ -101,7 +108,9 @@ def threshold_sweep(probs: list[float], labels: list[int], thresholds=None) -> l
     return rows
 
 
-def evaluate(verifier: ClassifierVerifier, examples: list[dict], reward_threshold: float = 0.4) -> dict:
+def evaluate(
+    verifier: ClassifierVerifier, examples: list[dict], reward_threshold: float = DEFAULT_REWARD_THRESHOLD
+) -> dict:
     probs = verifier.probabilities([e["response"] for e in examples], [e["reference"] for e in examples])
     labels = [e["label"] for e in examples]
     sweep = threshold_sweep(probs, labels)

@@ -57,7 +57,7 @@ def test_grpo_few_steps(tmp_path, tiny_lm_dir, tiny_verifier_dir):
     assert all(h["rewards/medical_verifier/mean"] == pytest.approx(0.5) for h in logs)  # all malformed
     assert all("reward/well_formed" in h and "reward/correct" in h for h in logs)
 
-    from huatuo_o1.grpo import final_dir
+    from huatuo_o1.rl_common import final_dir
 
     trainer.save_model(str(final_dir(a.output_dir, a.run_name)))
     AutoModelForCausalLM.from_pretrained(out / "g")

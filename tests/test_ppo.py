@@ -64,7 +64,7 @@ def test_prompt_table_longest_exact_prefix():
 def test_choose_pad_token_llama3_and_qwen_like(tiny_lm_dir):
     from transformers import AutoTokenizer, GenerationConfig
 
-    from huatuo_o1.ppo import choose_pad_token
+    from huatuo_o1.rl_common import choose_pad_token
 
     # Llama-3.1-like: pad unset, <|end_of_text|> is a generation stop token -> use the reserved pad token
     tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
@@ -466,7 +466,8 @@ def test_ppo_resumes_at_the_saved_update(tmp_path, data_file, tiny_lm_dir, tiny_
     from transformers import AutoModelForCausalLM
 
     import RL_stage2
-    from huatuo_o1.ppo import build_ppo_trainer, newest_complete_checkpoint, save_final_policy, train_ppo
+    from huatuo_o1.checkpoints import newest_complete_checkpoint
+    from huatuo_o1.ppo import build_ppo_trainer, is_complete_checkpoint, save_final_policy, train_ppo
 
     out, straight = tmp_path / "ckpts", tmp_path / "straight"
 
@@ -483,7 +484,7 @@ def test_ppo_resumes_at_the_saved_update(tmp_path, data_file, tiny_lm_dir, tiny_
 
     # the rerun with more episodes: what train_ppo does, step by step, to look inside
     s, a, m = RL_stage2.parse_args(argv(8))
-    assert newest_complete_checkpoint(a.output_dir) == str(ckpt1)
+    assert newest_complete_checkpoint(a.output_dir, is_complete_checkpoint) == str(ckpt1)
     trainer = build_ppo_trainer(s, a, m, resume_from=str(ckpt1))
     for model, path in ((trainer.policy_model, ckpt1), (trainer.value_model, ckpt1 / "value_model"),
                         (trainer.ref_model, tiny_lm_dir)):  # fmt: skip

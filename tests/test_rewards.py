@@ -50,7 +50,7 @@ def test_reward_table(response, reference, reward):
 
 
 def test_threshold_is_strict_and_values_are_flags():
-    cfg = RewardConfig(correct_reward=2.0, incorrect_reward=-1.0, malformed_reward=-5.0, threshold=0.4)
+    cfg = RewardConfig(correct_reward=2.0, incorrect_reward=-1.0, malformed_reward=-5.0, reward_threshold=0.4)
     ok = WELL.format("x")
     assert score_responses([ok], ["y"], FixedVerifier(0.4), cfg).rewards == [-1.0]
     assert score_responses([ok], ["y"], FixedVerifier(0.4001), cfg).rewards == [2.0]

@@ -284,7 +284,7 @@ def test_resume_after_interruption_continues_from_saved_step(tiny_lm_dir, tmp_pa
 
 def test_resume_refuses_a_checkpoint_of_another_model_or_data(tiny_lm_dir, tmp_path, capsys):
     from huatuo_o1.cli import run_main
-    from huatuo_o1.sft import main, parse_args, run_identity
+    from huatuo_o1.sft import main, parse_args, sft_identity
 
     data = write_json(tmp_path / "d.json", make_records(4))
     other = write_json(tmp_path / "other.json", make_records(5))
@@ -294,7 +294,7 @@ def test_resume_refuses_a_checkpoint_of_another_model_or_data(tiny_lm_dir, tmp_p
     ckpt.mkdir(parents=True)
     (ckpt / "trainer_state.json").write_text("{}")
     # the newest checkpoint was trained on other data: refused before any model is loaded
-    write_json(ckpt / "run_args.json", run_identity(parse_args([*argv[:2], "--data_path", str(other)])))
+    write_json(ckpt / "run_args.json", sft_identity(parse_args([*argv[:2], "--data_path", str(other)])))
     with pytest.raises(SystemExit) as e:
         run_main(lambda: main(argv))
     assert e.value.code == 2
@@ -304,7 +304,7 @@ def test_resume_refuses_a_checkpoint_of_another_model_or_data(tiny_lm_dir, tmp_p
     assert "--resume False" in err and "--experiment_name" in err
     # another model, recorded only in the run folder (the run started, no checkpoint copy)
     (ckpt / "run_args.json").unlink()
-    write_json(run / "run_args.json", {**run_identity(parse_args(argv)), "model_path": "org/other-model"})
+    write_json(run / "run_args.json", {**sft_identity(parse_args(argv)), "model_path": "org/other-model"})
     with pytest.raises(SystemExit) as e:
         run_main(lambda: main([*argv, "--resume"]))
     assert e.value.code == 2 and "--model_path org/other-model" in capsys.readouterr().err
