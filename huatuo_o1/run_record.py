@@ -34,17 +34,16 @@ DEFAULT_WANDB_PROJECT = "huatuo-o1"
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 
 
+WANDB_PROJECT_HELP = f"wandb project (default: $WANDB_PROJECT, else {DEFAULT_WANDB_PROJECT})."
+WANDB_ENTITY_HELP = "wandb entity, a user or team (default: $WANDB_ENTITY)."
+
+
 @dataclass
 class TrackingArguments:
     """Where a run's wandb logs go (used with --report_to wandb)."""
 
-    wandb_project: str | None = field(
-        default=None,
-        metadata={"help": f"wandb project (default: $WANDB_PROJECT, else {DEFAULT_WANDB_PROJECT})."},
-    )
-    wandb_entity: str | None = field(
-        default=None, metadata={"help": "wandb entity, a user or team (default: $WANDB_ENTITY)."}
-    )
+    wandb_project: str | None = field(default=None, metadata={"help": WANDB_PROJECT_HELP})
+    wandb_entity: str | None = field(default=None, metadata={"help": WANDB_ENTITY_HELP})
 
 
 def is_secret_name(name: str) -> bool:
