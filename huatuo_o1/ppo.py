@@ -76,6 +76,7 @@ identity, resume decision and the final save (huatuo_o1.checkpoints).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -90,6 +91,7 @@ from transformers import TrainerCallback  # noqa: E402
 from trl.experimental.ppo import PPOConfig, PPOTrainer  # noqa: E402
 
 from huatuo_o1.checkpoints import (
+    RUN_ARGS_FILE,
     has_trainer_state,
     resume_point,
     run_identity,
@@ -97,6 +99,8 @@ from huatuo_o1.checkpoints import (
     write_identity,
 )
 from huatuo_o1.io import InputError
+from huatuo_o1.multi_gpu import embedding_rows
+from huatuo_o1.plots import RL_CURVES, make_plot_callback
 from huatuo_o1.rewards import RewardConfig, Verifier, score_responses
 from huatuo_o1.rl_common import (
     REPORT_TO_HELP,
@@ -114,6 +118,18 @@ from huatuo_o1.rl_common import (
     torch_dtype,
 )
 from huatuo_o1.rl_data import PromptTable
+from huatuo_o1.rl_options import (
+    GLOBAL_BATCH_HELP,
+    apply_global_batch,
+    check_rl_flags,
+    enable_gradient_checkpointing,
+    generation_in_eval_mode,
+    ignored_ppo_flags,
+    is_deepspeed_run,
+    model_dtypes,
+)
+from huatuo_o1.run_record import setup_wandb, write_run_args
+from huatuo_o1.save_only_model import fast_forward_scheduler, is_weights_only, resume_note
 
 log = logging.getLogger(__name__)
 
@@ -398,6 +414,11 @@ class MedicalPPOTrainer(PPOTrainer):
         from trl.experimental.ppo.ppo_trainer import OnlineTrainerState
 
         ckpt_path = Path(ckpt)
+        saved = OnlineTrainerState.load_from_json(str(ckpt_path / "trainer_state.json"))
+        if is_weights_only(ckpt_path):  # --save_only_model: one line says what is not restored
+            log.warning(resume_note(ckpt))
+            fast_forward_scheduler(self.lr_scheduler, saved.global_step)
+            return saved
         if self.is_deepspeed_enabled:
             if any(ckpt_path.glob("global_step*")):
                 from transformers.integrations.deepspeed import deepspeed_load_checkpoint
@@ -426,7 +447,7 @@ class MedicalPPOTrainer(PPOTrainer):
                 sched._last_lr = lrs
         else:
             log.warning("%s holds no scheduler.pt: the learning-rate schedule restarts", ckpt)
-        return OnlineTrainerState.load_from_json(str(ckpt_path / "trainer_state.json"))
+        return saved
 
     def train(self, resume_from_checkpoint: str | None = None):
         """trl's PPO loop, starting after the updates `resume_from_checkpoint` finished (if given)."""
@@ -445,7 +466,9 @@ class MedicalPPOTrainer(PPOTrainer):
         resume_cb = _ResumeAt(self, resume_from_checkpoint, saved, done, total)
         self.callback_handler.callbacks.insert(0, resume_cb)
         try:
-            return super().train()
+            # a checkpointed layer in train mode drops the KV cache: rollouts generate in eval mode
+            with generation_in_eval_mode() if args.gradient_checkpointing else contextlib.nullcontext():
+                return super().train()
         finally:
             args.num_total_batches = total
             self.dataloader = loader
@@ -470,6 +493,10 @@ class PPOScriptArguments(RLScriptArguments):
         metadata={
             "help": "Value model initialisation (policy-tokenizer family, 1-logit head added); default: policy."
         },
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Allow model code from the models' repositories (the original always passed it)."},
     )
     resume: bool | None = field(
         default=None,
@@ -497,9 +524,12 @@ class MedicalPPOConfig(PPOConfig):
     sft_model_path: str | None = field(default=None, metadata={"help": "Unused (use --model_name_or_path)."})
     warmup_ratio: float | None = field(default=None, metadata={"help": WARMUP_RATIO_HELP})
     report_to: None | str | list[str] = field(default="wandb", metadata={"help": REPORT_TO_HELP})
+    global_batch_size: int | None = field(default=None, metadata={"help": GLOBAL_BATCH_HELP})
 
     def __post_init__(self):
         apply_compat_defaults(self)
+        self.ignored_flags = ignored_ppo_flags(self)  # before anything fills them in
+        self.global_batch_line = apply_global_batch(self, self.num_mini_batches)
         super().__post_init__()
 
 
@@ -511,7 +541,6 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args, resume_
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, set_seed
 
-    os.environ.setdefault("WANDB_MODE", "offline")
     policy_path = model_args.model_name_or_path
     if not policy_path:
         raise InputError("--model_name_or_path is required")
@@ -520,14 +549,20 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args, resume_
         check_local(p, what)
     if args.stop_token_id is not None:
         args.stop_token = None
-    dtype = torch_dtype(model_args.dtype)
+    check_rl_flags(args, model_args, total_episodes=True)
+    if args.process_index == 0:
+        log.info(args.global_batch_line)
+        if args.ignored_flags:
+            log.warning("trl's PPO loop ignores %s: no effect on this run", ", ".join(args.ignored_flags))
+    train_dtype, frozen_dtype = model_dtypes(torch_dtype(model_args.dtype), args.bf16, is_deepspeed_run(args))
+    remote = {"trust_remote_code": script_args.trust_remote_code}
 
-    tokenizer, data = load_tokenizer_and_data(policy_path, script_args, args.seed)
+    tokenizer, data = load_tokenizer_and_data(policy_path, script_args, args.seed, **remote)
     train_ds = Dataset.from_dict({"input_ids": [r["input_ids"] for r in data.train]})
     eval_ds = Dataset.from_dict(
         {"input_ids": [r["input_ids"] for r in data.eval]}
     )  # may be empty: no batches
-    verifier = make_verifier(script_args, args.reward_model_path, dtype=dtype)
+    verifier = make_verifier(script_args, args.reward_model_path, dtype=frozen_dtype, **remote)
 
     set_seed(args.seed)  # the value head's random init (trl seeds only later) is reproducible
     start_policy, value_path = policy_path, script_args.value_model_path or policy_path
@@ -537,17 +572,26 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args, resume_
             start_policy = str(ckpt)
         if (ckpt / VALUE_DIR / "config.json").exists():
             value_path = str(ckpt / VALUE_DIR)
-    policy = load_pretrained(AutoModelForCausalLM, start_policy, "policy model", dtype=dtype)
-    ref_policy = load_pretrained(AutoModelForCausalLM, policy_path, "policy model", dtype=dtype)
-    value_model = load_pretrained(
-        AutoModelForSequenceClassification, value_path, "value model", num_labels=1, dtype=dtype
+    policy = load_pretrained(AutoModelForCausalLM, start_policy, "policy model", dtype=train_dtype, **remote)
+    ref_policy = load_pretrained(
+        AutoModelForCausalLM, policy_path, "policy model", dtype=frozen_dtype, **remote
     )
+    value_model = load_pretrained(
+        AutoModelForSequenceClassification,
+        value_path,
+        "value model",
+        num_labels=1,
+        dtype=train_dtype,
+        **remote,
+    )
+    if args.gradient_checkpointing:
+        enable_gradient_checkpointing((policy, value_model), args.gradient_checkpointing_kwargs)
 
     added = choose_pad_token(tokenizer, policy.generation_config, avoid_ids=prompt_token_ids(data))
     log.info("pad token: %r (id %d)", tokenizer.pad_token, tokenizer.pad_token_id)
     vocab = len(tokenizer)
     for m, what in ((policy, "policy"), (ref_policy, "policy"), (value_model, f"value model {value_path}")):
-        n_emb = m.get_input_embeddings().weight.shape[0]
+        n_emb = embedding_rows(m)  # the weight's shape reads 0 when ZeRO-3 has partitioned it
         if n_emb < vocab:
             if not added:
                 raise InputError(
@@ -596,8 +640,10 @@ def train_ppo(script_args: PPOScriptArguments, args, model_args) -> Path:
     resume_from = resume_point(
         args.output_dir, script_args.resume, identity, "use another --output_dir", is_complete_checkpoint
     )
+    setup_wandb(args.report_to, script_args, run_dir=args.output_dir)
     if args.process_index == 0:
-        write_identity(args.output_dir, identity)
+        write_run_args(Path(args.output_dir) / RUN_ARGS_FILE, identity, script_args, args, model_args)
     trainer = build_ppo_trainer(script_args, args, model_args, resume_from=resume_from)
+    trainer.add_callback(make_plot_callback(args.output_dir, RL_CURVES))
     trainer.train(resume_from_checkpoint=resume_from)
     return save_final_policy(trainer, final_dir(args.output_dir, args.run_name))
