@@ -153,10 +153,10 @@ def train_grpo(script_args: GRPOScriptArguments, args, model_args) -> Path:
         {"model_name_or_path": model_args.model_name_or_path, "dataset_name": script_args.dataset_name}
     )
     resume_from = resume_point(args.output_dir, script_args.resume, identity, "use another --output_dir")
+    trainer = build_grpo_trainer(script_args, args, model_args)  # checks flags first
     setup_wandb(args.report_to, script_args, run_dir=args.output_dir)
     if args.process_index == 0:
         write_run_args(Path(args.output_dir) / RUN_ARGS_FILE, identity, script_args, args, model_args)
-    trainer = build_grpo_trainer(script_args, args, model_args)
     trainer.add_callback(make_plot_callback(args.output_dir, RL_CURVES))
     trainer.train(resume_from_checkpoint=resume_from)
     return save_final_policy(trainer, final_dir(args.output_dir, args.run_name))

@@ -640,10 +640,10 @@ def train_ppo(script_args: PPOScriptArguments, args, model_args) -> Path:
     resume_from = resume_point(
         args.output_dir, script_args.resume, identity, "use another --output_dir", is_complete_checkpoint
     )
+    trainer = build_ppo_trainer(script_args, args, model_args, resume_from=resume_from)  # checks flags first
     setup_wandb(args.report_to, script_args, run_dir=args.output_dir)
     if args.process_index == 0:
         write_run_args(Path(args.output_dir) / RUN_ARGS_FILE, identity, script_args, args, model_args)
-    trainer = build_ppo_trainer(script_args, args, model_args, resume_from=resume_from)
     trainer.add_callback(make_plot_callback(args.output_dir, RL_CURVES))
     trainer.train(resume_from_checkpoint=resume_from)
     return save_final_policy(trainer, final_dir(args.output_dir, args.run_name))

@@ -135,6 +135,8 @@ def apply_compat_defaults(cfg) -> None:
     import torch
 
     if cfg.warmup_ratio is not None:
+        if cfg.warmup_ratio < 0:  # a ValueError here becomes one line, exit 2 (train_checks)
+            raise ValueError(f"--warmup_ratio must be >= 0, got {cfg.warmup_ratio}")
         cfg.warmup_steps = cfg.warmup_ratio
     if cfg.bf16 is None and not cfg.fp16 and not torch.cuda.is_available():
         cfg.bf16 = False

@@ -1,7 +1,8 @@
 """Flag checks shared by the training scripts: unknown flags and values that cannot train.
 
 - `parse_dataclasses`: HfArgumentParser parsing where an unknown flag gets argparse's usage and an
-  error naming it, exit 2 (transformers raises a ValueError for it, a traceback and exit 1).
+  error naming it, exit 2 (transformers raises a ValueError for it, a traceback and exit 1); a value
+  the argument classes themselves refuse (a ValueError in their checks) is one line, exit 2.
 - `check_training_flags`: batch size, accumulation, learning rate, warmup, seed, epochs/episodes,
   attention implementation and model paths; the first bad one is an `InputError` (one line, exit 2
   through `cli.run_main`), before any model is loaded.
@@ -18,7 +19,10 @@ ATTN_IMPLEMENTATIONS = ("auto", "eager", "sdpa", "flash_attention_2", "flash_att
 
 def parse_dataclasses(parser, argv: list[str] | None):
     """parser.parse_args_into_dataclasses, with unknown flags rejected the argparse way (exit 2)."""
-    *parsed, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    try:
+        *parsed, rest = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    except ValueError as e:  # a value the arguments' own checks (__post_init__) refuse
+        raise InputError(str(e).strip().splitlines()[0] if str(e).strip() else repr(e)) from None
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return parsed
