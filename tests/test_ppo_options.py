@@ -98,14 +98,27 @@ def _one_update(tmp_path, data_file, lm, *extra):
     return trainer, [r["response"] for r in trainer.reward_hook.scorer.last_batch]
 
 
-def test_gradient_checkpointing_on_policy_and_value_rollouts_unchanged(tmp_path, data_file, tiny_lm_dir):
+def test_gradient_checkpointing_on_policy_and_value_rollouts_unchanged(tmp_path, data_file, tiny_lm_dir,
+                                                                     monkeypatch):  # fmt: skip
+    from trl.experimental.ppo import ppo_trainer
+
     plain, plain_responses = _one_update(
         tmp_path / "a", data_file, tiny_lm_dir, "--gradient_checkpointing", "False"
     )
     assert not plain.policy_model.is_gradient_checkpointing
+    modes = []
+    original = ppo_trainer.batch_generation
+
+    def spy(model, *a, **kw):
+        modes.append(model.training)
+        return original(model, *a, **kw)
+
+    monkeypatch.setattr(ppo_trainer, "batch_generation", spy)
     ckpt, ckpt_responses = _one_update(
         tmp_path / "b", data_file, tiny_lm_dir, "--gradient_checkpointing", "True"
     )
     assert ckpt.policy_model.is_gradient_checkpointing and ckpt.value_model.is_gradient_checkpointing
-    # rollouts generate in eval mode, so the KV cache stays: the same responses as without checkpointing
+    # rollouts generate in eval mode (a checkpointed layer in train mode drops the KV cache and
+    # recomputes every step), with the same responses as without checkpointing
+    assert modes and not any(modes)
     assert ckpt_responses == plain_responses and any(ckpt_responses)
