@@ -23,9 +23,10 @@ def parse_args(argv=None):
     from trl import ModelConfig
 
     from huatuo_o1.ppo import MedicalPPOConfig, PPOScriptArguments
+    from huatuo_o1.train_checks import parse_dataclasses
 
     parser = HfArgumentParser((PPOScriptArguments, MedicalPPOConfig, ModelConfig))
-    return parser.parse_args_into_dataclasses(args=argv)
+    return tuple(parse_dataclasses(parser, argv))
 
 
 def main(argv=None) -> int:

@@ -19,9 +19,10 @@ def parse_args(argv=None):
     from trl import ModelConfig
 
     from huatuo_o1.grpo import GRPOScriptArguments, MedicalGRPOConfig
+    from huatuo_o1.train_checks import parse_dataclasses
 
     parser = HfArgumentParser((GRPOScriptArguments, MedicalGRPOConfig, ModelConfig))
-    return parser.parse_args_into_dataclasses(args=argv)
+    return tuple(parse_dataclasses(parser, argv))
 
 
 def main(argv=None) -> int:

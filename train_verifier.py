@@ -10,24 +10,23 @@ result is a plain HF folder for RL_stage2.py --reward_model_path. Logic: huatuo_
 
 from __future__ import annotations
 
-import os
 import sys
 
 
 def parse_args(argv=None):
     from transformers import HfArgumentParser, TrainingArguments
 
+    from huatuo_o1.train_checks import parse_dataclasses
     from huatuo_o1.verifier_train import VerifierScriptArguments
 
     parser = HfArgumentParser((VerifierScriptArguments, TrainingArguments))
-    return parser.parse_args_into_dataclasses(args=argv)
+    return tuple(parse_dataclasses(parser, argv))
 
 
 def main(argv=None) -> int:
     from huatuo_o1.cli import setup_training_logging
     from huatuo_o1.verifier_train import train_verifier
 
-    os.environ.setdefault("WANDB_MODE", "offline")
     setup_training_logging()
     script_args, training_args = parse_args(argv)
     report = train_verifier(script_args, training_args)

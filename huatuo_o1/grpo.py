@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from trl import GRPOConfig
 
-from huatuo_o1.checkpoints import save_final_policy
+from huatuo_o1.checkpoints import RUN_ARGS_FILE, resume_point, run_identity, save_final_policy
 from huatuo_o1.io import InputError
 from huatuo_o1.lock import locked
+from huatuo_o1.plots import RL_CURVES, make_plot_callback
 from huatuo_o1.rewards import RewardConfig, Verifier, score_responses
 from huatuo_o1.rl_common import (
     REPORT_TO_HELP,
@@ -42,6 +42,8 @@ from huatuo_o1.rl_common import (
     set_pad_id,
     torch_dtype,
 )
+from huatuo_o1.rl_options import apply_global_batch, check_rl_flags, model_dtypes
+from huatuo_o1.run_record import setup_wandb, write_run_args
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,16 @@ class GRPOScriptArguments(RLScriptArguments):
     reward_model_path: str | None = field(
         default=None, metadata={"help": "Verifier: a 2-label sequence classifier folder or hub name."}
     )
+    resume: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Continue from the newest complete checkpoint-N in --output_dir (weights, optimizer, "
+            "scheduler, data position) if it was trained from the same model and data. Default: resume when "
+            "one exists; False: start over.",
+            "nargs": "?",
+            "const": True,
+        },
+    )
 
 
 @dataclass
@@ -89,7 +101,6 @@ def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
     from transformers import AutoModelForCausalLM
     from trl import GRPOTrainer
 
-    os.environ.setdefault("WANDB_MODE", "offline")
     if args.use_vllm and importlib.util.find_spec("vllm") is None:
         raise InputError("--use_vllm True needs vLLM, which is not installed (pip install vllm)")
     policy_path = model_args.model_name_or_path
@@ -97,9 +108,14 @@ def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
         raise InputError("--model_name_or_path is required")
     check_local(policy_path, "policy model")
     check_local(script_args.reward_model_path, "reward model")
+    check_rl_flags(args, model_args)
+    if args.process_index == 0:
+        log.info(apply_global_batch(args))
     dtype = torch_dtype(model_args.dtype)
+    _, frozen_dtype = model_dtypes(dtype, args.bf16, deepspeed=False)
+    remote = {"trust_remote_code": args.trust_remote_code}  # GRPOConfig's own flag
 
-    tokenizer, data = load_tokenizer_and_data(policy_path, script_args, args.seed)
+    tokenizer, data = load_tokenizer_and_data(policy_path, script_args, args.seed, **remote)
 
     def to_ds(rows):
         return Dataset.from_dict(
@@ -109,8 +125,10 @@ def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
             }
         )
 
-    verifier = make_verifier(script_args, script_args.reward_model_path, dtype=dtype)
-    policy = load_pretrained(AutoModelForCausalLM, policy_path, "policy model", dtype=dtype)
+    # the verifier is loaded whole (not ZeRO-3-partitioned): trl never runs a reward function
+    # through an engine that would gather its weights
+    verifier = make_verifier(script_args, script_args.reward_model_path, dtype=frozen_dtype, **remote)
+    policy = load_pretrained(AutoModelForCausalLM, policy_path, "policy model", dtype=dtype, **remote)
     if choose_pad_token(tokenizer, policy.generation_config, avoid_ids=prompt_token_ids(data)):
         policy.resize_token_embeddings(len(tokenizer))
     set_pad_id(policy, tokenizer.pad_token_id)
@@ -134,6 +152,14 @@ def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
 # one run per output folder (lock.py)
 @locked("grpo", lambda script_args, args, model_args: args.output_dir)
 def train_grpo(script_args: GRPOScriptArguments, args, model_args) -> Path:
-    trainer = build_grpo_trainer(script_args, args, model_args)
-    trainer.train()
+    identity = run_identity(
+        {"model_name_or_path": model_args.model_name_or_path, "dataset_name": script_args.dataset_name}
+    )
+    resume_from = resume_point(args.output_dir, script_args.resume, identity, "use another --output_dir")
+    trainer = build_grpo_trainer(script_args, args, model_args)  # checks flags first
+    setup_wandb(args.report_to, script_args, run_dir=args.output_dir)
+    if args.process_index == 0:
+        write_run_args(Path(args.output_dir) / RUN_ARGS_FILE, identity, script_args, args, model_args)
+    trainer.add_callback(make_plot_callback(args.output_dir, RL_CURVES))
+    trainer.train(resume_from_checkpoint=resume_from)
     return save_final_policy(trainer, final_dir(args.output_dir, args.run_name))

@@ -78,6 +78,7 @@ identity, resume decision and the final save (huatuo_o1.checkpoints).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -92,6 +93,7 @@ from transformers import TrainerCallback  # noqa: E402
 from trl.experimental.ppo import PPOConfig, PPOTrainer  # noqa: E402
 
 from huatuo_o1.checkpoints import (
+    RUN_ARGS_FILE,
     has_trainer_state,
     resume_point,
     run_identity,
@@ -100,6 +102,8 @@ from huatuo_o1.checkpoints import (
 )
 from huatuo_o1.io import InputError
 from huatuo_o1.lock import locked
+from huatuo_o1.multi_gpu import embedding_rows
+from huatuo_o1.plots import RL_CURVES, make_plot_callback
 from huatuo_o1.rewards import RewardConfig, Verifier, score_responses
 from huatuo_o1.rl_common import (
     REPORT_TO_HELP,
@@ -117,6 +121,18 @@ from huatuo_o1.rl_common import (
     torch_dtype,
 )
 from huatuo_o1.rl_data import PromptTable
+from huatuo_o1.rl_options import (
+    GLOBAL_BATCH_HELP,
+    apply_global_batch,
+    check_rl_flags,
+    enable_gradient_checkpointing,
+    generation_in_eval_mode,
+    ignored_ppo_flags,
+    is_deepspeed_run,
+    model_dtypes,
+)
+from huatuo_o1.run_record import setup_wandb, write_run_args
+from huatuo_o1.save_only_model import fast_forward_scheduler, is_weights_only, resume_note
 
 log = logging.getLogger(__name__)
 
@@ -403,6 +419,11 @@ class MedicalPPOTrainer(PPOTrainer):
         from trl.experimental.ppo.ppo_trainer import OnlineTrainerState
 
         ckpt_path = Path(ckpt)
+        saved = OnlineTrainerState.load_from_json(str(ckpt_path / "trainer_state.json"))
+        if is_weights_only(ckpt_path):  # --save_only_model: one line says what is not restored
+            log.warning(resume_note(ckpt))
+            fast_forward_scheduler(self.lr_scheduler, saved.global_step)
+            return saved
         if self.is_deepspeed_enabled:
             if any(ckpt_path.glob("global_step*")):
                 from transformers.integrations.deepspeed import deepspeed_load_checkpoint
@@ -431,7 +452,7 @@ class MedicalPPOTrainer(PPOTrainer):
                 sched._last_lr = lrs
         else:
             log.warning("%s holds no scheduler.pt: the learning-rate schedule restarts", ckpt)
-        return OnlineTrainerState.load_from_json(str(ckpt_path / "trainer_state.json"))
+        return saved
 
     def train(self, resume_from_checkpoint: str | None = None):
         """trl's PPO loop, starting after the updates `resume_from_checkpoint` finished (if given)."""
@@ -450,7 +471,9 @@ class MedicalPPOTrainer(PPOTrainer):
         resume_cb = _ResumeAt(self, resume_from_checkpoint, saved, done, total)
         self.callback_handler.callbacks.insert(0, resume_cb)
         try:
-            return super().train()
+            # a checkpointed layer in train mode drops the KV cache: rollouts generate in eval mode
+            with generation_in_eval_mode() if args.gradient_checkpointing else contextlib.nullcontext():
+                return super().train()
         finally:
             args.num_total_batches = total
             self.dataloader = loader
@@ -475,6 +498,10 @@ class PPOScriptArguments(RLScriptArguments):
         metadata={
             "help": "Value model initialisation (policy-tokenizer family, 1-logit head added); default: policy."
         },
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Allow model code from the models' repositories (the original always passed it)."},
     )
     resume: bool | None = field(
         default=None,
@@ -503,9 +530,12 @@ class MedicalPPOConfig(PPOConfig):
     sft_model_path: str | None = field(default=None, metadata={"help": "Unused (use --model_name_or_path)."})
     warmup_ratio: float | None = field(default=None, metadata={"help": WARMUP_RATIO_HELP})
     report_to: None | str | list[str] = field(default="wandb", metadata={"help": REPORT_TO_HELP})
+    global_batch_size: int | None = field(default=None, metadata={"help": GLOBAL_BATCH_HELP})
 
     def __post_init__(self):
         apply_compat_defaults(self)
+        self.ignored_flags = ignored_ppo_flags(self)  # before anything fills them in
+        self.global_batch_line = apply_global_batch(self, self.num_mini_batches)
         super().__post_init__()
 
 
@@ -517,7 +547,6 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args, resume_
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, set_seed
 
-    os.environ.setdefault("WANDB_MODE", "offline")
     policy_path = model_args.model_name_or_path
     if not policy_path:
         raise InputError("--model_name_or_path is required")
@@ -527,15 +556,21 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args, resume_
     identity = ppo_identity(script_args, args, model_args)  # before the flags are adjusted below
     if args.stop_token_id is not None:
         args.stop_token = None
-    dtype = torch_dtype(model_args.dtype)
+    check_rl_flags(args, model_args, total_episodes=True)
+    if args.process_index == 0:
+        log.info(args.global_batch_line)
+        if args.ignored_flags:
+            log.warning("trl's PPO loop ignores %s: no effect on this run", ", ".join(args.ignored_flags))
+    train_dtype, frozen_dtype = model_dtypes(torch_dtype(model_args.dtype), args.bf16, is_deepspeed_run(args))
+    remote = {"trust_remote_code": script_args.trust_remote_code}
 
-    tokenizer, data = load_tokenizer_and_data(policy_path, script_args, args.seed)
+    tokenizer, data = load_tokenizer_and_data(policy_path, script_args, args.seed, **remote)
     check_one_batch(len(data.train), len(data.eval), args)
     train_ds = Dataset.from_dict({"input_ids": [r["input_ids"] for r in data.train]})
     eval_ds = Dataset.from_dict(
         {"input_ids": [r["input_ids"] for r in data.eval]}
     )  # may be empty: no batches
-    verifier = make_verifier(script_args, args.reward_model_path, dtype=dtype)
+    verifier = make_verifier(script_args, args.reward_model_path, dtype=frozen_dtype, **remote)
 
     set_seed(args.seed)  # the value head's random init (trl seeds only later) is reproducible
     start_policy, value_path = policy_path, script_args.value_model_path or policy_path
@@ -545,17 +580,26 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args, resume_
             start_policy = str(ckpt)
         if (ckpt / VALUE_DIR / "config.json").exists():
             value_path = str(ckpt / VALUE_DIR)
-    policy = load_pretrained(AutoModelForCausalLM, start_policy, "policy model", dtype=dtype)
-    ref_policy = load_pretrained(AutoModelForCausalLM, policy_path, "policy model", dtype=dtype)
-    value_model = load_pretrained(
-        AutoModelForSequenceClassification, value_path, "value model", num_labels=1, dtype=dtype
+    policy = load_pretrained(AutoModelForCausalLM, start_policy, "policy model", dtype=train_dtype, **remote)
+    ref_policy = load_pretrained(
+        AutoModelForCausalLM, policy_path, "policy model", dtype=frozen_dtype, **remote
     )
+    value_model = load_pretrained(
+        AutoModelForSequenceClassification,
+        value_path,
+        "value model",
+        num_labels=1,
+        dtype=train_dtype,
+        **remote,
+    )
+    if args.gradient_checkpointing:
+        enable_gradient_checkpointing((policy, value_model), args.gradient_checkpointing_kwargs)
 
     added = choose_pad_token(tokenizer, policy.generation_config, avoid_ids=prompt_token_ids(data))
     log.info("pad token: %r (id %d)", tokenizer.pad_token, tokenizer.pad_token_id)
     vocab = len(tokenizer)
     for m, what in ((policy, "policy"), (ref_policy, "policy"), (value_model, f"value model {value_path}")):
-        n_emb = m.get_input_embeddings().weight.shape[0]
+        n_emb = embedding_rows(m)  # the weight's shape reads 0 when ZeRO-3 has partitioned it
         if n_emb < vocab:
             if not added:
                 raise InputError(
@@ -648,8 +692,10 @@ def train_ppo(script_args: PPOScriptArguments, args, model_args) -> Path:
     resume_from = resume_point(
         args.output_dir, script_args.resume, identity, "use another --output_dir", is_complete_checkpoint
     )
+    trainer = build_ppo_trainer(script_args, args, model_args, resume_from=resume_from)  # checks flags first
+    setup_wandb(args.report_to, script_args, run_dir=args.output_dir)
     if args.process_index == 0:
-        write_identity(args.output_dir, identity)
-    trainer = build_ppo_trainer(script_args, args, model_args, resume_from=resume_from)
+        write_run_args(Path(args.output_dir) / RUN_ARGS_FILE, identity, script_args, args, model_args)
+    trainer.add_callback(make_plot_callback(args.output_dir, RL_CURVES))
     trainer.train(resume_from_checkpoint=resume_from)
     return save_final_policy(trainer, final_dir(args.output_dir, args.run_name))

@@ -180,11 +180,15 @@ class ClassifierVerifier(Verifier):
         tokenizer.padding_side = "right"
 
     @classmethod
-    def from_pretrained(cls, path: str, dtype=None, **kwargs) -> ClassifierVerifier:
+    def from_pretrained(
+        cls, path: str, dtype=None, trust_remote_code: bool = False, **kwargs
+    ) -> ClassifierVerifier:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype or "auto")
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, dtype=dtype or "auto", trust_remote_code=trust_remote_code
+        )
         model.eval()
         return cls(model, tok, **kwargs)
 
@@ -338,13 +342,18 @@ def build_verifier(
     max_length: int = VERIFIER_MAX_LENGTH,
     batch_size: int = 8,
     dtype=None,
+    trust_remote_code: bool = False,
 ) -> Verifier:
     """The verifier chosen by `--verifier {classifier,llm,exact}`."""
     if kind == "classifier":
         if not reward_model_path:
             raise InputError("--verifier classifier needs --reward_model_path")
         return ClassifierVerifier.from_pretrained(
-            reward_model_path, dtype=dtype, max_length=max_length, batch_size=batch_size
+            reward_model_path,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            max_length=max_length,
+            batch_size=batch_size,
         )
     if kind == "llm":
         if not judge_model:

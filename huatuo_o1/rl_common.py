@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from huatuo_o1.io import InputError
+from huatuo_o1.multi_gpu import outside_zero3_init
 from huatuo_o1.rewards import VERIFIER_MAX_LENGTH, RewardConfig
+from huatuo_o1.run_record import TrackingArguments
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ def set_pad_id(model, pad_token_id: int) -> None:
 
 
 @dataclass
-class RLScriptArguments(RewardConfig):
+class RLScriptArguments(RewardConfig, TrackingArguments):
     """Dataset and reward arguments shared by RL_stage2.py (PPO) and RL_stage2_grpo.py."""
 
     dataset_name: str = field(
@@ -118,7 +120,9 @@ class RLScriptArguments(RewardConfig):
         return RewardConfig.of(self)
 
 
-REPORT_TO_HELP = "Loggers: wandb (default, offline unless WANDB_MODE=online), tensorboard, none ..."
+REPORT_TO_HELP = (
+    "Loggers: wandb (default; online when logged in, else offline; WANDB_MODE wins), tensorboard, none ..."
+)
 WARMUP_RATIO_HELP = (
     "Share of training steps for linear warmup (the original's flag; transformers 5 removed it, so it is "
     "passed on as a fractional --warmup_steps)."
@@ -126,15 +130,16 @@ WARMUP_RATIO_HELP = (
 
 
 def apply_compat_defaults(cfg) -> None:
-    """--warmup_ratio as a fractional warmup_steps; bf16 on by default only where a GPU is."""
+    """--warmup_ratio as a fractional warmup_steps; bf16 on by default only where a GPU is (wandb's
+    project and mode: `run_record.setup_wandb`, called by each script's train function)."""
     import torch
 
     if cfg.warmup_ratio is not None:
+        if cfg.warmup_ratio < 0:  # a ValueError here becomes one line, exit 2 (train_checks)
+            raise ValueError(f"--warmup_ratio must be >= 0, got {cfg.warmup_ratio}")
         cfg.warmup_steps = cfg.warmup_ratio
     if cfg.bf16 is None and not cfg.fp16 and not torch.cuda.is_available():
         cfg.bf16 = False
-    if "wandb" in (cfg.report_to if isinstance(cfg.report_to, list) else [cfg.report_to]):
-        os.environ.setdefault("WANDB_MODE", "offline")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,20 +158,27 @@ def final_dir(output_dir: str, run_name: str | None) -> Path:
     return Path(output_dir) / (run_name or "final")
 
 
-def make_verifier(script_args: RLScriptArguments, reward_model_path: str | None, dtype=None):
+def make_verifier(
+    script_args: RLScriptArguments, reward_model_path: str | None, dtype=None, trust_remote_code: bool = False
+):
+    """The verifier, loaded whole even under ZeRO-3: it is called as a plain module (GRPO's reward
+    function; inside PPO's reward hook, which trl's engine partitions again itself), and a model
+    loaded partitioned outside an engine would run on empty weights."""
     from huatuo_o1.rewards import build_verifier
 
-    return build_verifier(
-        script_args.verifier,
-        reward_model_path,
-        judge_model=script_args.judge_model,
-        api_key=script_args.judge_api_key or os.environ.get("OPENAI_API_KEY"),
-        api_url=script_args.judge_api_url,
-        max_concurrency=script_args.judge_max_concurrency,
-        max_length=script_args.verifier_max_length,
-        batch_size=script_args.verifier_batch_size,
-        dtype=dtype,
-    )
+    with outside_zero3_init():
+        return build_verifier(
+            script_args.verifier,
+            reward_model_path,
+            judge_model=script_args.judge_model,
+            api_key=script_args.judge_api_key or os.environ.get("OPENAI_API_KEY"),
+            api_url=script_args.judge_api_url,
+            max_concurrency=script_args.judge_max_concurrency,
+            max_length=script_args.verifier_max_length,
+            batch_size=script_args.verifier_batch_size,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+        )
 
 
 def check_local(path: str | None, what: str) -> None:
@@ -183,14 +195,22 @@ def load_pretrained(cls, path: str, what: str, **kwargs):
         raise InputError(f"cannot load {what} {path!r}: {str(e).splitlines()[0]}") from None
 
 
-def load_tokenizer_and_data(policy_path: str, script_args: RLScriptArguments, seed: int):
+def load_tokenizer_and_data(
+    policy_path: str, script_args: RLScriptArguments, seed: int, trust_remote_code: bool = False
+):
     """The policy tokenizer (left padding, for generation) and the RL data built with it, logged
     (PPO and GRPO alike)."""
     from transformers import AutoTokenizer
 
     from huatuo_o1.rl_data import build_rl_data
 
-    tokenizer = load_pretrained(AutoTokenizer, policy_path, "policy tokenizer", padding_side="left")
+    tokenizer = load_pretrained(
+        AutoTokenizer,
+        policy_path,
+        "policy tokenizer",
+        padding_side="left",
+        trust_remote_code=trust_remote_code,
+    )
     data = build_rl_data(
         script_args.dataset_name,
         tokenizer,

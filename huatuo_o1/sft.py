@@ -27,15 +27,33 @@ onto it and adds what the paper's recipe needs:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from huatuo_o1.checkpoints import resume_point, run_identity, save_final_policy, write_identity
+from huatuo_o1.checkpoints import (
+    RUN_ARGS_FILE,
+    resume_point,
+    run_identity,
+    save_final_policy,
+    write_identity,
+)
 from huatuo_o1.io import InputError
 from huatuo_o1.lock import locked
+from huatuo_o1.multi_gpu import accumulation_for, global_batch_line, world_size
+from huatuo_o1.plots import SFT_CURVES, make_plot_callback
+from huatuo_o1.rl_common import load_pretrained
+from huatuo_o1.run_record import (
+    WANDB_ENTITY_HELP,
+    WANDB_PROJECT_HELP,
+    TrackingArguments,
+    setup_wandb,
+    write_run_args,
+)
+from huatuo_o1.save_only_model import is_weights_only, make_schedule_callback, resume_note, skip_engine_load
 from huatuo_o1.sft_data import (
     end_of_turn_ids,
     ensure_chat_template,
@@ -43,8 +61,13 @@ from huatuo_o1.sft_data import (
     make_collator,
     tokenize_records,
 )
+from huatuo_o1.train_checks import check_training_flags, parse_dataclasses
 
 log = logging.getLogger("sft")
+
+LOSS_AVERAGES = ("token", "micro_batch")
+# The original's no-decay rule (parameter names containing these); on Llama it matches nothing.
+ORIGINAL_NO_DECAY = ("bias", "LayerNorm.weight")
 
 
 @dataclass
@@ -89,7 +112,10 @@ class SFTArguments:
         default=8, metadata={"help": "Micro-batches per optimizer step."}
     )
     train_bsz_per_gpu: int = field(default=2, metadata={"help": "Examples per micro-batch per device."})
-    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay (not on biases/norms)."})
+    weight_decay: float = field(
+        default=0.1,
+        metadata={"help": "AdamW weight decay (not on biases and norms unless --weight_decay_on_norms)."},
+    )
     learning_rate: float = field(default=5e-6, metadata={"help": "Peak learning rate (cosine schedule)."})
     warmup_rates: float = field(
         default=0.05, metadata={"help": "Share of the optimizer steps used for linear warmup."}
@@ -152,15 +178,52 @@ class SFTArguments:
             "const": True,
         },
     )
+    global_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Examples per optimizer step over all processes (the paper: 128). Sets the accumulation "
+            "to this / (--train_bsz_per_gpu x processes), so the recipe does not change with the GPU count. "
+            "Default: --gradient_accumulation_steps as given."
+        },
+    )
+    save_only_model: bool = field(
+        default=False,
+        metadata={
+            "help": "Checkpoints hold the weights only, no optimizer state (an 8B one: ~16 GB instead of "
+            "~130 GB). A resume then restores weights, step, data position and LR schedule, not AdamW's moments."
+        },
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Allow model code from the model's repository (the original always passed it)."},
+    )
+    loss_average: str = field(
+        default="token",
+        metadata={
+            "help": "token: the loss is the mean over every learnt token of the optimizer step (all "
+            "micro-batches and processes); micro_batch: the original's mean of per-micro-batch means."
+        },
+    )
+    weight_decay_on_norms: bool = field(
+        default=False,
+        metadata={
+            "help": "False: no weight decay on biases and normalisation weights. True: the original's rule "
+            "(exempts only names containing 'bias' or 'LayerNorm.weight', i.e. nothing on Llama)."
+        },
+    )
+    wandb_project: str | None = field(default=None, metadata={"help": WANDB_PROJECT_HELP})
+    wandb_entity: str | None = field(default=None, metadata={"help": WANDB_ENTITY_HELP})
 
 
 def parse_args(argv: list[str] | None = None) -> SFTArguments:
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(SFTArguments, description="SFT stage 1 of HuatuoGPT-o1.")
-    (args,) = parser.parse_args_into_dataclasses(args=argv)
+    (args,) = parse_dataclasses(parser, argv)
     if args.report_to not in ("none", "wandb", "tensorboard"):
         parser.error(f"--report_to must be none, wandb or tensorboard, got {args.report_to!r}")
+    if args.loss_average not in LOSS_AVERAGES:
+        parser.error(f"--loss_average must be one of {', '.join(LOSS_AVERAGES)}, got {args.loss_average!r}")
     return args
 
 
@@ -169,7 +232,34 @@ def parse_args(argv: list[str] | None = None) -> SFTArguments:
 RESULT_FLAGS = (
     "data_config", "max_seq_len", "packing", "train_bsz_per_gpu", "gradient_accumulation_steps",
     "learning_rate", "weight_decay", "warmup_rates", "n_epochs", "max_steps", "max_grad_norm", "seed", "bf16",
+    "loss_average", "weight_decay_on_norms",
 )  # fmt: skip
+
+
+def check_flags(args: SFTArguments) -> None:
+    """One-line errors (exit 2) for flags that cannot train, before anything is loaded (the model
+    path is checked after the data, so bad data is reported first)."""
+    if args.max_seq_len < 2:
+        raise InputError(f"--max_seq_len must be >= 2, got {args.max_seq_len}")
+    check_training_flags(
+        batch_size=("--train_bsz_per_gpu", args.train_bsz_per_gpu),
+        accumulation=("--gradient_accumulation_steps", args.gradient_accumulation_steps),
+        learning_rate=("--learning_rate", args.learning_rate),
+        warmup=("--warmup_rates", args.warmup_rates),
+        seed=("--seed", args.seed),
+        positive=[("--n_epochs", args.n_epochs), ("--global_batch_size", args.global_batch_size)],
+        attn_implementation=("--attn_implementation", args.attn_implementation),
+    )
+
+
+def set_global_batch(args: SFTArguments) -> str:
+    """Derive the accumulation from --global_batch_size (if given); the effective-batch line."""
+    processes = world_size()
+    if args.global_batch_size:
+        args.gradient_accumulation_steps = accumulation_for(
+            args.global_batch_size, args.train_bsz_per_gpu, processes, "--train_bsz_per_gpu"
+        )
+    return global_batch_line(args.train_bsz_per_gpu, args.gradient_accumulation_steps, processes)
 
 
 def sft_identity(args: SFTArguments) -> dict:
@@ -203,10 +293,16 @@ def _make_trainer_class():
     class SFTTrainer(Trainer):
         """Trainer that also logs answer-token accuracy, tokens/s and the share of real tokens."""
 
-        def __init__(self, *a, pad_token_id: int | None = None, **kw):
+        def __init__(self, *a, pad_token_id: int | None = None, original_decay: bool = False, **kw):
+            self._original_decay = original_decay
             super().__init__(*a, **kw)
             self._pad_token_id = pad_token_id
             self._reset_counters()
+
+        def get_decay_parameter_names(self, model):
+            if not self._original_decay:
+                return super().get_decay_parameter_names(model)
+            return [n for n, _ in model.named_parameters() if not any(nd in n for nd in ORIGINAL_NO_DECAY)]
 
         def _reset_counters(self):
             self._right = self._total = self._real = self._computed = 0
@@ -275,12 +371,17 @@ def train(args: SFTArguments, callbacks: list | None = None) -> str:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments, set_seed
 
-    # 1. Data first: bad data fails here, before any model is loaded.
+    # 1. Flags and data first: bad ones fail here, before any model is loaded.
+    check_flags(args)
+    batch_line = set_global_batch(args)
     records = load_sft_records(args.data_path, args.data_config)
+    check_training_flags(model_paths=[("--model_path", args.model_path)])
     run_dir = os.path.join(args.output_dir, args.experiment_name)
     log_dir = os.path.join(args.log_dir, args.experiment_name)
 
-    tokenizer = AutoTokenizer.from_pretrained(args.model_path)
+    tokenizer = load_pretrained(
+        AutoTokenizer, args.model_path, "model", trust_remote_code=args.trust_remote_code
+    )
     added_tokens = ensure_chat_template(tokenizer)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -292,9 +393,7 @@ def train(args: SFTArguments, callbacks: list | None = None) -> str:
     # register the DeepSpeed config, so from_pretrained loads the weights already partitioned.
     os.makedirs(log_dir, exist_ok=True)
     if args.report_to == "wandb":
-        os.environ.setdefault("WANDB_MODE", "offline")
-        os.environ.setdefault("WANDB_PROJECT", args.experiment_name)
-        os.environ.setdefault("WANDB_DIR", log_dir)
+        setup_wandb("wandb", TrackingArguments(args.wandb_project, args.wandb_entity), run_dir=log_dir)
     elif args.report_to == "tensorboard":
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", os.path.join(log_dir, "tensorboard"))
     cuda = torch.cuda.is_available()
@@ -326,18 +425,29 @@ def train(args: SFTArguments, callbacks: list | None = None) -> str:
         remove_unused_columns=False,
         dataloader_drop_last=False,
         use_cpu=not cuda,
+        save_only_model=args.save_only_model,
     )
     set_seed(args.seed)
+    if targs.process_index == 0:
+        log.info(batch_line)
 
     # Resume (the default when a checkpoint exists) only from a checkpoint of the same model and data.
     identity = sft_identity(args)
     resume_from = resume_point(run_dir, args.resume, identity, "use another --experiment_name")
+    weights_only = bool(resume_from) and is_weights_only(resume_from)
+    if weights_only:
+        log.warning(resume_note(resume_from))
     if targs.process_index == 0:
-        write_identity(run_dir, identity)
+        write_run_args(Path(run_dir) / RUN_ARGS_FILE, identity, args)
 
-    # 3. The model.
-    model = AutoModelForCausalLM.from_pretrained(
-        args.model_path, dtype=torch.float32, attn_implementation=attn
+    # 3. The model (from a weights-only checkpoint's own weights when resuming from one).
+    model = load_pretrained(
+        AutoModelForCausalLM,
+        resume_from if weights_only else args.model_path,
+        "model",
+        dtype=torch.float32,
+        attn_implementation=attn,
+        trust_remote_code=args.trust_remote_code,
     )
     if added_tokens:
         model.resize_token_embeddings(len(tokenizer))
@@ -359,9 +469,18 @@ def train(args: SFTArguments, callbacks: list | None = None) -> str:
         ),
         processing_class=tokenizer,
         pad_token_id=tokenizer.pad_token_id,
-        callbacks=[*(callbacks or []), _make_run_args_callback(identity)],
+        original_decay=args.weight_decay_on_norms,
+        callbacks=[
+            *(callbacks or []),
+            _make_run_args_callback(identity),
+            make_schedule_callback(),
+            make_plot_callback(run_dir, SFT_CURVES),
+        ],
     )
-    trainer.train(resume_from_checkpoint=resume_from)
+    if args.loss_average == "micro_batch":
+        trainer.model_accepts_loss_kwargs = False  # each micro-batch's own mean, / accumulation
+    with skip_engine_load() if weights_only else contextlib.nullcontext():
+        trainer.train(resume_from_checkpoint=resume_from)
 
     # 4. Final model: a plain HF folder (weights gathered from ZeRO-3 shards) with the tokenizer.
     save_final_policy(trainer, run_dir)
@@ -374,7 +493,5 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     log.info("args: %s", asdict(args))
-    if args.max_seq_len < 2:
-        raise InputError(f"--max_seq_len must be >= 2, got {args.max_seq_len}")
     train(args)
     return 0

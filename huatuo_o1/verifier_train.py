@@ -23,9 +23,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from huatuo_o1.checkpoints import RUN_ARGS_FILE, resume_point, run_identity
 from huatuo_o1.contract import VERIFIER_LABEL, VERIFIER_REFERENCE, VERIFIER_RESPONSE
 from huatuo_o1.io import InputError, atomic_write_json, load_records, require_fields
 from huatuo_o1.lock import locked
+from huatuo_o1.multi_gpu import global_batch_line, world_size
+from huatuo_o1.plots import VERIFIER_CURVES, make_plot_callback
 from huatuo_o1.rewards import (
     DEFAULT_REWARD_THRESHOLD,
     VERIFIER_MAX_LENGTH,
@@ -34,6 +37,8 @@ from huatuo_o1.rewards import (
 )
 from huatuo_o1.rl_common import choose_pad_token
 from huatuo_o1.rl_data import split_eval
+from huatuo_o1.run_record import TrackingArguments, setup_wandb, write_run_args
+from huatuo_o1.train_checks import check_training_flags
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +47,7 @@ _FALSE = {"false", "0", "no", "incorrect"}
 
 
 @dataclass
-class VerifierScriptArguments:
+class VerifierScriptArguments(TrackingArguments):
     """Data, backbone and evaluation arguments of train_verifier.py."""
 
     data_path: str = field(
@@ -66,6 +71,19 @@ class VerifierScriptArguments:
         default=DEFAULT_REWARD_THRESHOLD, metadata={"help": "The RL reward's threshold, reported too."}
     )
     dtype: str | None = field(default=None, metadata={"help": "Load dtype (float32, bfloat16, auto)."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow model code from the backbone's repository."}
+    )
+    resume: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Continue from the newest complete checkpoint-N in --output_dir (weights, optimizer, "
+            "scheduler, data position) if it was trained from the same model and data. Default: resume when "
+            "one exists; False: start over.",
+            "nargs": "?",
+            "const": True,
+        },
+    )
 
 
 def parse_label(value, i: int, path) -> int:
@@ -143,19 +161,37 @@ def train_verifier(script_args: VerifierScriptArguments, training_args) -> dict:
         Trainer,
     )
 
+    check_training_flags(
+        batch_size=("--per_device_train_batch_size", training_args.per_device_train_batch_size),
+        accumulation=("--gradient_accumulation_steps", training_args.gradient_accumulation_steps),
+        learning_rate=("--learning_rate", training_args.learning_rate),
+        warmup=("--warmup_steps", training_args.warmup_steps),
+        seed=("--seed", training_args.seed),
+        positive=[("--num_train_epochs", training_args.num_train_epochs)],
+    )
+    if training_args.process_index == 0:
+        log.info(
+            global_batch_line(
+                training_args.per_device_train_batch_size,
+                training_args.gradient_accumulation_steps,
+                world_size(),
+            )
+        )
     examples = load_examples(script_args.data_path)
     if len({e["label"] for e in examples}) < 2:
         raise InputError(f"{script_args.data_path}: needs both true and false examples")
     train, held_out = split_eval(
         examples, training_args.seed, script_args.eval_fraction, script_args.max_eval_samples
     )
+    check_training_flags(model_paths=[("--model_name_or_path", script_args.model_name_or_path)])
 
     dtype = script_args.dtype if script_args.dtype in (None, "auto") else getattr(torch, script_args.dtype)
     path = script_args.model_name_or_path
     try:
-        tok = AutoTokenizer.from_pretrained(path)
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=script_args.trust_remote_code)
         model = AutoModelForSequenceClassification.from_pretrained(
             path,
+            trust_remote_code=script_args.trust_remote_code,
             num_labels=2,
             id2label={0: "False", 1: "True"},
             label2id={"False": 0, "True": 1},
@@ -182,6 +218,14 @@ def train_verifier(script_args: VerifierScriptArguments, training_args) -> dict:
             }
         )
 
+    out = Path(training_args.output_dir)
+    identity = run_identity(
+        {"model_name_or_path": script_args.model_name_or_path, "data_path": script_args.data_path}
+    )
+    resume_from = resume_point(out, script_args.resume, identity, "use another --output_dir")
+    setup_wandb(training_args.report_to, script_args, run_dir=out)
+    if training_args.process_index == 0:
+        write_run_args(out / RUN_ARGS_FILE, identity, script_args, training_args)
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -189,9 +233,9 @@ def train_verifier(script_args: VerifierScriptArguments, training_args) -> dict:
         eval_dataset=encode(held_out) if held_out else None,
         data_collator=DataCollatorWithPadding(tok),
         processing_class=tok,
+        callbacks=[make_plot_callback(out, VERIFIER_CURVES)],
     )
-    trainer.train()
-    out = Path(training_args.output_dir)
+    trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_model(str(out))
     model.eval()
     report = evaluate(verifier, held_out, script_args.reward_threshold) if held_out else {"n": 0}

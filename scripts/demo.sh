@@ -35,16 +35,18 @@ SFT_MODEL="$OUT/ckpts/demo_sft"
 
 step "3c. the same question after SFT"
 $PY scripts/show_answer.py --model_path "$SFT_MODEL" --max_new_tokens 64
-step "4. RL (PPO): 2 steps on the SFT model; reward from a tiny random verifier (no verifier model ships)"
-$PY -c "from huatuo_o1.testing import build_tiny_classifier as b; b('$OUT/tiny_verifier')"
-OMP_NUM_THREADS=1 $PY RL_stage2.py --model_name_or_path "$SFT_MODEL" --reward_model_path "$OUT/tiny_verifier" \
-  --dataset_name data/demo_data.json --output_dir "$OUT/ckpts" --run_name ppo_demo --response_length 64 \
+step "4. RL (PPO): 2 updates on the SFT model; reward from the exact-match verifier on the demo's short answers (0 malformed / 0.1 wrong / 1 right)"
+OMP_NUM_THREADS=1 $PY RL_stage2.py --model_name_or_path "$SFT_MODEL" --verifier exact \
+  --dataset_name data/demo_data.json --output_dir "$OUT/ppo" --run_name ppo_demo --response_length 64 \
   --temperature 0.5 --local_rollout_forward_batch_size 4 --per_device_train_batch_size 2 \
   --gradient_accumulation_steps 2 --num_ppo_epochs 1 --num_mini_batches 1 --total_episodes 8 --kl_coef 0.03 \
   --learning_rate 5e-7 --save_strategy no --num_sample_generations 0 --report_to none --logging_steps 1
-RL_MODEL="$OUT/ckpts/ppo_demo"
+RL_MODEL="$OUT/ppo/ppo_demo"
 step "5. evaluation of the RL policy with the in-process backend (per-source table at the end)"
 $PY evaluation/eval.py --model_name "$RL_MODEL" --eval_file evaluation/data/eval_sample.json --backend hf \
   --max_new_tokens 48 --batch_size 32 --seed 0 --output_dir "$OUT/eval"
 
-printf '\nDemo finished. Outputs: %s/ (checkpoints in %s/ckpts, evaluation results in %s/eval)\n' "$OUT" "$OUT" "$OUT"
+printf '\nDemo finished. Outputs: %s/ (checkpoints in %s/ckpts and %s/ppo, evaluation results in %s/eval)\n' \
+  "$OUT" "$OUT" "$OUT" "$OUT"
+printf 'Training curves (PNG): %s/ckpts/demo_sft/plots/ (loss, learning rate, token accuracy), %s/ppo/plots/ (reward, correct and well-formed shares, KL, response length)\n' \
+  "$OUT" "$OUT"

@@ -1,0 +1,82 @@
+"""Multi-process training helpers: the global batch, and what ZeRO-3 changes about models.
+
+- Global batch. Under `accelerate launch` every process runs the script; the batch of one
+  optimizer step is per-device batch x gradient accumulation x processes. `--global_batch_size`
+  fixes that product, so the recipe (the paper's 128) stays the same on 1, 8 or 16 GPUs:
+  `accumulation_for` derives the accumulation from the world size and stops with one line when the
+  global batch is not a multiple of per-device batch x processes. `global_batch_line` is what each
+  training script prints at the start.
+- ZeRO-3. With a ZeRO-3 config, creating the `TrainingArguments` makes every later
+  `from_pretrained` load its weights partitioned across processes: a weight's `.shape` then reads
+  0 and only a ZeRO-3 engine gathers it for a forward. `embedding_rows` reads the real vocabulary
+  size; `outside_zero3_init` loads a model whole (a verifier called outside trl's engines, which
+  would otherwise run on empty weights).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from huatuo_o1.io import InputError
+
+
+def world_size() -> int:
+    """Processes of this run (accelerate/torchrun set WORLD_SIZE; 1 for a plain `python` run)."""
+    try:
+        return max(int(os.environ.get("WORLD_SIZE", "1")), 1)
+    except ValueError:
+        return 1
+
+
+def accumulation_for(global_batch: int, per_device: int, processes: int, per_device_flag: str) -> int:
+    """Gradient accumulation steps giving `global_batch` examples per optimizer step."""
+    if global_batch <= 0:
+        raise InputError(f"--global_batch_size must be > 0, got {global_batch}")
+    step = per_device * processes
+    if global_batch % step:
+        raise InputError(
+            f"--global_batch_size {global_batch} is not a multiple of {per_device_flag} {per_device} x "
+            f"{processes} process(es) = {step}; use a multiple of {step} or change {per_device_flag}"
+        )
+    return global_batch // step
+
+
+def global_batch_line(per_device: int, accumulation: int, processes: int, extra: str = "") -> str:
+    """'effective global batch: 2 per device x 8 accumulation x 8 processes = 128 examples per
+    optimizer step' (+ `extra`)."""
+    total = per_device * accumulation * processes
+    line = (
+        f"effective global batch: {per_device} per device x {accumulation} accumulation x "
+        f"{processes} process(es) = {total} examples per optimizer step"
+    )
+    return line + (f"; {extra}" if extra else "")
+
+
+def embedding_rows(model) -> int:
+    """Rows of the input embedding, also when ZeRO-3 has partitioned the weight (shape 0)."""
+    emb = model.get_input_embeddings()
+    n = getattr(emb, "num_embeddings", None)
+    if isinstance(n, int):
+        return n
+    weight = emb.weight
+    shape = getattr(weight, "ds_shape", None) or weight.shape
+    return int(shape[0])
+
+
+@contextlib.contextmanager
+def outside_zero3_init():
+    """Within this block, `from_pretrained` loads whole models even when a ZeRO-3 config is active
+    (the active config is set aside and put back after)."""
+    from transformers.integrations import deepspeed as hf_ds
+
+    ref = getattr(hf_ds, "_hf_deepspeed_config_weak_ref", None)
+    active = ref() if ref is not None else None
+    if active is None:
+        yield
+        return
+    hf_ds.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_ds.set_hf_deepspeed_config(active)
