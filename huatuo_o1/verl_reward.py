@@ -1,0 +1,281 @@
+"""verl's custom reward function: the same reward as RL_stage2.py, for verl's reward workers.
+
+Plug it in with verl's `reward.custom_reward_function.path=<repo>/huatuo_o1/verl_reward.py` and
+`name=compute_score` (one response per call, verl's default `naive` reward manager) or
+`name=compute_score_batch` (a whole batch per call: verl's batch signature, for a batch reward
+manager). Settings come from `reward.custom_reward_function.reward_kwargs`, named like
+RL_stage2.py's flags:
+
+  verifier               classifier (default) | llm | exact
+  reward_model_path      the 2-label verifier (classifier)
+  verifier_max_length, verifier_batch_size      as RL_stage2.py (4,000 tokens, 8)
+  verifier_device        auto (default: cuda when this process sees a GPU, else cpu) | cpu | cuda:N
+  verifier_dtype         auto (default: the checkpoint's) | bfloat16 | float16 | float32
+  judge_model, judge_api_url, judge_max_concurrency   the LLM judge (llm); its key is read from
+                         the OPENAI_API_KEY environment variable only, never from the config
+                         (verl logs its config, to wandb too), so `judge_api_key` is refused
+  correct_reward, incorrect_reward, malformed_reward, reward_threshold   the paper's 1.0 / 0.1 /
+                         0.0 and 0.4 by default
+  details                false (default): a float; true: a dict with `score`, `well_formed`,
+                         `correct` and `p_true`, which verl keeps as per-sample extra info
+
+The reward itself is huatuo_o1.rewards.score_responses with the verifier huatuo_o1.rewards builds
+for RL_stage2.py: same format check, same verifier input, same threshold and values (tested).
+
+One verifier per process: the first call builds it and keeps it in a module-level cache keyed by
+every setting that changes it (path, device, dtype, lengths, judge...), so the classifier is loaded
+once per reward worker, never per call. verl 0.9.1 calls `compute_score` from many threads of one
+worker at once (its naive manager runs each sample's call in the worker's thread pool); the
+verifier is shared by them and their calls are coalesced: while one forward pass runs, the
+responses that arrive queue up, and the next pass scores all of them together (in slices of
+`verifier_batch_size`). `compute_score_batch` scores its whole batch in one call.
+
+GPU placement: the verifier runs inside verl's reward workers (`reward.num_workers` Ray actors,
+spread over the nodes). verl 0.9.1 starts them without a GPU, and Ray hides the GPUs from such
+actors, so `verifier_device=auto` puts the classifier on the CPU, one copy per worker (about 6 GB of
+host memory each for a 3B verifier in bf16). A worker that does see a GPU (e.g. one started with
+GPUs in a custom reward-loop setup) puts it on `cuda` (device 0 of what it sees); `verifier_device`
+picks one explicitly. The LLM judge and exact match need no GPU.
+
+Loaded by path, as verl does it (its own module name, not registered in sys.modules): the file puts
+the repository root on sys.path for the `huatuo_o1` imports, and it has no
+`from __future__ import annotations`, because dataclasses would then look its annotations up in
+sys.modules and fail (tested). verl loads it once per reward worker, so each worker has one cache.
+"""
+
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+if __name__ != "huatuo_o1.verl_reward":  # loaded by file path (verl's custom_reward_function.path)
+    _root = str(Path(__file__).resolve().parents[1])
+    if _root not in sys.path:
+        sys.path.insert(0, _root)
+
+from huatuo_o1.io import InputError  # noqa: E402
+from huatuo_o1.rewards import (  # noqa: E402
+    VERIFIER_KINDS,
+    RewardConfig,
+    Verifier,
+    build_verifier,
+    score_responses,
+)
+
+# Keyword arguments verl itself adds to a call (naive manager with a reward model enabled); ignored.
+_VERL_EXTRA_KWARGS = ("reward_router_address", "reward_model_tokenizer")
+_DEFAULT_REWARD = RewardConfig()
+
+
+@dataclass(frozen=True)
+class VerlRewardSettings:
+    """The reward_kwargs, checked and typed. Defaults are RL_stage2.py's."""
+
+    verifier: str = "classifier"
+    reward_model_path: str | None = None
+    verifier_max_length: int = 4000
+    verifier_batch_size: int = 8
+    verifier_device: str = "auto"
+    verifier_dtype: str = "auto"
+    judge_model: str | None = None
+    judge_api_url: str | None = None
+    judge_max_concurrency: int = 10
+    correct_reward: float = _DEFAULT_REWARD.correct_reward
+    incorrect_reward: float = _DEFAULT_REWARD.incorrect_reward
+    malformed_reward: float = _DEFAULT_REWARD.malformed_reward
+    reward_threshold: float = _DEFAULT_REWARD.threshold
+    details: bool = False
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict) -> "VerlRewardSettings":
+        """Typed settings from verl's reward_kwargs; InputError (one line) on an unknown or bad one."""
+        if "judge_api_key" in kwargs:
+            raise InputError(
+                "reward_kwargs.judge_api_key is refused: verl logs its config; "
+                "set OPENAI_API_KEY in the environment of every node instead"
+            )
+        known = {f.name: f for f in fields(cls)}
+        values = {}
+        for name, value in kwargs.items():
+            if name in _VERL_EXTRA_KWARGS:
+                continue
+            f = known.get(name)
+            if f is None:
+                raise InputError(f"unknown reward_kwargs key {name!r}; known: {', '.join(sorted(known))}")
+            values[name] = _typed(name, value, f.default)
+        s = cls(**values)
+        if s.verifier not in VERIFIER_KINDS:
+            raise InputError(
+                f"reward_kwargs.verifier={s.verifier!r}; choose one of {', '.join(VERIFIER_KINDS)}"
+            )
+        return s
+
+    def reward_config(self) -> RewardConfig:
+        return RewardConfig(
+            self.correct_reward, self.incorrect_reward, self.malformed_reward, self.reward_threshold
+        )
+
+    def verifier_key(self) -> tuple:
+        """What identifies the verifier in the per-process cache (reward values do not change it)."""
+        if self.verifier == "classifier":
+            return (self.verifier, self.reward_model_path, self.resolved_device(), self.verifier_dtype,
+                    self.verifier_max_length, self.verifier_batch_size)  # fmt: skip
+        if self.verifier == "llm":
+            return (self.verifier, self.judge_model, self.judge_api_url, self.judge_max_concurrency)
+        return (self.verifier,)
+
+    def resolved_device(self) -> str:
+        if self.verifier_device != "auto":
+            return self.verifier_device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _typed(name: str, value, default):
+    """Hydra hands over strings, ints, floats and bools; give each setting its field's type."""
+    if value is None or isinstance(default, str) or default is None:
+        return None if value is None else str(value)
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.strip().lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                return value.strip().lower() in ("true", "1")
+            return bool(value)
+        return type(default)(value)
+    except (TypeError, ValueError):
+        raise InputError(f"reward_kwargs.{name}={value!r} is not a {type(default).__name__}") from None
+
+
+class _Job:
+    __slots__ = ("answers", "references", "result", "error", "done")
+
+    def __init__(self, answers: list[str], references: list[str]):
+        self.answers, self.references = answers, references
+        self.result: list[float] | None = None
+        self.error: Exception | None = None
+        self.done = False
+
+
+class CoalescingVerifier(Verifier):
+    """A verifier shared by the threads of one process; concurrent calls are scored together.
+
+    Each call queues its pairs. Whoever holds the run lock next takes everything queued (its own
+    pairs, and those of the threads that arrived while the previous pass ran) and scores it in one
+    call of the wrapped verifier; the others find their results ready when they get the lock.
+    Results do not depend on the grouping (the classifier's P(True) does not depend on its batch).
+    """
+
+    def __init__(self, inner: Verifier):
+        self.inner = inner
+        self.model = getattr(inner, "model", None)
+        self._queue: list[_Job] = []
+        self._queue_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self.calls = 0  # passes of the wrapped verifier (for tests and logs)
+
+    def probabilities(self, answers: Sequence[str], references: Sequence[str]) -> list[float]:
+        job = _Job(list(answers), list(references))
+        with self._queue_lock:
+            self._queue.append(job)
+        with self._run_lock:
+            if not job.done:
+                with self._queue_lock:
+                    jobs, self._queue = self._queue, []
+                self._run(jobs)
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _run(self, jobs: list[_Job]) -> None:
+        answers = [a for j in jobs for a in j.answers]
+        refs = [r for j in jobs for r in j.references]
+        self.calls += 1
+        try:
+            probs = list(self.inner.probabilities(answers, refs)) if answers else []
+        except Exception as e:  # every waiting call sees the failure, none hangs
+            for j in jobs:
+                j.error, j.done = e, True
+            return
+        pos = 0
+        for j in jobs:
+            j.result, j.done = probs[pos : pos + len(j.answers)], True
+            pos += len(j.answers)
+
+
+_VERIFIERS: dict[tuple, CoalescingVerifier] = {}
+_VERIFIERS_LOCK = threading.Lock()
+
+
+def get_verifier(settings: VerlRewardSettings) -> CoalescingVerifier:
+    """This process's verifier for these settings, built on first use (loaded once per worker)."""
+    key = settings.verifier_key()
+    with _VERIFIERS_LOCK:  # threads arriving together wait for one load
+        verifier = _VERIFIERS.get(key)
+        if verifier is None:
+            verifier = CoalescingVerifier(_build(settings))
+            _VERIFIERS[key] = verifier
+    return verifier
+
+
+def _build(s: VerlRewardSettings) -> Verifier:
+    dtype = None
+    if s.verifier == "classifier" and s.verifier_dtype != "auto":
+        import torch
+
+        dtype = getattr(torch, s.verifier_dtype, None)
+        if not isinstance(dtype, torch.dtype):
+            raise InputError(f"reward_kwargs.verifier_dtype={s.verifier_dtype!r} is not a torch dtype")
+    if s.verifier == "classifier" and not s.reward_model_path:
+        raise InputError("reward_kwargs.verifier=classifier needs reward_kwargs.reward_model_path")
+    if s.verifier == "llm" and not s.judge_model:
+        raise InputError("reward_kwargs.verifier=llm needs reward_kwargs.judge_model")
+    verifier = build_verifier(
+        s.verifier,
+        s.reward_model_path,
+        judge_model=s.judge_model,
+        api_key=os.environ.get("OPENAI_API_KEY"),
+        api_url=s.judge_api_url,
+        max_concurrency=s.judge_max_concurrency,
+        max_length=s.verifier_max_length,
+        batch_size=s.verifier_batch_size,
+        dtype=dtype,
+    )
+    model = getattr(verifier, "model", None)
+    if s.verifier == "classifier" and model is not None:
+        model.to(s.resolved_device())
+    return verifier
+
+
+def compute_score_batch(
+    data_sources: Sequence[str],
+    solution_strs: Sequence[str],
+    ground_truths: Sequence[str],
+    extra_infos: Sequence[dict | None] | None = None,
+    **reward_kwargs,
+) -> list[float] | list[dict]:
+    """verl's batch signature: the reward of each decoded response against its ground truth."""
+    settings = VerlRewardSettings.from_kwargs(reward_kwargs)
+    verifier = get_verifier(settings)
+    refs = ["" if g is None else str(g) for g in ground_truths]
+    result = score_responses(list(solution_strs), refs, verifier, settings.reward_config())
+    if not settings.details:
+        return list(result.rewards)
+    return [
+        {"score": r, "well_formed": wf, "correct": ok, "p_true": p}
+        for r, wf, ok, p in zip(
+            result.rewards, result.well_formed, result.correct, result.probabilities, strict=True
+        )
+    ]
+
+
+def compute_score(
+    data_source: str, solution_str: str, ground_truth: str, extra_info: dict | None = None, **reward_kwargs
+) -> float | dict:
+    """verl's per-response signature (naive reward manager): the reward of one decoded response."""
+    return compute_score_batch([data_source], [solution_str], [ground_truth], [extra_info], **reward_kwargs)[
+        0
+    ]
