@@ -387,3 +387,71 @@ def test_recipes_are_valid_shell_and_carry_the_papers_settings():
     assert lines[:2] == ["-m", "verl.trainer.main_ppo"] and lines[-1] == "x=1"
     assert "trainer.nnodes=1" in lines and "trainer.n_gpus_per_node=4" in lines
     assert f"reward.custom_reward_function.path={REPO}/huatuo_o1/verl_reward.py" in lines
+
+
+# ---------------------------------------------------------------------------------------------
+# with verl itself (skipped here: verl 0.9.1 cannot be installed beside transformers 5.23; run
+# `pytest tests/test_verl.py -k verl_` in the verl environment)
+
+
+def test_verl_dataset_reads_our_parquet(tmp_path, tiny_lm_dir):
+    rl_dataset = pytest.importorskip("verl.utils.dataset.rl_dataset")
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer
+
+    r, out = _export(tmp_path, tiny_lm_dir)
+    assert r.returncode == 0, r.stderr
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    config = OmegaConf.create(
+        {"prompt_key": "prompt", "max_prompt_length": 1024, "truncation": "error", "filter_overlong_prompts": True,
+         "filter_overlong_prompts_workers": 1, "cache_dir": str(tmp_path / "cache")}
+    )  # fmt: skip
+    ds = rl_dataset.RLHFDataset(data_files=str(out / "train.parquet"), tokenizer=tok, config=config)
+    ours = build_rl_data(str(DEMO), tok, seed=42).train
+    assert len(ds) == len(ours)
+    for i in (0, len(ds) - 1):
+        item = ds[i]
+        assert item["raw_prompt"] == [{"role": "user", "content": ours[i]["question"]}]
+        assert item["reward_model"]["ground_truth"] == ours[i]["reference"] and item["index"] == i
+
+
+def test_verl_naive_reward_manager_calls_our_file(tiny_lm_dir, tiny_verifier_dir):
+    pytest.importorskip("verl.experimental.reward_loop.reward_manager.naive")
+    import asyncio
+
+    import numpy as np
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer
+    from verl import DataProto
+    from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManager
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    kwargs = {"reward_model_path": str(tiny_verifier_dir), "verifier_device": "cpu"}
+    fn_cfg = {
+        "path": str(REPO / "huatuo_o1" / "verl_reward.py"),
+        "name": "compute_score",
+        "reward_kwargs": kwargs,
+    }
+    fn = get_custom_reward_fn(OmegaConf.create({"reward": {"custom_reward_function": fn_cfg}}))
+    texts = [WELL.format(f"answer {i}") for i in range(8)] + ["malformed"]
+
+    def item(text):
+        p = tok("question", add_special_tokens=False, return_tensors="pt")["input_ids"]
+        r = torch.tensor([tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]])
+        resp = torch.cat([r, torch.full((1, 3), tok.pad_token_id)], 1)
+        mask = torch.cat([torch.ones_like(p), torch.ones_like(r), torch.zeros(1, 3, dtype=torch.long)], 1)
+        return DataProto.from_dict(
+            tensors={"prompts": p, "responses": resp, "attention_mask": mask},
+            non_tensors={"data_source": np.array(["s"], dtype=object), "extra_info": np.array([{}], dtype=object),
+                         "reward_model": np.array([{"ground_truth": "Aspirin"}], dtype=object)},
+        )  # fmt: skip
+
+    async def run():
+        manager = NaiveRewardManager(None, tok, fn)
+        return await asyncio.gather(*(manager.run_single(item(t)) for t in texts))
+
+    got = [o["reward_score"] for o in asyncio.run(run())]
+    assert (
+        got == pytest.approx([compute_score("s", t, "Aspirin", **kwargs) for t in texts]) and got[-1] == 0.0
+    )
