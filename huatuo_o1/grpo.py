@@ -3,8 +3,8 @@
 GRPO (trl `GRPOTrainer`) samples `num_generations` responses per prompt and uses the group's
 reward mean/std as the baseline, so it needs no value model; the paper used PPO only.
 
-- Dataset: the same CONTRACTS §2 loading, dropping, seed split and policy pad choice as PPO
-  (huatuo_o1.rl_data, huatuo_o1.ppo.choose_pad_token). Prompts are one user turn in
+- Dataset: the same docs/data_formats.md §2 loading, dropping, seed split and policy pad choice as
+  PPO (huatuo_o1.rl_data, huatuo_o1.rl_common); trl's experimental PPO is not imported. Prompts are one user turn in
   conversational form, so trl applies the policy's chat template; each row carries its own
   "reference" column, which trl passes to the reward function row by row (exact by design).
 - Reward: `MedicalRewardFunc` decodes nothing itself (trl hands it the completion text) and
@@ -23,22 +23,24 @@ from pathlib import Path
 
 from trl import GRPOConfig
 
+from huatuo_o1.checkpoints import save_final_policy
 from huatuo_o1.io import InputError
-from huatuo_o1.ppo import (
+from huatuo_o1.rewards import RewardConfig, Verifier, score_responses
+from huatuo_o1.rl_common import (
     REPORT_TO_HELP,
     WARMUP_RATIO_HELP,
     RLScriptArguments,
-    _check_local,
     apply_compat_defaults,
+    check_local,
     choose_pad_token,
     final_dir,
     load_pretrained,
     load_tokenizer_and_data,
     make_verifier,
+    prompt_token_ids,
     set_pad_id,
     torch_dtype,
 )
-from huatuo_o1.rewards import RewardConfig, Verifier, score_responses
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +94,8 @@ def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
     policy_path = model_args.model_name_or_path
     if not policy_path:
         raise InputError("--model_name_or_path is required")
-    _check_local(policy_path, "policy model")
-    _check_local(script_args.reward_model_path, "reward model")
+    check_local(policy_path, "policy model")
+    check_local(script_args.reward_model_path, "reward model")
     dtype = torch_dtype(model_args.dtype)
 
     tokenizer, data = load_tokenizer_and_data(policy_path, script_args, args.seed)
@@ -108,8 +110,7 @@ def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
 
     verifier = make_verifier(script_args, script_args.reward_model_path, dtype=dtype)
     policy = load_pretrained(AutoModelForCausalLM, policy_path, "policy model", dtype=dtype)
-    prompt_tokens = {i for r in data.train + data.eval for i in r["input_ids"]}
-    if choose_pad_token(tokenizer, policy.generation_config, avoid_ids=prompt_tokens):
+    if choose_pad_token(tokenizer, policy.generation_config, avoid_ids=prompt_token_ids(data)):
         policy.resize_token_embeddings(len(tokenizer))
     set_pad_id(policy, tokenizer.pad_token_id)
 
@@ -132,8 +133,4 @@ def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
 def train_grpo(script_args: GRPOScriptArguments, args, model_args) -> Path:
     trainer = build_grpo_trainer(script_args, args, model_args)
     trainer.train()
-    out = final_dir(args.output_dir, args.run_name)
-    trainer.save_model(str(out))
-    if trainer.accelerator.is_main_process:
-        trainer.processing_class.save_pretrained(out)
-    return out
+    return save_final_policy(trainer, final_dir(args.output_dir, args.run_name))

@@ -176,31 +176,3 @@ def write_merged(records: list[dict], out_dir: str | Path, task: str, output_pat
             old.unlink(missing_ok=True)
             old.with_name(old.stem + "_summary.json").unlink(missing_ok=True)
     return path
-
-
-RUN_ARGS_FILE = "run_args.json"
-
-
-def check_resumable(
-    checkpoint: str | Path, run_dir: str | Path, identity: dict, start_over_hint: str
-) -> None:
-    """InputError when `checkpoint` was trained from other inputs than `identity` (e.g. another model or
-    data set), so a rerun never silently continues someone else's run.
-
-    The identity is read from the checkpoint's own run_args.json, else from the run folder's (written
-    when a run starts); a checkpoint without either (older runs) is trusted. Used by SFT and PPO.
-    """
-    for src in (Path(checkpoint) / RUN_ARGS_FILE, Path(run_dir) / RUN_ARGS_FILE):
-        if src.exists():
-            saved = json.loads(src.read_text(encoding="utf-8"))
-            break
-    else:
-        return
-    diff = [k for k in identity if saved.get(k) != identity[k]]
-    if diff:
-        was = " ".join(f"--{k} {saved.get(k)}" for k in diff)
-        now = " ".join(f"--{k} {identity[k]}" for k in diff)
-        raise InputError(
-            f"the newest checkpoint {checkpoint} was trained with {was}, not {now}; "
-            f"rerun with --resume False to start over, or {start_over_hint}"
-        )

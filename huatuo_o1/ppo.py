@@ -70,10 +70,8 @@ update 1 and its checkpoints lack the value model, so we add, without forking `t
 - Not restored: the loop's `update` counter (it only spaces `--num_sample_generations` samples) and
   the `eps` metric, which counts resumed episodes over the new run's time.
 
-Pad token: trl treats the first pad in a response as its end, so the pad must differ from every
-stop token (and from bos and every token of the prompts). `choose_pad_token` keeps a distinct
-pad, else takes a reserved token the family ships (Llama-3.1 `<|finetune_right_pad_id|>`, Llama-3 `<|reserved_special_token_0|>`, Qwen2.5
-`<|fim_pad|>`, SmolLM `<|endoftext|>` ...), and only adds a new token as a last resort.
+Shared with GRPO (huatuo_o1.rl_common): flags, data, model loading, pad choice, verifier; run
+identity, resume decision and the final save (huatuo_o1.checkpoints).
 """
 
 from __future__ import annotations
@@ -91,55 +89,33 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 from transformers import TrainerCallback  # noqa: E402
 from trl.experimental.ppo import PPOConfig, PPOTrainer  # noqa: E402
 
-from huatuo_o1.io import RUN_ARGS_FILE, InputError, check_resumable
+from huatuo_o1.checkpoints import (
+    has_trainer_state,
+    resume_point,
+    run_identity,
+    save_final_policy,
+    write_identity,
+)
+from huatuo_o1.io import InputError
 from huatuo_o1.rewards import RewardConfig, Verifier, score_responses
+from huatuo_o1.rl_common import (
+    REPORT_TO_HELP,
+    WARMUP_RATIO_HELP,
+    RLScriptArguments,
+    apply_compat_defaults,
+    check_local,
+    choose_pad_token,
+    final_dir,
+    load_pretrained,
+    load_tokenizer_and_data,
+    make_verifier,
+    prompt_token_ids,
+    set_pad_id,
+    torch_dtype,
+)
 from huatuo_o1.rl_data import PromptTable
 
 log = logging.getLogger(__name__)
-
-PAD_CANDIDATES = (
-    "<|finetune_right_pad_id|>",  # Llama-3.1 / 3.2
-    "<|reserved_special_token_0|>",  # Llama-3
-    "<|fim_pad|>",  # Qwen2.5
-    "<|pad|>",
-    "<pad>",
-    "[PAD]",
-    "<|endoftext|>",  # SmolLM2, Qwen base
-    "<unk>",
-)
-
-
-def _as_ids(x) -> set[int]:
-    if x is None:
-        return set()
-    if isinstance(x, int):
-        return {x}
-    return {int(i) for i in x}
-
-
-def choose_pad_token(tokenizer, generation_config=None, avoid_ids=()) -> bool:
-    """Make tokenizer.pad_token a token that is no stop token, not bos, and not in `avoid_ids`
-    (e.g. every token of the RL prompts, where a pad would be taken for padding). Returns True
-    if a token was added to the vocabulary (the caller resizes the embeddings)."""
-    stop = _as_ids(tokenizer.eos_token_id)
-    if generation_config is not None:
-        stop |= _as_ids(getattr(generation_config, "eos_token_id", None))
-    banned = stop | _as_ids(tokenizer.bos_token_id) | _as_ids(avoid_ids)
-    if tokenizer.pad_token_id is not None and tokenizer.pad_token_id not in banned:
-        return False
-    vocab = tokenizer.get_vocab()
-    for cand in PAD_CANDIDATES:
-        if cand in vocab and vocab[cand] not in banned:
-            tokenizer.pad_token = cand
-            return False
-    tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
-    return True
-
-
-def set_pad_id(model, pad_token_id: int) -> None:
-    model.config.pad_token_id = pad_token_id
-    if getattr(model, "generation_config", None) is not None:
-        model.generation_config.pad_token_id = pad_token_id
 
 
 class _RewardBackbone(nn.Module):
@@ -401,8 +377,6 @@ class MedicalPPOTrainer(PPOTrainer):
     def _save_checkpoint(self, model, trial):
         """trl's checkpoint plus value_model/ and run_args.json, written before trainer_state.json
         (which transformers writes last, so its presence marks a complete checkpoint)."""
-        from huatuo_o1.io import atomic_write_json
-
         ckpt = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
         self._state_cache = None
         try:
@@ -414,7 +388,7 @@ class MedicalPPOTrainer(PPOTrainer):
             self.save_value_model(ckpt / VALUE_DIR)
             identity = getattr(self, "run_identity", None)
             if identity and self.accelerator.is_main_process:
-                atomic_write_json(ckpt / RUN_ARGS_FILE, identity)
+                write_identity(ckpt, identity)
             super()._save_checkpoint(model, trial)
         finally:
             self._state_cache = None
@@ -490,56 +464,6 @@ class MedicalPPOTrainer(PPOTrainer):
 
 
 @dataclass
-class RLScriptArguments:
-    """Dataset and reward arguments shared by RL_stage2.py (PPO) and RL_stage2_grpo.py."""
-
-    dataset_name: str = field(
-        default="data/demo_data.json",
-        metadata={
-            "help": "Verifiable problems (CONTRACTS §2): a local JSON/JSONL file or a hub dataset name."
-        },
-    )
-    verifier: str = field(
-        default="classifier",
-        metadata={"help": "Reward verifier: classifier (--reward_model_path), llm (--judge_model) or exact."},
-    )
-    judge_model: str | None = field(default=None, metadata={"help": "LLM judge model name (--verifier llm)."})
-    judge_api_url: str | None = field(
-        default=None, metadata={"help": "OpenAI-compatible base URL of the judge (default: OpenAI)."}
-    )
-    judge_api_key: str | None = field(
-        default=None,
-        repr=False,  # never printed with the arguments
-        metadata={
-            "help": "API key of the judge (default: the OPENAI_API_KEY environment variable; never logged)."
-        },
-    )
-    judge_max_concurrency: int = field(default=10, metadata={"help": "Parallel judge requests."})
-    verifier_max_length: int = field(
-        default=4000, metadata={"help": "Verifier input length cap, in its tokens."}
-    )
-    verifier_batch_size: int = field(default=8, metadata={"help": "Verifier forward batch size."})
-    correct_reward: float = field(
-        default=1.0, metadata={"help": "Reward of a well-formed, correct response."}
-    )
-    incorrect_reward: float = field(
-        default=0.1, metadata={"help": "Reward of a well-formed, incorrect response."}
-    )
-    malformed_reward: float = field(default=0.0, metadata={"help": "Reward of a malformed response."})
-    reward_threshold: float = field(default=0.4, metadata={"help": "Correct when P(True) is above this."})
-    eval_fraction: float = field(default=0.1, metadata={"help": "Share of rows held out for evaluation."})
-    max_eval_samples: int = field(default=200, metadata={"help": "At most this many held-out rows."})
-    max_prompt_length: int | None = field(
-        default=None, metadata={"help": "Drop rows whose prompt is longer (policy tokens); None keeps all."}
-    )
-
-    def reward_config(self) -> RewardConfig:
-        return RewardConfig(
-            self.correct_reward, self.incorrect_reward, self.malformed_reward, self.reward_threshold
-        )
-
-
-@dataclass
 class PPOScriptArguments(RLScriptArguments):
     value_model_path: str | None = field(
         default=None,
@@ -557,23 +481,6 @@ class PPOScriptArguments(RLScriptArguments):
             "const": True,
         },
     )
-
-
-REPORT_TO_HELP = "Loggers: wandb (default, offline unless WANDB_MODE=online), tensorboard, none ..."
-WARMUP_RATIO_HELP = (
-    "Share of training steps for linear warmup (the original's flag; transformers 5 removed it, so it is "
-    "passed on as a fractional --warmup_steps)."
-)
-
-
-def apply_compat_defaults(cfg) -> None:
-    """--warmup_ratio as a fractional warmup_steps; bf16 on by default only where a GPU is."""
-    if cfg.warmup_ratio is not None:
-        cfg.warmup_steps = cfg.warmup_ratio
-    if cfg.bf16 is None and not cfg.fp16 and not torch.cuda.is_available():
-        cfg.bf16 = False
-    if "wandb" in (cfg.report_to if isinstance(cfg.report_to, list) else [cfg.report_to]):
-        os.environ.setdefault("WANDB_MODE", "offline")
 
 
 @dataclass
@@ -596,69 +503,6 @@ class MedicalPPOConfig(PPOConfig):
         super().__post_init__()
 
 
-def torch_dtype(name: str | None):
-    if name in (None, "auto"):
-        return name
-    return getattr(torch, name)
-
-
-def final_dir(output_dir: str, run_name: str | None) -> Path:
-    return Path(output_dir) / (run_name or "final")
-
-
-def make_verifier(script_args: RLScriptArguments, reward_model_path: str | None, dtype=None):
-    from huatuo_o1.rewards import build_verifier
-
-    return build_verifier(
-        script_args.verifier,
-        reward_model_path,
-        judge_model=script_args.judge_model,
-        api_key=script_args.judge_api_key or os.environ.get("OPENAI_API_KEY"),
-        api_url=script_args.judge_api_url,
-        max_concurrency=script_args.judge_max_concurrency,
-        max_length=script_args.verifier_max_length,
-        batch_size=script_args.verifier_batch_size,
-        dtype=dtype,
-    )
-
-
-def _check_local(path: str | None, what: str) -> None:
-    """A path-looking argument (./x, /x, ~/x) must exist; anything else may be a hub name."""
-    if path and path.startswith((".", "/", "~")) and not Path(path).expanduser().exists():
-        raise InputError(f"{what} not found: {path}")
-
-
-def load_tokenizer_and_data(policy_path: str, script_args, seed: int):
-    """The policy tokenizer (left padding, for generation) and the RL data built with it, logged
-    (PPO and GRPO alike)."""
-    from transformers import AutoTokenizer
-
-    from huatuo_o1.rl_data import build_rl_data
-
-    tokenizer = load_pretrained(AutoTokenizer, policy_path, "policy tokenizer", padding_side="left")
-    data = build_rl_data(
-        script_args.dataset_name,
-        tokenizer,
-        seed=seed,
-        eval_frac=script_args.eval_fraction,
-        max_eval=script_args.max_eval_samples,
-        max_prompt_length=script_args.max_prompt_length,
-    )
-    log.info(
-        "RL data: %d train, %d eval, dropped %d without question/answer, %d ambiguous",
-        len(data.train), len(data.eval), data.dropped_missing, data.dropped_ambiguous,
-    )  # fmt: skip
-    return tokenizer, data
-
-
-def load_pretrained(cls, path: str, what: str, **kwargs):
-    """cls.from_pretrained with a one-line InputError when the folder or hub name cannot be loaded."""
-    try:
-        return cls.from_pretrained(path, **kwargs)
-    except OSError as e:
-        raise InputError(f"cannot load {what} {path!r}: {str(e).splitlines()[0]}") from None
-
-
 def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args, resume_from: str | None = None):
     """Policy, reference policy, value model, data and reward hook wired into MedicalPPOTrainer.
 
@@ -673,7 +517,7 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args, resume_
         raise InputError("--model_name_or_path is required")
     for p, what in ((policy_path, "policy model"), (script_args.value_model_path, "value model"),
                     (args.reward_model_path, "reward model")):  # fmt: skip
-        _check_local(p, what)
+        check_local(p, what)
     if args.stop_token_id is not None:
         args.stop_token = None
     dtype = torch_dtype(model_args.dtype)
@@ -699,8 +543,7 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args, resume_
         AutoModelForSequenceClassification, value_path, "value model", num_labels=1, dtype=dtype
     )
 
-    prompt_tokens = {i for r in data.train + data.eval for i in r["input_ids"]}
-    added = choose_pad_token(tokenizer, policy.generation_config, avoid_ids=prompt_tokens)
+    added = choose_pad_token(tokenizer, policy.generation_config, avoid_ids=prompt_token_ids(data))
     log.info("pad token: %r (id %d)", tokenizer.pad_token, tokenizer.pad_token_id)
     vocab = len(tokenizer)
     for m, what in ((policy, "policy"), (ref_policy, "policy"), (value_model, f"value model {value_path}")):
@@ -727,73 +570,34 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args, resume_
         eval_dataset=eval_ds,
     )
     trainer.rl_data = data
-    trainer.run_identity = run_identity(script_args, model_args)  # copied into every checkpoint
+    trainer.run_identity = ppo_identity(script_args, model_args)  # copied into every checkpoint
     trainer.saved_eos_token_id = saved_eos
     return trainer
 
 
-def _source_id(path: str | None) -> str | None:
-    """A stable name for a model/data source: the absolute path of a local one, else the hub name."""
-    if not path:
-        return path
-    local = os.path.expanduser(path)
-    return os.path.abspath(local) if os.path.exists(local) else path
-
-
-def run_identity(script_args: PPOScriptArguments, model_args) -> dict:
+def ppo_identity(script_args: PPOScriptArguments, model_args) -> dict:
     """What a checkpoint must have been trained from to be resumed by this run."""
-    return {
-        "model_name_or_path": _source_id(model_args.model_name_or_path),
-        "dataset_name": _source_id(script_args.dataset_name),
-    }
+    return run_identity(
+        {"model_name_or_path": model_args.model_name_or_path, "dataset_name": script_args.dataset_name}
+    )
 
 
 def is_complete_checkpoint(ckpt: Path) -> bool:
     """trainer_state.json (written last) plus a value model (HF folder or DeepSpeed engine shards)."""
-    return (ckpt / "trainer_state.json").exists() and (
+    return has_trainer_state(ckpt) and (
         (ckpt / VALUE_DIR / "config.json").exists() or any(ckpt.glob("global_step*"))
     )
-
-
-def newest_complete_checkpoint(output_dir: str | Path) -> str | None:
-    found = []
-    for p in Path(output_dir).glob("checkpoint-*"):
-        suffix = p.name.split("-", 1)[1]
-        if p.is_dir() and suffix.isdigit() and is_complete_checkpoint(p):
-            found.append((int(suffix), p))
-    return str(max(found)[1]) if found else None
 
 
 def train_ppo(script_args: PPOScriptArguments, args, model_args) -> Path:
     """Run trl's PPO with the verifier reward, resuming from the newest complete checkpoint of the
     same model and data unless --resume False; save the final policy to <output_dir>/<run_name>."""
-    from huatuo_o1.io import atomic_write_json
-
-    identity = run_identity(script_args, model_args)
-    resume_from = None
-    if script_args.resume is not False:
-        resume_from = newest_complete_checkpoint(args.output_dir)
-        if resume_from:
-            check_resumable(resume_from, args.output_dir, identity, "use another --output_dir")
-        elif script_args.resume:
-            log.warning("--resume: no complete checkpoint in %s, starting from scratch", args.output_dir)
-    else:
-        old = sorted(Path(args.output_dir).glob("checkpoint-*"))
-        if old:
-            log.warning(
-                "--resume False: %d checkpoint(s) in %s (%s ...) are ignored and may be overwritten",
-                len(old), args.output_dir, old[0].name,
-            )  # fmt: skip
+    identity = ppo_identity(script_args, model_args)
+    resume_from = resume_point(
+        args.output_dir, script_args.resume, identity, "use another --output_dir", is_complete_checkpoint
+    )
     if args.process_index == 0:
-        atomic_write_json(Path(args.output_dir) / RUN_ARGS_FILE, identity)
+        write_identity(args.output_dir, identity)
     trainer = build_ppo_trainer(script_args, args, model_args, resume_from=resume_from)
     trainer.train(resume_from_checkpoint=resume_from)
     return save_final_policy(trainer, final_dir(args.output_dir, args.run_name))
-
-
-def save_final_policy(trainer, out: Path) -> Path:
-    """A plain HF folder (CONTRACTS §7): policy weights, config, generation config, tokenizer."""
-    trainer.save_model(str(out))
-    if trainer.accelerator.is_main_process:
-        trainer.processing_class.save_pretrained(out)
-    return out

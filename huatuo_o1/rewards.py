@@ -7,7 +7,7 @@ Algorithm (paper §3.2, with the released verifier's interface):
 2. Every response goes through the verifier, a malformed one with the answer
    "I do not know the answer." (so every rank runs the verifier on the same batch shape, which
    ZeRO-3 needs), but a malformed response always gets `malformed_reward` (0.0).
-3. The verifier gives P(correct). The reward is `correct_reward` (1.0) if P > `threshold` (0.4),
+3. The verifier gives P(correct). The reward is `correct_reward` (1.0) if P > `reward_threshold` (0.4),
    else `incorrect_reward` (0.1).
 
 One interface, three verifiers (`Verifier.probabilities(answers, references) -> list[float]`):
@@ -27,7 +27,7 @@ import asyncio
 import re
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from huatuo_o1.formats import extract_final_answer
 from huatuo_o1.io import InputError
@@ -50,6 +50,8 @@ VERIFIER_TEMPLATE = (
 )
 
 VERIFIER_KINDS = ("classifier", "llm", "exact")
+DEFAULT_REWARD_THRESHOLD = 0.4  # correct when the verifier's P(True) is above this
+VERIFIER_MAX_LENGTH = 4000  # the verifier's input cap, in its own tokens
 
 
 def verifier_input(answer: str, reference: str, eos: str) -> str:
@@ -59,7 +61,8 @@ def verifier_input(answer: str, reference: str, eos: str) -> str:
 
 @dataclass
 class RewardConfig:
-    """Reward values and the verifier's decision threshold (all exposed as flags)."""
+    """Reward values and the verifier's decision threshold. The RL scripts' flags are these fields
+    (`rl_common.RLScriptArguments` extends this class), declared here once."""
 
     correct_reward: float = field(
         default=1.0, metadata={"help": "Reward of a well-formed, correct response."}
@@ -68,9 +71,15 @@ class RewardConfig:
         default=0.1, metadata={"help": "Reward of a well-formed, incorrect response."}
     )
     malformed_reward: float = field(default=0.0, metadata={"help": "Reward of a malformed response."})
-    threshold: float = field(
-        default=0.4, metadata={"help": "Correct when the verifier's P(True) is above this."}
+    reward_threshold: float = field(
+        default=DEFAULT_REWARD_THRESHOLD,
+        metadata={"help": "Correct when the verifier's P(True) is above this."},
     )
+
+    @classmethod
+    def of(cls, args) -> RewardConfig:
+        """The reward fields of `args` (e.g. the RL scripts' parsed flags) as a plain RewardConfig."""
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
 
 
 @dataclass
@@ -112,7 +121,7 @@ def score_responses(
     probs = [float(p) for p in verifier.probabilities(answers, list(references))]
     correct, rewards = [], []
     for wf, p in zip(well_formed, probs, strict=True):
-        ok = wf and p > cfg.threshold
+        ok = wf and p > cfg.reward_threshold
         correct.append(ok)
         if not wf:
             rewards.append(cfg.malformed_reward)
@@ -157,7 +166,7 @@ class ClassifierVerifier(Verifier):
     instruction, eos) as ids, so the eos where the classifier reads its decision always survives.
     """
 
-    def __init__(self, model, tokenizer, max_length: int = 4000, batch_size: int = 8):
+    def __init__(self, model, tokenizer, max_length: int = VERIFIER_MAX_LENGTH, batch_size: int = 8):
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -181,11 +190,6 @@ class ClassifierVerifier(Verifier):
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def texts(self, answers: Sequence[str], references: Sequence[str]) -> list[str]:
-        """The untruncated verifier texts (the template filled in), for inspection."""
-        eos = self.tokenizer.eos_token
-        return [verifier_input(a, r, eos) for a, r in zip(answers, references, strict=True)]
 
     def encode(self, answers: Sequence[str], references: Sequence[str]) -> list[list[int]]:
         """Verifier input ids, each at most max_length long and ending with the template's eos."""
@@ -331,7 +335,7 @@ def build_verifier(
     api_key: str | None = None,
     api_url: str | None = None,
     max_concurrency: int = 10,
-    max_length: int = 4000,
+    max_length: int = VERIFIER_MAX_LENGTH,
     batch_size: int = 8,
     dtype=None,
 ) -> Verifier:

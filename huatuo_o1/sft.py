@@ -30,7 +30,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from huatuo_o1.io import RUN_ARGS_FILE, InputError, check_resumable
+from huatuo_o1.checkpoints import resume_point, run_identity, save_final_policy, write_identity
+from huatuo_o1.io import InputError
 from huatuo_o1.sft_data import (
     end_of_turn_ids,
     ensure_chat_template,
@@ -50,8 +51,8 @@ class SFTArguments:
     data_path: str = field(
         metadata={
             "help": "SFT data: a JSON/JSONL file of {Question, Complex_CoT, Response} records "
-            "(CONTRACTS §3), a `datasets` folder, or a hub dataset name "
-            "(e.g. FreedomIntelligence/medical-o1-reasoning-SFT)."
+            "(docs/data_formats.md §3), a `datasets` folder, or a hub dataset name with an optional "
+            "`:config` suffix (e.g. FreedomIntelligence/medical-o1-reasoning-SFT:en)."
         }
     )
     experiment_name: str = field(
@@ -95,7 +96,8 @@ class SFTArguments:
     data_config: str | None = field(
         default=None,
         metadata={
-            "help": "Configuration of a hub dataset (the published set: en, zh, en_mix, zh_mix; default en)."
+            "help": "Configuration of a hub dataset (the published set: en, zh, en_mix, zh_mix; default en). "
+            "An alias: the canonical form is a suffix of --data_path, e.g. org/name:en."
         },
     )
     packing: bool = field(
@@ -158,37 +160,15 @@ def parse_args(argv: list[str] | None = None) -> SFTArguments:
     return args
 
 
-def newest_complete_checkpoint(run_dir: str | Path) -> str | None:
-    """The highest `checkpoint-N` holding trainer_state.json (written last, so the save finished)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return None
-    ckpts = []
-    for p in run_dir.glob("checkpoint-*"):
-        suffix = p.name.split("-", 1)[1]
-        if p.is_dir() and suffix.isdigit() and (p / "trainer_state.json").exists():
-            ckpts.append((int(suffix), p))
-    return str(max(ckpts)[1]) if ckpts else None
-
-
-def _source_id(path: str) -> str:
-    """A stable name for a model/data source: the absolute path of a local one, else the hub name."""
-    return os.path.abspath(os.path.expanduser(path)) if os.path.exists(os.path.expanduser(path)) else path
-
-
-def run_identity(args: SFTArguments) -> dict:
+def sft_identity(args: SFTArguments) -> dict:
     """What a checkpoint must have been trained from to be resumed by this run."""
-    return {
-        "model_path": _source_id(args.model_path),
-        "data_path": _source_id(args.data_path),
-        "data_config": args.data_config,
-    }
+    return run_identity(
+        {"model_path": args.model_path, "data_path": args.data_path}, {"data_config": args.data_config}
+    )
 
 
 def _make_run_args_callback(identity: dict):
     from transformers import TrainerCallback
-
-    from huatuo_o1.io import atomic_write_json
 
     class RunArgsCallback(TrainerCallback):
         """Copies the run's identity (model and data sources) into every checkpoint."""
@@ -197,7 +177,7 @@ def _make_run_args_callback(identity: dict):
             if state.is_world_process_zero:
                 ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 if ckpt.is_dir():
-                    atomic_write_json(ckpt / RUN_ARGS_FILE, identity)
+                    write_identity(ckpt, identity)
 
     return RunArgsCallback()
 
@@ -334,19 +314,10 @@ def train(args: SFTArguments, callbacks: list | None = None) -> str:
     set_seed(args.seed)
 
     # Resume (the default when a checkpoint exists) only from a checkpoint of the same model and data.
-    identity = run_identity(args)
-    resume_from = None
-    if args.resume is not False:
-        resume_from = newest_complete_checkpoint(run_dir)
-        if resume_from:
-            check_resumable(resume_from, run_dir, identity, "use another --experiment_name")
-            log.info("resuming from %s", resume_from)
-        elif args.resume:
-            log.warning("--resume: no complete checkpoint in %s, starting from scratch", run_dir)
+    identity = sft_identity(args)
+    resume_from = resume_point(run_dir, args.resume, identity, "use another --experiment_name")
     if targs.process_index == 0:
-        from huatuo_o1.io import atomic_write_json
-
-        atomic_write_json(Path(run_dir) / RUN_ARGS_FILE, identity)
+        write_identity(run_dir, identity)
 
     # 3. The model.
     model = AutoModelForCausalLM.from_pretrained(
@@ -377,9 +348,8 @@ def train(args: SFTArguments, callbacks: list | None = None) -> str:
     trainer.train(resume_from_checkpoint=resume_from)
 
     # 4. Final model: a plain HF folder (weights gathered from ZeRO-3 shards) with the tokenizer.
-    trainer.save_model(run_dir)
+    save_final_policy(trainer, run_dir)
     if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(run_dir)
         log.info("final model saved in %s", run_dir)
     return run_dir
 

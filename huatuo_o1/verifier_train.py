@@ -1,4 +1,4 @@
-"""Train a 2-label medical verifier from the search stage's exported verdicts (CONTRACTS §5).
+"""Train a 2-label medical verifier from the search stage's exported verdicts (docs/data_formats.md §5).
 
 The original released a 3B verifier but no recipe. This one:
 
@@ -23,9 +23,15 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from huatuo_o1.contract import VERIFIER_LABEL, VERIFIER_REFERENCE, VERIFIER_RESPONSE
 from huatuo_o1.io import InputError, atomic_write_json, load_records, require_fields
-from huatuo_o1.ppo import choose_pad_token
-from huatuo_o1.rewards import ClassifierVerifier, ensure_pad_token
+from huatuo_o1.rewards import (
+    DEFAULT_REWARD_THRESHOLD,
+    VERIFIER_MAX_LENGTH,
+    ClassifierVerifier,
+    ensure_pad_token,
+)
+from huatuo_o1.rl_common import choose_pad_token
 from huatuo_o1.rl_data import split_eval
 
 log = logging.getLogger(__name__)
@@ -40,7 +46,9 @@ class VerifierScriptArguments:
 
     data_path: str = field(
         default="data/verifier_data.json",
-        metadata={"help": "Verifier examples (CONTRACTS §5): JSON/JSONL with response, reference, label."},
+        metadata={
+            "help": "Verifier examples (docs/data_formats.md §5): JSON/JSONL with response, reference, label."
+        },
     )
     model_name_or_path: str = field(
         default="models/SmolLM2-135M-Instruct",
@@ -48,11 +56,13 @@ class VerifierScriptArguments:
             "help": "Backbone: any model AutoModelForSequenceClassification can load (2-label head added)."
         },
     )
-    max_length: int = field(default=4000, metadata={"help": "Input length cap in the verifier's tokens."})
+    max_length: int = field(
+        default=VERIFIER_MAX_LENGTH, metadata={"help": "Input length cap in the verifier's tokens."}
+    )
     eval_fraction: float = field(default=0.1, metadata={"help": "Share of examples held out for evaluation."})
     max_eval_samples: int = field(default=1000, metadata={"help": "At most this many held-out examples."})
     reward_threshold: float = field(
-        default=0.4, metadata={"help": "The RL reward's threshold, reported too."}
+        default=DEFAULT_REWARD_THRESHOLD, metadata={"help": "The RL reward's threshold, reported too."}
     )
     dtype: str | None = field(default=None, metadata={"help": "Load dtype (float32, bfloat16, auto)."})
 
@@ -69,16 +79,16 @@ def parse_label(value, i: int, path) -> int:
 
 def load_examples(path: str) -> list[dict]:
     records = load_records(path, what="verifier data")
-    require_fields(path, records, ["response", "reference"])
+    require_fields(path, records, [VERIFIER_RESPONSE, VERIFIER_REFERENCE])
     out = []
     for i, r in enumerate(records, 1):
-        if "label" not in r:
-            raise InputError(f"{path}: item {i} lacks field 'label'")
+        if VERIFIER_LABEL not in r:
+            raise InputError(f"{path}: item {i} lacks field {VERIFIER_LABEL!r}")
         out.append(
             {
-                "response": str(r["response"]),
-                "reference": str(r["reference"]),
-                "label": parse_label(r["label"], i, path),
+                "response": str(r[VERIFIER_RESPONSE]),
+                "reference": str(r[VERIFIER_REFERENCE]),
+                "label": parse_label(r[VERIFIER_LABEL], i, path),
             }
         )
     return out
@@ -101,7 +111,9 @@ def threshold_sweep(probs: list[float], labels: list[int], thresholds=None) -> l
     return rows
 
 
-def evaluate(verifier: ClassifierVerifier, examples: list[dict], reward_threshold: float = 0.4) -> dict:
+def evaluate(
+    verifier: ClassifierVerifier, examples: list[dict], reward_threshold: float = DEFAULT_REWARD_THRESHOLD
+) -> dict:
     probs = verifier.probabilities([e["response"] for e in examples], [e["reference"] for e in examples])
     labels = [e["label"] for e in examples]
     sweep = threshold_sweep(probs, labels)

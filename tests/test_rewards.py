@@ -50,7 +50,7 @@ def test_reward_table(response, reference, reward):
 
 
 def test_threshold_is_strict_and_values_are_flags():
-    cfg = RewardConfig(correct_reward=2.0, incorrect_reward=-1.0, malformed_reward=-5.0, threshold=0.4)
+    cfg = RewardConfig(correct_reward=2.0, incorrect_reward=-1.0, malformed_reward=-5.0, reward_threshold=0.4)
     ok = WELL.format("x")
     assert score_responses([ok], ["y"], FixedVerifier(0.4), cfg).rewards == [-1.0]
     assert score_responses([ok], ["y"], FixedVerifier(0.4001), cfg).rewards == [2.0]
@@ -90,8 +90,10 @@ def test_classifier_uses_its_own_tokenizer_template_and_eos(tiny_verifier_dir, t
     policy_tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
     v = ClassifierVerifier.from_pretrained(str(tiny_verifier_dir))
     assert len(v.tokenizer) != len(policy_tok)  # really a different tokenizer
-    texts = v.texts(["Aspirin", "Heparin"], ["Aspirin", "Warfarin"])
-    assert texts[0] == verifier_input("Aspirin", "Aspirin", v.tokenizer.eos_token)
+    texts = [
+        verifier_input(a, r, v.tokenizer.eos_token)
+        for a, r in (("Aspirin", "Aspirin"), ("Heparin", "Warfarin"))
+    ]
     assert texts[0].endswith(" " + v.tokenizer.eos_token)
     probs = v.probabilities(["Aspirin", "Heparin"], ["Aspirin", "Warfarin"])
     # same numbers as running the classifier by hand on the template, one text at a time (no padding)

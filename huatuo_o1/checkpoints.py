@@ -1,0 +1,132 @@
+"""Training runs and their checkpoints: what a run is, where it stops, whether a rerun may continue it.
+
+Shared by SFT (SFT_stage1.py) and PPO (RL_stage2.py); one implementation of each rule:
+
+- Run identity: the sources a run was trained from (model and data, local paths made absolute
+  so `./x` and `/abs/x` agree) plus, as given, the settings that must match to continue it. It is
+  written to `run_args.json` in the run folder when the run starts and copied into every
+  checkpoint (`write_identity`).
+- Complete checkpoint: a `checkpoint-N` folder holding `trainer_state.json`, which transformers
+  writes last, so its presence means the save finished; PPO also asks for its value model
+  (`is_complete=`). `newest_complete_checkpoint` is the highest such N.
+- Resume decision (`resume_point`): by default a rerun continues from the newest complete
+  checkpoint, but only one whose identity matches this run's (else `InputError`, one line, exit 2);
+  `--resume False` starts over (old checkpoints are left alone, with a warning).
+- Final model (`save_final_policy`): the trainer's model as a plain HF folder with its tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from huatuo_o1.io import InputError, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+RUN_ARGS_FILE = "run_args.json"
+TRAINER_STATE_FILE = "trainer_state.json"
+
+
+def source_id(path: str | None) -> str | None:
+    """A stable name for a model/data source: the absolute path of a local one, else the hub name."""
+    if not path:
+        return path
+    local = os.path.expanduser(path)
+    return os.path.abspath(local) if os.path.exists(local) else path
+
+
+def run_identity(sources: dict[str, str | None], settings: dict | None = None) -> dict:
+    """What a checkpoint must have been trained from to be resumed by this run: `sources` (flag name
+    -> model/data path or hub name, made stable by `source_id`) and `settings` (flag name -> value)."""
+    return {**{k: source_id(v) for k, v in sources.items()}, **(settings or {})}
+
+
+def write_identity(folder: str | Path, identity: dict) -> None:
+    """Record a run's identity in its run folder or in one of its checkpoints."""
+    atomic_write_json(Path(folder) / RUN_ARGS_FILE, identity)
+
+
+def has_trainer_state(ckpt: Path) -> bool:
+    return (ckpt / TRAINER_STATE_FILE).exists()
+
+
+def newest_complete_checkpoint(
+    run_dir: str | Path, is_complete: Callable[[Path], bool] = has_trainer_state
+) -> str | None:
+    """The highest `checkpoint-N` in `run_dir` that `is_complete` accepts, or None."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return None
+    found = []
+    for p in run_dir.glob("checkpoint-*"):
+        suffix = p.name.split("-", 1)[1]
+        if p.is_dir() and suffix.isdigit() and is_complete(p):
+            found.append((int(suffix), p))
+    return str(max(found)[1]) if found else None
+
+
+def check_resumable(
+    checkpoint: str | Path, run_dir: str | Path, identity: dict, start_over_hint: str
+) -> None:
+    """InputError when `checkpoint` was trained from other inputs than `identity` (e.g. another model or
+    data set), so a rerun never silently continues someone else's run.
+
+    The identity is read from the checkpoint's own run_args.json, else from the run folder's (written
+    when a run starts); a checkpoint without either (older runs) is trusted.
+    """
+    for src in (Path(checkpoint) / RUN_ARGS_FILE, Path(run_dir) / RUN_ARGS_FILE):
+        if src.exists():
+            saved = json.loads(src.read_text(encoding="utf-8"))
+            break
+    else:
+        return
+    diff = [k for k in identity if saved.get(k) != identity[k]]
+    if diff:
+        was = " ".join(f"--{k} {saved.get(k)}" for k in diff)
+        now = " ".join(f"--{k} {identity[k]}" for k in diff)
+        raise InputError(
+            f"the newest checkpoint {checkpoint} was trained with {was}, not {now}; "
+            f"rerun with --resume False to start over, or {start_over_hint}"
+        )
+
+
+def resume_point(
+    run_dir: str | Path,
+    resume: bool | None,
+    identity: dict,
+    start_over_hint: str,
+    is_complete: Callable[[Path], bool] = has_trainer_state,
+) -> str | None:
+    """The checkpoint this run continues from, or None to start afresh.
+
+    `resume` None (default): the newest complete checkpoint if any; True: the same, with a warning
+    when there is none; False: none, with a warning when old checkpoints are there."""
+    if resume is False:
+        old = sorted(Path(run_dir).glob("checkpoint-*"))
+        if old:
+            log.warning(
+                "--resume False: %d checkpoint(s) in %s (%s ...) are ignored and may be overwritten",
+                len(old), run_dir, old[0].name,
+            )  # fmt: skip
+        return None
+    found = newest_complete_checkpoint(run_dir, is_complete)
+    if found:
+        check_resumable(found, run_dir, identity, start_over_hint)
+        log.info("resuming from %s", found)
+    elif resume:
+        log.warning("--resume: no complete checkpoint in %s, starting from scratch", run_dir)
+    return found
+
+
+def save_final_policy(trainer, out: str | Path) -> Path:
+    """The trained model as a plain HF folder (docs/data_formats.md §7): weights (gathered from
+    ZeRO-3 shards by the trainer), config, generation config, tokenizer."""
+    out = Path(out)
+    trainer.save_model(str(out))
+    if trainer.accelerator.is_main_process:
+        trainer.processing_class.save_pretrained(out)
+    return out

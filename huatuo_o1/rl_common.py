@@ -1,0 +1,211 @@
+"""What the RL scripts share (PPO, GRPO) and verifier training borrows: flags, data, models, pad token.
+
+- `RLScriptArguments`: the dataset and reward flags of RL_stage2.py and RL_stage2_grpo.py (the
+  reward values and threshold are `rewards.RewardConfig`'s own fields, declared once there).
+- `apply_compat_defaults`: the original's `--warmup_ratio`, bf16 only where a GPU is, wandb offline.
+- `load_tokenizer_and_data`: the policy tokenizer (left padding) and the RL rows built with it.
+- `load_pretrained`: `from_pretrained` with a one-line error; `check_local` for path-looking flags.
+- `make_verifier`: the reward's verifier chosen by `--verifier`.
+- Pad token: trl treats the first pad in a response as its end, so the pad must differ from every
+  stop token (and from bos and every token of the prompts). `choose_pad_token` keeps a distinct
+  pad, else takes a reserved token the family ships (Llama-3.1 `<|finetune_right_pad_id|>`,
+  Llama-3 `<|reserved_special_token_0|>`, Qwen2.5 `<|fim_pad|>`, SmolLM `<|endoftext|>` ...), and
+  only adds a new token as a last resort. The verifier trainer uses it too (a pad distinct from eos,
+  so its classifier reads the decision at the eos).
+
+Nothing here imports trl: GRPO and verifier training do not load trl's experimental PPO.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from huatuo_o1.io import InputError
+from huatuo_o1.rewards import VERIFIER_MAX_LENGTH, RewardConfig
+
+log = logging.getLogger(__name__)
+
+PAD_CANDIDATES = (
+    "<|finetune_right_pad_id|>",  # Llama-3.1 / 3.2
+    "<|reserved_special_token_0|>",  # Llama-3
+    "<|fim_pad|>",  # Qwen2.5
+    "<|pad|>",
+    "<pad>",
+    "[PAD]",
+    "<|endoftext|>",  # SmolLM2, Qwen base
+    "<unk>",
+)
+
+
+def _as_ids(x) -> set[int]:
+    if x is None:
+        return set()
+    if isinstance(x, int):
+        return {x}
+    return {int(i) for i in x}
+
+
+def choose_pad_token(tokenizer, generation_config=None, avoid_ids=()) -> bool:
+    """Make tokenizer.pad_token a token that is no stop token, not bos, and not in `avoid_ids`
+    (e.g. every token of the RL prompts, where a pad would be taken for padding). Returns True
+    if a token was added to the vocabulary (the caller resizes the embeddings)."""
+    stop = _as_ids(tokenizer.eos_token_id)
+    if generation_config is not None:
+        stop |= _as_ids(getattr(generation_config, "eos_token_id", None))
+    banned = stop | _as_ids(tokenizer.bos_token_id) | _as_ids(avoid_ids)
+    if tokenizer.pad_token_id is not None and tokenizer.pad_token_id not in banned:
+        return False
+    vocab = tokenizer.get_vocab()
+    for cand in PAD_CANDIDATES:
+        if cand in vocab and vocab[cand] not in banned:
+            tokenizer.pad_token = cand
+            return False
+    tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+    return True
+
+
+def set_pad_id(model, pad_token_id: int) -> None:
+    model.config.pad_token_id = pad_token_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = pad_token_id
+
+
+# ---------------------------------------------------------------------------------------------
+# Flags
+
+
+@dataclass
+class RLScriptArguments(RewardConfig):
+    """Dataset and reward arguments shared by RL_stage2.py (PPO) and RL_stage2_grpo.py."""
+
+    dataset_name: str = field(
+        default="data/demo_data.json",
+        metadata={
+            "help": "Verifiable problems (docs/data_formats.md §2): a local JSON/JSONL file or a hub "
+            "dataset name, with an optional `:config` suffix (e.g. org/name:en)."
+        },
+    )
+    verifier: str = field(
+        default="classifier",
+        metadata={"help": "Reward verifier: classifier (--reward_model_path), llm (--judge_model) or exact."},
+    )
+    judge_model: str | None = field(default=None, metadata={"help": "LLM judge model name (--verifier llm)."})
+    judge_api_url: str | None = field(
+        default=None, metadata={"help": "OpenAI-compatible base URL of the judge (default: OpenAI)."}
+    )
+    judge_api_key: str | None = field(
+        default=None,
+        repr=False,  # never printed with the arguments
+        metadata={
+            "help": "API key of the judge (default: the OPENAI_API_KEY environment variable; never logged)."
+        },
+    )
+    judge_max_concurrency: int = field(default=10, metadata={"help": "Parallel judge requests."})
+    verifier_max_length: int = field(
+        default=VERIFIER_MAX_LENGTH, metadata={"help": "Verifier input length cap, in its tokens."}
+    )
+    verifier_batch_size: int = field(default=8, metadata={"help": "Verifier forward batch size."})
+    eval_fraction: float = field(default=0.1, metadata={"help": "Share of rows held out for evaluation."})
+    max_eval_samples: int = field(default=200, metadata={"help": "At most this many held-out rows."})
+    max_prompt_length: int | None = field(
+        default=None, metadata={"help": "Drop rows whose prompt is longer (policy tokens); None keeps all."}
+    )
+
+    def reward_config(self) -> RewardConfig:
+        return RewardConfig.of(self)
+
+
+REPORT_TO_HELP = "Loggers: wandb (default, offline unless WANDB_MODE=online), tensorboard, none ..."
+WARMUP_RATIO_HELP = (
+    "Share of training steps for linear warmup (the original's flag; transformers 5 removed it, so it is "
+    "passed on as a fractional --warmup_steps)."
+)
+
+
+def apply_compat_defaults(cfg) -> None:
+    """--warmup_ratio as a fractional warmup_steps; bf16 on by default only where a GPU is."""
+    import torch
+
+    if cfg.warmup_ratio is not None:
+        cfg.warmup_steps = cfg.warmup_ratio
+    if cfg.bf16 is None and not cfg.fp16 and not torch.cuda.is_available():
+        cfg.bf16 = False
+    if "wandb" in (cfg.report_to if isinstance(cfg.report_to, list) else [cfg.report_to]):
+        os.environ.setdefault("WANDB_MODE", "offline")
+
+
+# ---------------------------------------------------------------------------------------------
+# Models, data and the verifier
+
+
+def torch_dtype(name: str | None):
+    if name in (None, "auto"):
+        return name
+    import torch
+
+    return getattr(torch, name)
+
+
+def final_dir(output_dir: str, run_name: str | None) -> Path:
+    return Path(output_dir) / (run_name or "final")
+
+
+def make_verifier(script_args: RLScriptArguments, reward_model_path: str | None, dtype=None):
+    from huatuo_o1.rewards import build_verifier
+
+    return build_verifier(
+        script_args.verifier,
+        reward_model_path,
+        judge_model=script_args.judge_model,
+        api_key=script_args.judge_api_key or os.environ.get("OPENAI_API_KEY"),
+        api_url=script_args.judge_api_url,
+        max_concurrency=script_args.judge_max_concurrency,
+        max_length=script_args.verifier_max_length,
+        batch_size=script_args.verifier_batch_size,
+        dtype=dtype,
+    )
+
+
+def check_local(path: str | None, what: str) -> None:
+    """A path-looking argument (./x, /x, ~/x) must exist; anything else may be a hub name."""
+    if path and path.startswith((".", "/", "~")) and not Path(path).expanduser().exists():
+        raise InputError(f"{what} not found: {path}")
+
+
+def load_pretrained(cls, path: str, what: str, **kwargs):
+    """cls.from_pretrained with a one-line InputError when the folder or hub name cannot be loaded."""
+    try:
+        return cls.from_pretrained(path, **kwargs)
+    except OSError as e:
+        raise InputError(f"cannot load {what} {path!r}: {str(e).splitlines()[0]}") from None
+
+
+def load_tokenizer_and_data(policy_path: str, script_args: RLScriptArguments, seed: int):
+    """The policy tokenizer (left padding, for generation) and the RL data built with it, logged
+    (PPO and GRPO alike)."""
+    from transformers import AutoTokenizer
+
+    from huatuo_o1.rl_data import build_rl_data
+
+    tokenizer = load_pretrained(AutoTokenizer, policy_path, "policy tokenizer", padding_side="left")
+    data = build_rl_data(
+        script_args.dataset_name,
+        tokenizer,
+        seed=seed,
+        eval_frac=script_args.eval_fraction,
+        max_eval=script_args.max_eval_samples,
+        max_prompt_length=script_args.max_prompt_length,
+    )
+    log.info(
+        "RL data: %d train, %d eval, dropped %d without question/answer, %d ambiguous",
+        len(data.train), len(data.eval), data.dropped_missing, data.dropped_ambiguous,
+    )  # fmt: skip
+    return tokenizer, data
+
+
+def prompt_token_ids(data) -> set[int]:
+    """Every token id of the RL prompts (train and eval): a pad must be none of them."""
+    return {i for r in data.train + data.eval for i in r["input_ids"]}
