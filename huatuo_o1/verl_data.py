@@ -8,8 +8,8 @@ ids with the policy tokenizer's chat template and the generation prompt. Its rew
 
 What this module does:
 
-1. Build the RL data exactly as RL_stage2.py does (huatuo_o1.rl_data.build_rl_data with the policy
-   tokenizer): same loader (local JSON/JSONL or hub name), same dropping of rows without question
+1. Build the RL data exactly as RL_stage2.py does (rl_common.load_tokenizer_and_data: rl_data.build_rl_data with the
+   policy tokenizer): same loader (local JSON/JSONL or hub name), same dropping of rows without question
    or answer, of ambiguous prompts and (with `max_prompt_length`) of over-long prompts, and the same
    seeded split (10%, at most 200 rows, held out).
 2. Write each row in verl's shape: `data_source`, `prompt` (one user turn holding the question: the
@@ -129,12 +129,10 @@ def export_verl_data(
     data_source: str = DATA_SOURCE,
 ) -> ExportSummary:
     """Build the RL data as RL_stage2.py does and write verl's train.parquet and val.parquet."""
-    from types import SimpleNamespace
-
     from huatuo_o1.io import atomic_write_json
-    from huatuo_o1.ppo import load_tokenizer_and_data
+    from huatuo_o1.rl_common import RLScriptArguments, load_tokenizer_and_data
 
-    rl_args = SimpleNamespace(
+    rl_args = RLScriptArguments(
         dataset_name=data_path,
         eval_fraction=eval_fraction,
         max_eval_samples=max_eval_samples,

@@ -19,8 +19,9 @@ RL_stage2.py's flags:
   details                false (default): a float; true: a dict with `score`, `well_formed`,
                          `correct` and `p_true`, which verl keeps as per-sample extra info
 
-The reward itself is huatuo_o1.rewards.score_responses with the verifier huatuo_o1.rewards builds
-for RL_stage2.py: same format check, same verifier input, same threshold and values (tested).
+The reward itself is huatuo_o1.rewards.score_responses with the verifier rl_common.make_verifier
+builds for RL_stage2.py, from RL_stage2.py's own flag declarations (rl_common.RLScriptArguments):
+same format check, same verifier input, same threshold and values (tested).
 
 One verifier per process: the first call builds it and keeps it in a module-level cache keyed by
 every setting that changes it (path, device, dtype, lengths, judge...), so the classifier is loaded
@@ -43,11 +44,10 @@ the repository root on sys.path for the `huatuo_o1` imports, and it has no
 sys.modules and fail (tested). verl loads it once per reward worker, so each worker has one cache.
 """
 
-import os
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 if __name__ != "huatuo_o1.verl_reward":  # loaded by file path (verl's custom_reward_function.path)
@@ -56,36 +56,32 @@ if __name__ != "huatuo_o1.verl_reward":  # loaded by file path (verl's custom_re
         sys.path.insert(0, _root)
 
 from huatuo_o1.io import InputError  # noqa: E402
-from huatuo_o1.rewards import (  # noqa: E402
-    VERIFIER_KINDS,
-    RewardConfig,
-    Verifier,
-    build_verifier,
-    score_responses,
-)
+from huatuo_o1.rewards import VERIFIER_KINDS, RewardConfig, Verifier, score_responses  # noqa: E402
+from huatuo_o1.rl_common import RLScriptArguments, make_verifier  # noqa: E402
 
+# RL_stage2.py's flags that are reward_kwargs here, under the same names and defaults (the data
+# flags belong to scripts/export_verl_data.py; the judge's key is never a reward_kwarg).
+RL_REWARD_FLAGS = tuple(f.name for f in fields(RewardConfig)) + (
+    "verifier",
+    "judge_model",
+    "judge_api_url",
+    "judge_max_concurrency",
+    "verifier_max_length",
+    "verifier_batch_size",
+)
 # Keyword arguments verl itself adds to a call (naive manager with a reward model enabled); ignored.
 _VERL_EXTRA_KWARGS = ("reward_router_address", "reward_model_tokenizer")
-_DEFAULT_REWARD = RewardConfig()
 
 
-@dataclass(frozen=True)
+@dataclass
 class VerlRewardSettings:
-    """The reward_kwargs, checked and typed. Defaults are RL_stage2.py's."""
+    """The reward_kwargs, checked and typed: RL_stage2.py's reward flags (`script_args`, with its
+    defaults) plus what only this entry point has."""
 
-    verifier: str = "classifier"
-    reward_model_path: str | None = None
-    verifier_max_length: int = 4000
-    verifier_batch_size: int = 8
+    script_args: RLScriptArguments = field(default_factory=RLScriptArguments)
+    reward_model_path: str | None = None  # RL_stage2.py's --reward_model_path (a PPOConfig flag there)
     verifier_device: str = "auto"
     verifier_dtype: str = "auto"
-    judge_model: str | None = None
-    judge_api_url: str | None = None
-    judge_max_concurrency: int = 10
-    correct_reward: float = _DEFAULT_REWARD.correct_reward
-    incorrect_reward: float = _DEFAULT_REWARD.incorrect_reward
-    malformed_reward: float = _DEFAULT_REWARD.malformed_reward
-    reward_threshold: float = _DEFAULT_REWARD.threshold
     details: bool = False
 
     @classmethod
@@ -96,35 +92,38 @@ class VerlRewardSettings:
                 "reward_kwargs.judge_api_key is refused: verl logs its config; "
                 "set OPENAI_API_KEY in the environment of every node instead"
             )
-        known = {f.name: f for f in fields(cls)}
-        values = {}
+        rl_fields = {f.name: f for f in fields(RLScriptArguments) if f.name in RL_REWARD_FLAGS}
+        own_fields = {f.name: f for f in fields(cls) if f.name != "script_args"}
+        rl_values, own_values = {}, {}
         for name, value in kwargs.items():
             if name in _VERL_EXTRA_KWARGS:
                 continue
-            f = known.get(name)
-            if f is None:
-                raise InputError(f"unknown reward_kwargs key {name!r}; known: {', '.join(sorted(known))}")
-            values[name] = _typed(name, value, f.default)
-        s = cls(**values)
-        if s.verifier not in VERIFIER_KINDS:
+            if name in rl_fields:
+                rl_values[name] = _typed(name, value, rl_fields[name].default)
+            elif name in own_fields:
+                own_values[name] = _typed(name, value, own_fields[name].default)
+            else:
+                known = ", ".join(sorted([*rl_fields, *own_fields]))
+                raise InputError(f"unknown reward_kwargs key {name!r}; known: {known}")
+        s = cls(script_args=RLScriptArguments(**rl_values), **own_values)
+        if s.script_args.verifier not in VERIFIER_KINDS:
             raise InputError(
-                f"reward_kwargs.verifier={s.verifier!r}; choose one of {', '.join(VERIFIER_KINDS)}"
+                f"reward_kwargs.verifier={s.script_args.verifier!r}; choose one of {', '.join(VERIFIER_KINDS)}"
             )
         return s
 
     def reward_config(self) -> RewardConfig:
-        return RewardConfig(
-            self.correct_reward, self.incorrect_reward, self.malformed_reward, self.reward_threshold
-        )
+        return self.script_args.reward_config()
 
     def verifier_key(self) -> tuple:
         """What identifies the verifier in the per-process cache (reward values do not change it)."""
-        if self.verifier == "classifier":
-            return (self.verifier, self.reward_model_path, self.resolved_device(), self.verifier_dtype,
-                    self.verifier_max_length, self.verifier_batch_size)  # fmt: skip
-        if self.verifier == "llm":
-            return (self.verifier, self.judge_model, self.judge_api_url, self.judge_max_concurrency)
-        return (self.verifier,)
+        a = self.script_args
+        if a.verifier == "classifier":
+            return (a.verifier, self.reward_model_path, self.resolved_device(), self.verifier_dtype,
+                    a.verifier_max_length, a.verifier_batch_size)  # fmt: skip
+        if a.verifier == "llm":
+            return (a.verifier, a.judge_model, a.judge_api_url, a.judge_max_concurrency)
+        return (a.verifier,)
 
     def resolved_device(self) -> str:
         if self.verifier_device != "auto":
@@ -222,30 +221,22 @@ def get_verifier(settings: VerlRewardSettings) -> CoalescingVerifier:
 
 
 def _build(s: VerlRewardSettings) -> Verifier:
+    """RL_stage2.py's verifier for these settings (rl_common.make_verifier), on its device."""
+    kind = s.script_args.verifier
     dtype = None
-    if s.verifier == "classifier" and s.verifier_dtype != "auto":
+    if kind == "classifier" and s.verifier_dtype != "auto":
         import torch
 
         dtype = getattr(torch, s.verifier_dtype, None)
         if not isinstance(dtype, torch.dtype):
             raise InputError(f"reward_kwargs.verifier_dtype={s.verifier_dtype!r} is not a torch dtype")
-    if s.verifier == "classifier" and not s.reward_model_path:
+    if kind == "classifier" and not s.reward_model_path:
         raise InputError("reward_kwargs.verifier=classifier needs reward_kwargs.reward_model_path")
-    if s.verifier == "llm" and not s.judge_model:
+    if kind == "llm" and not s.script_args.judge_model:
         raise InputError("reward_kwargs.verifier=llm needs reward_kwargs.judge_model")
-    verifier = build_verifier(
-        s.verifier,
-        s.reward_model_path,
-        judge_model=s.judge_model,
-        api_key=os.environ.get("OPENAI_API_KEY"),
-        api_url=s.judge_api_url,
-        max_concurrency=s.judge_max_concurrency,
-        max_length=s.verifier_max_length,
-        batch_size=s.verifier_batch_size,
-        dtype=dtype,
-    )
+    verifier = make_verifier(s.script_args, s.reward_model_path, dtype=dtype)  # key: OPENAI_API_KEY only
     model = getattr(verifier, "model", None)
-    if s.verifier == "classifier" and model is not None:
+    if kind == "classifier" and model is not None:
         model.to(s.resolved_device())
     return verifier
 

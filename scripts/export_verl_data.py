@@ -19,21 +19,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from huatuo_o1.cli import run_main  # noqa: E402
 
+DATA_FLAGS = ("eval_fraction", "max_eval_samples", "max_prompt_length")  # RL_stage2.py's, same declaration
+
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from huatuo_o1.ppo import RLScriptArguments
+    from huatuo_o1.cli import add_dataclass_args
+    from huatuo_o1.rl_common import RLScriptArguments
     from huatuo_o1.verl_data import DATA_SOURCE
 
     rl = {f.name: f for f in dataclasses.fields(RLScriptArguments)}
-
-    def same_as_rl(flag: str, name: str, type_):
-        f = rl[name]
-        p.add_argument(flag, type=type_, default=f.default, help=f.metadata["help"] + " (as RL_stage2.py)")
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--data_path", required=True, help="Verifiable problems: a local JSON/JSONL file or a hub name."
-    )
+    p.add_argument("--data_path", "--dataset_name", required=True, help=rl["dataset_name"].metadata["help"])
     p.add_argument(
         "--tokenizer", required=True, help="The policy (its tokenizer builds and measures prompts)."
     )
@@ -41,9 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--output_dir", required=True, help="Folder for train.parquet, val.parquet, export_summary.json."
     )
     p.add_argument("--seed", type=int, default=42, help="Split seed (RL_stage2.py's --seed).")
-    same_as_rl("--eval_fraction", "eval_fraction", float)
-    same_as_rl("--max_eval_samples", "max_eval_samples", int)
-    same_as_rl("--max_prompt_length", "max_prompt_length", int)
+    add_dataclass_args(p, RLScriptArguments, exclude=[n for n in rl if n not in DATA_FLAGS])
     p.add_argument("--data_source", default=DATA_SOURCE, help="verl's data_source column (its metrics key).")
     return p.parse_args(argv)
 

@@ -19,8 +19,9 @@ import pytest
 import torch
 
 from huatuo_o1 import verl_reward
+from huatuo_o1.contract import GROUND_TRUTH, OPEN_QUESTION
 from huatuo_o1.io import InputError
-from huatuo_o1.rl_data import ANSWER_FIELD, QUESTION_FIELD, build_rl_data, prompt_ids, prompt_text
+from huatuo_o1.rl_data import build_rl_data, prompt_ids, prompt_text
 from huatuo_o1.verl_data import VERL_COLUMNS
 from huatuo_o1.verl_reward import VerlRewardSettings, compute_score, compute_score_batch
 from tests.helpers import REPO, run_script
@@ -91,11 +92,11 @@ def test_export_writes_verls_columns_with_our_ppo_prompts_and_split(tmp_path, ti
 
 def test_export_filters_like_rl_stage2_and_reruns_identically(tmp_path, tiny_lm_dir):
     records = json.loads(DEMO.read_text())[:12]
-    records[0] = {**records[0], ANSWER_FIELD: ""}  # no answer: dropped
+    records[0] = {**records[0], GROUND_TRUTH: ""}  # no answer: dropped
     records[1] = {
         **records[1],
-        QUESTION_FIELD: records[2][QUESTION_FIELD],
-        ANSWER_FIELD: "other",
+        OPEN_QUESTION: records[2][OPEN_QUESTION],
+        GROUND_TRUTH: "other",
     }  # ambiguous
     data = tmp_path / "problems.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in records))
@@ -178,11 +179,13 @@ def test_compute_score_equals_ppo_reward_exact(tiny_lm_dir):
 def test_compute_score_equals_ppo_reward_classifier(tiny_lm_dir, tiny_verifier_dir):
     from transformers import AutoTokenizer
 
-    from huatuo_o1.rewards import build_verifier
+    from huatuo_o1.rl_common import RLScriptArguments, make_verifier
 
     tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
     kwargs = {"verifier": "classifier", "reward_model_path": str(tiny_verifier_dir), "verifier_device": "cpu"}
-    ppo_verifier = build_verifier("classifier", str(tiny_verifier_dir))
+    ppo_verifier = make_verifier(
+        RLScriptArguments(verifier="classifier"), str(tiny_verifier_dir)
+    )  # as RL_stage2.py
     ppo, verl = _ppo_and_verl_rewards(tok, ppo_verifier, kwargs, _mixed_answers)
     assert verl == pytest.approx(ppo)
     assert 0.0 in verl  # the malformed one
@@ -325,7 +328,7 @@ def test_reward_kwargs_are_checked():
             "reward_router_address": None,
         }
     )
-    assert (s.verifier_batch_size, s.reward_threshold, s.details) == (16, 0.5, True)
+    assert (s.script_args.verifier_batch_size, s.script_args.reward_threshold, s.details) == (16, 0.5, True)
 
 
 def test_verl_loads_the_reward_file_by_path(tmp_path):
