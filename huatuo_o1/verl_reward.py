@@ -31,12 +31,21 @@ verifier is shared by them and their calls are coalesced: while one forward pass
 responses that arrive queue up, and the next pass scores all of them together (in slices of
 `verifier_batch_size`). `compute_score_batch` scores its whole batch in one call.
 
-GPU placement: the verifier runs inside verl's reward workers (`reward.num_workers` Ray actors,
-spread over the nodes). verl 0.9.1 starts them without a GPU, and Ray hides the GPUs from such
-actors, so `verifier_device=auto` puts the classifier on the CPU, one copy per worker (about 6 GB of
-host memory each for a 3B verifier in bf16). A worker that does see a GPU (e.g. one started with
-GPUs in a custom reward-loop setup) puts it on `cuda` (device 0 of what it sees); `verifier_device`
-picks one explicitly. The LLM judge and exact match need no GPU.
+GPU placement, two ways:
+- Served (the recipes' default): with verl's reward model enabled (`reward.reward_model.enable=True`,
+  `reward.reward_model.model_path=<the verifier>`, `rollout.name=vllm`), verl serves the classifier
+  with vLLM on the GPUs (colocated with the actor and woken up only while rewards are computed, or
+  on its own nodes with `enable_resource_pool`) and passes `reward_router_address` to every call.
+  The classifier is then `ServedClassifierVerifier`: this process holds only the verifier's
+  tokenizer and config, builds the exact input ids RL_stage2.py's classifier reads, and sends each
+  pass's inputs in one request to vLLM's `/classify` route.
+- In the reward workers: without a reward model, the classifier is loaded inside verl's reward
+  workers (`reward.num_workers` Ray actors, spread over the nodes). verl 0.9.1 starts them without
+  a GPU and Ray hides the GPUs from such actors, so `verifier_device=auto` puts it on the CPU, one
+  copy per worker (about 6 GB of host memory each for a 3B verifier in bf16): fine for small
+  verifiers and tests, slow for a 3B one at 1,300-token responses. A worker that does see a GPU uses
+  `cuda`; `verifier_device` picks a device explicitly.
+The LLM judge and exact match need no GPU.
 
 Loaded by path, as verl does it (its own module name, not registered in sys.modules): the file puts
 the repository root on sys.path for the `huatuo_o1` imports, and it has no
@@ -56,7 +65,13 @@ if __name__ != "huatuo_o1.verl_reward":  # loaded by file path (verl's custom_re
         sys.path.insert(0, _root)
 
 from huatuo_o1.io import InputError  # noqa: E402
-from huatuo_o1.rewards import VERIFIER_KINDS, RewardConfig, Verifier, score_responses  # noqa: E402
+from huatuo_o1.rewards import (  # noqa: E402
+    VERIFIER_KINDS,
+    ClassifierVerifier,
+    RewardConfig,
+    Verifier,
+    score_responses,
+)
 from huatuo_o1.rl_common import RLScriptArguments, make_verifier  # noqa: E402
 
 # RL_stage2.py's flags that are reward_kwargs here, under the same names and defaults (the data
@@ -69,8 +84,11 @@ RL_REWARD_FLAGS = tuple(f.name for f in fields(RewardConfig)) + (
     "verifier_max_length",
     "verifier_batch_size",
 )
-# Keyword arguments verl itself adds to a call (naive manager with a reward model enabled); ignored.
-_VERL_EXTRA_KWARGS = ("reward_router_address", "reward_model_tokenizer")
+# Keyword arguments verl itself adds to a call when its reward model is enabled: the router in front
+# of the served reward model (used: the classifier is then scored there), and its tokenizer (not
+# used: the verifier's own is loaded from reward_model_path).
+ROUTER_KWARG = "reward_router_address"
+_VERL_EXTRA_KWARGS = (ROUTER_KWARG, "reward_model_tokenizer")
 
 
 @dataclass
@@ -83,6 +101,7 @@ class VerlRewardSettings:
     verifier_device: str = "auto"
     verifier_dtype: str = "auto"
     details: bool = False
+    router_address: str | None = None  # set by verl (reward_router_address), not a reward_kwarg
 
     @classmethod
     def from_kwargs(cls, kwargs: dict) -> "VerlRewardSettings":
@@ -93,7 +112,7 @@ class VerlRewardSettings:
                 "set OPENAI_API_KEY in the environment of every node instead"
             )
         rl_fields = {f.name: f for f in fields(RLScriptArguments) if f.name in RL_REWARD_FLAGS}
-        own_fields = {f.name: f for f in fields(cls) if f.name != "script_args"}
+        own_fields = {f.name: f for f in fields(cls) if f.name not in ("script_args", "router_address")}
         rl_values, own_values = {}, {}
         for name, value in kwargs.items():
             if name in _VERL_EXTRA_KWARGS:
@@ -105,7 +124,8 @@ class VerlRewardSettings:
             else:
                 known = ", ".join(sorted([*rl_fields, *own_fields]))
                 raise InputError(f"unknown reward_kwargs key {name!r}; known: {known}")
-        s = cls(script_args=RLScriptArguments(**rl_values), **own_values)
+        router = kwargs.get(ROUTER_KWARG) or None
+        s = cls(script_args=RLScriptArguments(**rl_values), router_address=router, **own_values)
         if s.script_args.verifier not in VERIFIER_KINDS:
             raise InputError(
                 f"reward_kwargs.verifier={s.script_args.verifier!r}; choose one of {', '.join(VERIFIER_KINDS)}"
@@ -118,6 +138,8 @@ class VerlRewardSettings:
     def verifier_key(self) -> tuple:
         """What identifies the verifier in the per-process cache (reward values do not change it)."""
         a = self.script_args
+        if a.verifier == "classifier" and self.router_address:
+            return ("served", self.router_address, self.reward_model_path, a.verifier_max_length)
         if a.verifier == "classifier":
             return (a.verifier, self.reward_model_path, self.resolved_device(), self.verifier_dtype,
                     a.verifier_max_length, a.verifier_batch_size)  # fmt: skip
@@ -147,6 +169,73 @@ def _typed(name: str, value, default):
         return type(default)(value)
     except (TypeError, ValueError):
         raise InputError(f"reward_kwargs.{name}={value!r} is not a {type(default).__name__}") from None
+
+
+class ServedClassifierVerifier(ClassifierVerifier):
+    """The verifier classifier served by vLLM in verl's reward-model pool, asked over HTTP.
+
+    Used when verl passes `reward_router_address` (its `reward.reward_model.enable=True` with the
+    verifier as `reward.reward_model.model_path`): the classifier then runs on GPUs. This process
+    keeps only the verifier's tokenizer and config; it builds exactly the token ids the in-process
+    classifier reads (ClassifierVerifier.encode: the released template, no added special tokens,
+    cut inside the answer), ends each at the token the in-process classifier takes its decision
+    from (the last one that is not the pad: a trailing eos is dropped when the pad is the eos, as
+    with Llama-3 verifiers), and posts them in one request to the router's vLLM `/classify`
+    endpoint (token-id input, softmax probabilities; label 1 = True). vLLM classifies at the
+    last token of each input, so it reads the same position with the same prefix.
+    """
+
+    def __init__(self, tokenizer, config, router_address: str, model_name: str,
+                 max_length: int = 4000, timeout: float = 600.0, attempts: int = 3):  # fmt: skip
+        from types import SimpleNamespace
+
+        super().__init__(SimpleNamespace(config=config), tokenizer, max_length=max_length)
+        self.model = None  # the weights live in the vLLM server
+        self.pad_id = config.pad_token_id
+        self.url = f"http://{router_address}/classify"
+        self.model_name = model_name
+        self.timeout = timeout
+        self.attempts = attempts
+
+    @classmethod
+    def from_pretrained(cls, path: str, router_address: str, **kwargs) -> "ServedClassifierVerifier":
+        from transformers import AutoConfig, AutoTokenizer
+
+        return cls(AutoTokenizer.from_pretrained(path), AutoConfig.from_pretrained(path), router_address,
+                   path, **kwargs)  # fmt: skip
+
+    def read_ids(self, answers: Sequence[str], references: Sequence[str]) -> list[list[int]]:
+        """Each input up to the token the in-process classifier reads (its last non-pad token)."""
+        out = []
+        for ids in self.encode(answers, references):
+            end = len(ids)
+            while end > 1 and ids[end - 1] == self.pad_id:
+                end -= 1
+            out.append(ids[:end])
+        return out
+
+    def probabilities(self, answers: Sequence[str], references: Sequence[str]) -> list[float]:
+        import time
+
+        import httpx
+
+        ids = self.read_ids(answers, references)
+        if not ids:
+            return []
+        body = {"model": self.model_name, "input": ids}
+        for attempt in range(self.attempts):
+            try:
+                reply = httpx.post(self.url, json=body, timeout=self.timeout)
+                reply.raise_for_status()
+                data = sorted(reply.json()["data"], key=lambda d: d["index"])
+                return [float(d["probs"][1]) for d in data]
+            except (httpx.TransportError, httpx.HTTPStatusError) as e:
+                if attempt + 1 == self.attempts or (
+                    isinstance(e, httpx.HTTPStatusError) and e.response.status_code < 500
+                ):
+                    raise RuntimeError(f"the served verifier at {self.url} failed: {e}") from None
+                time.sleep(2**attempt)
+        raise AssertionError("unreachable")
 
 
 class _Job:
@@ -234,6 +323,10 @@ def _build(s: VerlRewardSettings) -> Verifier:
         raise InputError("reward_kwargs.verifier=classifier needs reward_kwargs.reward_model_path")
     if kind == "llm" and not s.script_args.judge_model:
         raise InputError("reward_kwargs.verifier=llm needs reward_kwargs.judge_model")
+    if kind == "classifier" and s.router_address:
+        return ServedClassifierVerifier.from_pretrained(
+            s.reward_model_path, s.router_address, max_length=s.script_args.verifier_max_length
+        )
     verifier = make_verifier(s.script_args, s.reward_model_path, dtype=dtype)  # key: OPENAI_API_KEY only
     model = getattr(verifier, "model", None)
     if kind == "classifier" and model is not None:

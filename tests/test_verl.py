@@ -21,6 +21,7 @@ import torch
 from huatuo_o1 import verl_reward
 from huatuo_o1.contract import GROUND_TRUTH, OPEN_QUESTION
 from huatuo_o1.io import InputError
+from huatuo_o1.rewards import score_responses
 from huatuo_o1.rl_data import build_rl_data, prompt_ids, prompt_text
 from huatuo_o1.verl_data import VERL_COLUMNS
 from huatuo_o1.verl_reward import VerlRewardSettings, compute_score, compute_score_batch
@@ -377,19 +378,137 @@ def test_recipes_are_valid_shell_and_carry_the_papers_settings():
         'trainer.nnodes="$NNODES"',
     ):
         assert setting in args, setting
+
     # what the launchers run, with the variables filled in (no verl needed: python is replaced)
-    fake = REPO / "recipes" / "verl"
-    r = subprocess.run(
-        ["bash", "-c", f'python() {{ printf "%s\\n" "$@"; }}; source {fake}/run_ppo_1node.sh x=1'],
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "GPUS_PER_NODE": "4"},
-    )
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.splitlines()
+    def launched(**env):
+        r = subprocess.run(
+            ["bash", "-c", f'python() {{ printf "%s\\n" "$@"; }}; source {recipes}/run_ppo_1node.sh x=1'],
+            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "GPUS_PER_NODE": "4", **env},
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        return r.stdout.splitlines()
+
+    lines = launched()
     assert lines[:2] == ["-m", "verl.trainer.main_ppo"] and lines[-1] == "x=1"
     assert "trainer.nnodes=1" in lines and "trainer.n_gpus_per_node=4" in lines
     assert f"reward.custom_reward_function.path={REPO}/huatuo_o1/verl_reward.py" in lines
+    # the classifier served on the GPUs by default, the same model as the reward function's
+    assert "reward.reward_model.enable=True" in lines
+    verifier = "reward.reward_model.model_path=FreedomIntelligence/medical_o1_verifier_3B"
+    assert verifier in lines
+    assert "+reward.custom_reward_function.reward_kwargs.reward_model_path=" + verifier.split("=")[1] in lines
+    assert not any(x.startswith("reward.reward_model") for x in launched(VERIFIER_ON_GPU="False"))
+    assert not any(x.startswith("reward.reward_model") for x in launched(VERIFIER_KIND="exact"))
+
+
+# ---------------------------------------------------------------------------------------------
+# the classifier on GPUs: served by vLLM in verl's reward-model pool, asked at its /classify route
+
+
+class _FakeVLLMClassify:
+    """A loopback stand-in for vLLM's /classify route: runs the tiny classifier on each token-id
+    input and pools the LAST token, as vLLM does for sequence classifiers (not HF's last-non-pad)."""
+
+    def __init__(self, model_dir):
+        from transformers import AutoModelForSequenceClassification
+
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
+        self.requests = []
+
+    def __enter__(self):
+        import http.server
+        import json as json_
+
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json_.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append((self.path, body))
+                data = []
+                for i, ids in enumerate(body["input"]):
+                    with torch.no_grad():
+                        hidden = fake.model.model(input_ids=torch.tensor([ids])).last_hidden_state[:, -1]
+                        probs = torch.softmax(fake.model.score(hidden).float(), -1)[0].tolist()
+                    data.append(
+                        {"index": i, "label": str(int(probs[1] > probs[0])), "probs": probs, "num_classes": 2}
+                    )
+                out = json_.dumps(
+                    {"object": "list", "data": data[::-1]}
+                ).encode()  # order by index, not position
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _verifier_with_pad_as_eos(src, dst):
+    """A copy of the tiny verifier whose tokenizer and config have no pad and no unk: its pad
+    becomes the eos (as for Llama-3 verifiers), so the in-process classifier reads the token
+    before the final eos."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    shutil.copytree(src, dst)
+    tok = AutoTokenizer.from_pretrained(src)
+    tok.pad_token, tok.unk_token = None, None
+    tok.save_pretrained(dst)
+    cfg = AutoConfig.from_pretrained(src)
+    cfg.pad_token_id = None
+    cfg.save_pretrained(dst)
+    return dst
+
+
+@pytest.mark.parametrize("pad_is_eos", [False, True])
+def test_served_classifier_equals_in_process_classifier(tmp_path, tiny_verifier_dir, pad_is_eos):
+    from huatuo_o1.rl_common import RLScriptArguments, make_verifier
+
+    vdir = str(
+        _verifier_with_pad_as_eos(tiny_verifier_dir, tmp_path / "v") if pad_is_eos else tiny_verifier_dir
+    )
+    local = make_verifier(RLScriptArguments(verifier="classifier", verifier_max_length=120), vdir)
+    assert (local.tokenizer.pad_token_id == local.tokenizer.eos_token_id) is pad_is_eos
+    responses = [WELL.format("Aspirin"), "malformed", WELL.format("pneumonia " * 80), WELL.format("Heparin")]
+    refs = ["Aspirin", "Aspirin", "Community-acquired pneumonia", "Warfarin"]
+    kwargs = {"reward_model_path": vdir, "verifier_max_length": 120}
+    with _FakeVLLMClassify(vdir) as server:
+        served = compute_score_batch(["s"] * 4, responses, refs, [{}] * 4, details=True,
+                                     reward_router_address=server.address, **kwargs)  # fmt: skip
+        one = compute_score("s", responses[0], refs[0], reward_router_address=server.address, **kwargs)
+    expected = score_responses(responses, refs, local)
+    assert [d["p_true"] for d in served] == pytest.approx(expected.probabilities, abs=1e-5)
+    assert [d["score"] for d in served] == expected.rewards and one == expected.rewards[0]
+    path, body = server.requests[0]
+    assert path == "/classify" and body["model"] == vdir and len(body["input"]) == 4  # one request per pass
+    assert all(len(ids) <= 120 for ids in body["input"])
+    ends_with_eos = [ids[-1] == local.tokenizer.eos_token_id for ids in body["input"]]
+    assert ends_with_eos == [not pad_is_eos] * 4  # the token the in-process classifier reads is last
+
+
+def test_served_classifier_failure_is_one_clear_error(tiny_verifier_dir):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    verifier = verl_reward.ServedClassifierVerifier.from_pretrained(
+        str(tiny_verifier_dir), address, attempts=1
+    )
+    with pytest.raises(RuntimeError, match="the served verifier at http://127.0.0.1:.*/classify failed"):
+        verifier.probabilities(["a"], ["b"])
 
 
 # ---------------------------------------------------------------------------------------------

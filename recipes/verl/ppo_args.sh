@@ -8,6 +8,8 @@ POLICY=${POLICY:-FreedomIntelligence/HuatuoGPT-o1-8B}               # the SFT mo
 VALUE_MODEL=${VALUE_MODEL:-$POLICY}                                   # critic init; must share the policy's tokenizer
 VERIFIER=${VERIFIER:-FreedomIntelligence/medical_o1_verifier_3B}      # 2-label classifier (verifier=classifier)
 VERIFIER_KIND=${VERIFIER_KIND:-classifier}                            # classifier | llm | exact
+VERIFIER_ON_GPU=${VERIFIER_ON_GPU:-True}                              # classifier served by vLLM on the GPUs (False: CPU in the reward workers)
+VERIFIER_TP=${VERIFIER_TP:-1}                                         # its tensor parallel size
 DATA_DIR=${DATA_DIR:-$REPO/data/verl}                                 # scripts/export_verl_data.py --output_dir
 MAX_PROMPT_LENGTH=${MAX_PROMPT_LENGTH:-1024}                          # >= export_summary.json's longest_prompt_tokens
 ROLLOUT_TP=${ROLLOUT_TP:-2}                                           # vLLM tensor parallel size (8 for a 70B)
@@ -85,3 +87,17 @@ PPO_ARGS=(
   trainer.nnodes="$NNODES"
   trainer.n_gpus_per_node="$GPUS_PER_NODE"
 )
+
+# The classifier on GPUs: verl serves reward.reward_model.model_path with vLLM (colocated with the
+# actor, woken up only while rewards are computed) and passes its router's address to our
+# compute_score, which sends it the verifier's exact input ids (huatuo_o1/verl_reward.py).
+if [ "$VERIFIER_KIND" = classifier ] && [ "$VERIFIER_ON_GPU" = True ]; then
+  PPO_ARGS+=(
+    reward.reward_model.enable=True
+    reward.reward_model.model_path="$VERIFIER"
+    reward.reward_model.rollout.name=vllm
+    reward.reward_model.rollout.tensor_model_parallel_size="$VERIFIER_TP"
+    reward.reward_model.rollout.gpu_memory_utilization=0.3
+    reward.reward_model.rollout.max_model_len=4096             # the verifier reads at most 4,000 tokens
+  )
+fi
