@@ -17,9 +17,12 @@ onto it and adds what the paper's recipe needs:
   seen in the current epoch (data order is fixed by `--seed`), so training continues exactly where
   it stopped. The final model goes to `<output_dir>/<experiment_name>`.
 - A rerun resumes by default (the project's rule for interrupted runs), but only a run of the same
-  `--model_path`, `--data_path` and `--data_config`: they are written to `run_args.json` in the
-  run folder when the run starts and copied into every checkpoint; a mismatch is a one-line
-  error (exit 2) suggesting `--resume False` or another `--experiment_name`.
+  `--model_path`, `--data_path` and result-changing flags (`RESULT_FLAGS`: learning rate, sequence
+  length, packing, batch sizes, epochs, seed ...): they are written to `run_args.json` in the run
+  folder when the run starts and copied into every checkpoint; a mismatch is a one-line error
+  (exit 2) naming the differing flags and suggesting `--resume False` or another
+  `--experiment_name`. A torn newest checkpoint is skipped for the newest intact one
+  (huatuo_o1.checkpoints).
 """
 
 from __future__ import annotations
@@ -160,10 +163,20 @@ def parse_args(argv: list[str] | None = None) -> SFTArguments:
     return args
 
 
+# Flags that change the trained model: a checkpoint is resumed only by a run with the same values.
+# (Logging, saving, --resume, --gradient_checkpointing and --attn_implementation change how, not what.)
+RESULT_FLAGS = (
+    "data_config", "max_seq_len", "packing", "train_bsz_per_gpu", "gradient_accumulation_steps",
+    "learning_rate", "weight_decay", "warmup_rates", "n_epochs", "max_steps", "max_grad_norm", "seed", "bf16",
+)  # fmt: skip
+
+
 def sft_identity(args: SFTArguments) -> dict:
-    """What a checkpoint must have been trained from to be resumed by this run."""
+    """What a checkpoint must have been trained from to be resumed by this run: model, data and the
+    result-changing flags."""
     return run_identity(
-        {"model_path": args.model_path, "data_path": args.data_path}, {"data_config": args.data_config}
+        {"model_path": args.model_path, "data_path": args.data_path},
+        {name: getattr(args, name) for name in RESULT_FLAGS},
     )
 
 

@@ -291,7 +291,7 @@ def test_resume_refuses_a_checkpoint_of_another_model_or_data(tiny_lm_dir, tmp_p
     ckpt.mkdir(parents=True)
     (ckpt / "trainer_state.json").write_text("{}")
     # the newest checkpoint was trained on other data: refused before any model is loaded
-    write_json(ckpt / "run_args.json", sft_identity(parse_args([*argv[:2], "--data_path", str(other)])))
+    write_json(ckpt / "run_args.json", sft_identity(parse_args([*argv, "--data_path", str(other)])))
     with pytest.raises(SystemExit) as e:
         run_main(lambda: main(argv))
     assert e.value.code == 2
