@@ -18,6 +18,7 @@ One concern per module (the data formats they exchange: docs/data_formats.md):
   rl_data, rewards   stage 4: RL prompts mapped to their answers; the verifier reward
   rl_common     stage 4: what PPO, GRPO and verifier training share (flags, model/data loading, pad token)
   ppo, grpo, verifier_train   stage 4: PPO on trl's PPOTrainer, GRPO, verifier training
+  verl_data, verl_reward   stage 4 past one node: our RL data as verl's parquet, our reward as verl's function
   eval_run, eval_backends, eval_scoring, serving   evaluation and SGLang serving
   eval_original, eval_data, eval_chart   the original's scoring re-stated, the paper's eval file, the chart
   models        the embedded default model (SmolLM2-135M-Instruct from GGUF)

@@ -1,0 +1,163 @@
+"""verl's RL data: our verifiable problems written as the parquet files verl's PPO trainer reads.
+
+verl (0.9.1) reads `data.train_files` / `data.val_files` with its `RLHFDataset`: one row per prompt,
+the chat messages in the `prompt` column (`data.prompt_key`), which verl's rollout turns into token
+ids with the policy tokenizer's chat template and the generation prompt. Its reward workers hand
+`data_source`, `reward_model["ground_truth"]` and `extra_info` to the custom reward function
+(huatuo_o1.verl_reward).
+
+What this module does:
+
+1. Build the RL data exactly as RL_stage2.py does (rl_common.load_tokenizer_and_data, i.e.
+   rl_data.build_rl_data with the policy tokenizer): same loader (contract: local JSON/JSONL or hub
+   name[:config]), same dropping of rows without question or answer, of ambiguous prompts and (with
+   `max_prompt_length`) of over-long prompts, and the same seeded split (10%, at most 200 held out).
+2. Write each row in verl's shape: `data_source`, `prompt` (one user turn holding the question: the
+   chat template then gives verl the very token ids our PPO trains on; tested), `ability`,
+   `reward_model` {`style`, `ground_truth`}, `extra_info` {`index`, `split`, `question`}.
+3. `train.parquet` and `val.parquet` are written with an explicit schema (so an empty split still
+   has verl's columns) to a temporary file and renamed: a killed export leaves the old file or the
+   new one, never half of one; a rerun writes the same bytes again.
+
+`index` is the row's position in its split (the order RL_stage2.py trains in before its own
+shuffle); `question` repeats the open-ended question so logs and rollout dumps can name the problem.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DATA_SOURCE = "huatuo_o1/medical_verifiable_problems"
+ABILITY = "medical"
+REWARD_STYLE = "rule"  # metadata only: verl does not read it; the reward is our custom function
+SPLIT_FILES = {"train": "train.parquet", "val": "val.parquet"}
+VERL_COLUMNS = ("data_source", "prompt", "ability", "reward_model", "extra_info")
+SUMMARY_FILE = "export_summary.json"
+
+
+def user_turn(question: str) -> list[dict]:
+    """The chat messages of one RL prompt: a single user turn holding the question."""
+    return [{"role": "user", "content": question}]
+
+
+def verl_row(question: str, reference: str, index: int, split: str, data_source: str = DATA_SOURCE) -> dict:
+    """One row of verl's RL parquet for one verifiable problem."""
+    return {
+        "data_source": data_source,
+        "prompt": user_turn(question),
+        "ability": ABILITY,
+        "reward_model": {"style": REWARD_STYLE, "ground_truth": reference},
+        "extra_info": {"index": index, "split": split, "question": question},
+    }
+
+
+def _schema():
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("data_source", pa.string()),
+            ("prompt", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+            ("ability", pa.string()),
+            ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
+            (
+                "extra_info",
+                pa.struct([("index", pa.int64()), ("split", pa.string()), ("question", pa.string())]),
+            ),
+        ]
+    )
+
+
+def write_parquet(rows: list[dict], path: str | Path) -> None:
+    """Write rows with verl's columns to `path` atomically (temporary file in the same folder, then rename)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    table = pa.Table.from_pylist(rows, schema=_schema())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class ExportSummary:
+    """What an export wrote and dropped (also saved as export_summary.json beside the parquet files)."""
+
+    train: int
+    val: int
+    dropped_missing: int
+    dropped_ambiguous: int
+    longest_prompt_tokens: int
+    data_path: str
+    tokenizer: str
+    seed: int
+    train_file: str
+    val_file: str
+
+    def lines(self) -> list[str]:
+        return [
+            f"train: {self.train} rows -> {self.train_file}",
+            f"val: {self.val} rows -> {self.val_file}",
+            f"dropped: {self.dropped_missing} without question/answer, "
+            f"{self.dropped_ambiguous} ambiguous (same prompt, other answer)",
+            f"longest prompt: {self.longest_prompt_tokens} policy tokens "
+            "(set verl's data.max_prompt_length at least this high)",
+        ]
+
+
+def export_verl_data(
+    data_path: str,
+    tokenizer_path: str,
+    output_dir: str | Path,
+    seed: int = 42,
+    eval_fraction: float = 0.1,
+    max_eval_samples: int = 200,
+    max_prompt_length: int | None = None,
+    data_source: str = DATA_SOURCE,
+) -> ExportSummary:
+    """Build the RL data as RL_stage2.py does and write verl's train.parquet and val.parquet."""
+    from huatuo_o1.io import atomic_write_json
+    from huatuo_o1.rl_common import RLScriptArguments, load_tokenizer_and_data
+
+    rl_args = RLScriptArguments(
+        dataset_name=data_path,
+        eval_fraction=eval_fraction,
+        max_eval_samples=max_eval_samples,
+        max_prompt_length=max_prompt_length,
+    )
+    _, data = load_tokenizer_and_data(tokenizer_path, rl_args, seed)
+    out = Path(output_dir)
+    paths = {}
+    for split, rows in (("train", data.train), ("val", data.eval)):
+        records = [verl_row(r["question"], r["reference"], i, split, data_source) for i, r in enumerate(rows)]
+        paths[split] = out / SPLIT_FILES[split]
+        write_parquet(records, paths[split])
+    if not data.eval:
+        log.warning("the validation split is empty (too few rows): verl needs val rows to validate")
+    summary = ExportSummary(
+        train=len(data.train),
+        val=len(data.eval),
+        dropped_missing=data.dropped_missing,
+        dropped_ambiguous=data.dropped_ambiguous,
+        longest_prompt_tokens=max(len(r["input_ids"]) for r in data.train + data.eval),
+        data_path=data_path,
+        tokenizer=tokenizer_path,
+        seed=seed,
+        train_file=str(paths["train"]),
+        val_file=str(paths["val"]),
+    )
+    atomic_write_json(out / SUMMARY_FILE, asdict(summary))
+    return summary

@@ -1,0 +1,103 @@
+# The paper's PPO settings (RL_stage2.py's README command) as verl 0.9.1 overrides, sourced by
+# run_ppo_1node.sh and run_ppo_multinode.sh, which set NNODES and GPUS_PER_NODE first.
+# Every name below is a key of verl 0.9.1's ppo_trainer.yaml; override any of the variables
+# from the environment. README.md, "Past one node: verl", explains each translation.
+
+REPO=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+POLICY=${POLICY:-FreedomIntelligence/HuatuoGPT-o1-8B}               # the SFT model (stage 3)
+VALUE_MODEL=${VALUE_MODEL:-$POLICY}                                   # critic init; must share the policy's tokenizer
+VERIFIER=${VERIFIER:-FreedomIntelligence/medical_o1_verifier_3B}      # 2-label classifier (verifier=classifier)
+VERIFIER_KIND=${VERIFIER_KIND:-classifier}                            # classifier | llm | exact
+VERIFIER_ON_GPU=${VERIFIER_ON_GPU:-True}                              # classifier served by vLLM on the GPUs (False: CPU in the reward workers)
+VERIFIER_TP=${VERIFIER_TP:-1}                                         # its tensor parallel size
+DATA_DIR=${DATA_DIR:-$REPO/data/verl}                                 # scripts/export_verl_data.py --output_dir
+MAX_PROMPT_LENGTH=${MAX_PROMPT_LENGTH:-1024}                          # >= export_summary.json's longest_prompt_tokens
+ROLLOUT_TP=${ROLLOUT_TP:-2}                                           # vLLM tensor parallel size (8 for a 70B)
+TRAIN_BATCH=${TRAIN_BATCH:-128}                                       # 8 GPUs x per_device 1 x grad_acc 16
+TOTAL_STEPS=${TOTAL_STEPS:-156}                                       # --total_episodes 20000 / 128
+MICRO_BATCH=${MICRO_BATCH:-1}                                         # per GPU, for training and log-prob passes
+REWARD_WORKERS=${REWARD_WORKERS:-8}                                   # reward worker processes (each loads the verifier once)
+OFFLOAD=${OFFLOAD:-False}                                             # FSDP parameter/optimizer offload (70B: True)
+PROJECT=${PROJECT:-huatuo_o1}
+RUN_NAME=${RUN_NAME:-ppo_medical_o1_verl}
+CKPT_DIR=${CKPT_DIR:-$REPO/ckpts/$RUN_NAME}
+
+PPO_ARGS=(
+  algorithm.adv_estimator=gae
+  algorithm.gamma=1.0
+  algorithm.lam=0.95
+  algorithm.use_kl_in_reward=True
+  algorithm.kl_penalty=kl
+  algorithm.kl_ctrl.type=fixed
+  algorithm.kl_ctrl.kl_coef=0.03
+  data.train_files="$DATA_DIR/train.parquet"
+  data.val_files="$DATA_DIR/val.parquet"
+  data.prompt_key=prompt
+  data.train_batch_size="$TRAIN_BATCH"
+  data.max_prompt_length="$MAX_PROMPT_LENGTH"
+  data.max_response_length=1300
+  data.filter_overlong_prompts=True
+  data.truncation=error
+  actor_rollout_ref.model.path="$POLICY"
+  actor_rollout_ref.model.enable_gradient_checkpointing=True
+  actor_rollout_ref.model.use_remove_padding=True
+  actor_rollout_ref.actor.optim.lr=5e-7
+  actor_rollout_ref.actor.optim.lr_warmup_steps_ratio=0.05
+  actor_rollout_ref.actor.ppo_epochs=3
+  actor_rollout_ref.actor.ppo_mini_batch_size="$TRAIN_BATCH"
+  actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu="$MICRO_BATCH"
+  actor_rollout_ref.actor.clip_ratio=0.2
+  actor_rollout_ref.actor.use_kl_loss=False
+  actor_rollout_ref.actor.entropy_coeff=0
+  actor_rollout_ref.actor.fsdp_config.param_offload="$OFFLOAD"
+  actor_rollout_ref.actor.fsdp_config.optimizer_offload="$OFFLOAD"
+  actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu="$MICRO_BATCH"
+  actor_rollout_ref.ref.fsdp_config.param_offload="$OFFLOAD"
+  actor_rollout_ref.rollout.name=vllm
+  actor_rollout_ref.rollout.temperature=0.5
+  actor_rollout_ref.rollout.n=1
+  actor_rollout_ref.rollout.tensor_model_parallel_size="$ROLLOUT_TP"
+  actor_rollout_ref.rollout.gpu_memory_utilization=0.5
+  actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu="$MICRO_BATCH"
+  critic.model.path="$VALUE_MODEL"
+  critic.model.enable_gradient_checkpointing=True
+  critic.model.use_remove_padding=True
+  critic.optim.lr=5e-7
+  critic.optim.lr_warmup_steps_ratio=0.05
+  critic.ppo_micro_batch_size_per_gpu="$MICRO_BATCH"
+  critic.cliprange_value=0.2
+  critic.fsdp.param_offload="$OFFLOAD"
+  critic.fsdp.optimizer_offload="$OFFLOAD"
+  reward.num_workers="$REWARD_WORKERS"
+  reward.reward_manager.name=naive
+  reward.custom_reward_function.path="$REPO/huatuo_o1/verl_reward.py"
+  reward.custom_reward_function.name=compute_score
+  +reward.custom_reward_function.reward_kwargs.verifier="$VERIFIER_KIND"
+  +reward.custom_reward_function.reward_kwargs.reward_model_path="$VERIFIER"
+  +reward.custom_reward_function.reward_kwargs.reward_threshold=0.4
+  trainer.project_name="$PROJECT"
+  trainer.experiment_name="$RUN_NAME"
+  trainer.logger='["console","wandb"]'
+  trainer.default_local_dir="$CKPT_DIR"
+  trainer.resume_mode=auto
+  trainer.total_training_steps="$TOTAL_STEPS"
+  trainer.save_freq=20
+  trainer.test_freq=20
+  trainer.val_before_train=True
+  trainer.nnodes="$NNODES"
+  trainer.n_gpus_per_node="$GPUS_PER_NODE"
+)
+
+# The classifier on GPUs: verl serves reward.reward_model.model_path with vLLM (colocated with the
+# actor, woken up only while rewards are computed) and passes its router's address to our
+# compute_score, which sends it the verifier's exact input ids (huatuo_o1/verl_reward.py).
+if [ "$VERIFIER_KIND" = classifier ] && [ "$VERIFIER_ON_GPU" = True ]; then
+  PPO_ARGS+=(
+    reward.reward_model.enable=True
+    reward.reward_model.model_path="$VERIFIER"
+    reward.reward_model.rollout.name=vllm
+    reward.reward_model.rollout.tensor_model_parallel_size="$VERIFIER_TP"
+    reward.reward_model.rollout.gpu_memory_utilization=0.3
+    reward.reward_model.rollout.max_model_len=4096             # the verifier reads at most 4,000 tokens
+  )
+fi
