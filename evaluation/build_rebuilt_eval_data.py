@@ -8,7 +8,7 @@ MMLU-Pro categories, GPQA options in another order), so its numbers are not comp
 paper's Table 1; eval.py says so when it scores it. For the paper's file run
 `python evaluation/get_eval_data.py`. Use this one for benchmarks or splits the paper's file lacks.
 
-Never run in CI or tests (it downloads). Writes CONTRACTS §6: {source: [{question, options,
+Never run in CI or tests (it downloads). Writes docs/data_formats.md §6: {source: [{question, options,
 answer_idx, answer}]}, options as {"A": text, ...}. Sources, named as in HuatuoGPT-o1's file:
   MedQA_USMLE_test      GBaker/MedQA-USMLE-4-options, test (4 options)
   MedMCQA_validation    openlifescienceai/medmcqa, validation (opa..opd, cop = 0..3)

@@ -15,7 +15,7 @@ The steps, in the paper's order, cheap ones first (each drop keeps its step and 
   5. The LLM rewrites the question as JSON {"Open-ended Verifiable Question", "Ground-True Answer"}.
   A reply that does not parse is asked again (up to `max_tries` per step); one that never parses
   marks the item `failed` with the raw replies kept for inspection. Every item ends with a
-  `status`: kept, filtered or failed (CONTRACTS §2).
+  `status`: kept, filtered or failed (docs/data_formats.md §2).
 
 Steps 1-2 are recomputed on every run (they cost nothing), so a rerun with other settings applies
 them to every item; their drops are not stored per item. Items get `process_id` = their 1-based
@@ -73,7 +73,7 @@ STAGE_FIELDS += ("drop_step", "drop_reason", "difficulty")
 
 
 def load_mcq_items(path: str | Path) -> list[dict]:
-    """Read and validate CONTRACTS §1 input; number the items by position (`process_id`)."""
+    """Read and validate docs/data_formats.md §1 input; number the items by position (`process_id`)."""
     items = load_records(path, what="input")
     for i, item in enumerate(items, 1):
         where = f"{path}: item {i}"
@@ -162,7 +162,7 @@ async def process_item(
 def _fresh_record(item: dict) -> dict:
     """The input item without fields this stage writes: an input that already carries an open-ended
     question (e.g. data/demo_data.json, or a rerun on a stage-1 output) must not keep it when the item
-    is filtered or fails, since downstream stages search every item that has one (CONTRACTS §2)."""
+    is filtered or fails, since downstream stages search every item that has one (docs/data_formats.md §2)."""
     record = dict(item)
     for key in STAGE_FIELDS:
         record.pop(key, None)

@@ -8,7 +8,7 @@ generate (`generate`: backend choice), score (`collect_records`), write the file
 (llm.resolve_api_key: the flag, then OPENAI_API_KEY).
 
 Steps:
-  1. Read the eval file (CONTRACTS §6: source -> items, or a plain list = source `normal`) and
+  1. Read the eval file (docs/data_formats.md §6: source -> items, or a plain list = source `normal`) and
      check every item (question a string, options, answer_idx among the options) before any
      request. The file's git blob id is recorded; when it is not the paper's file a line says so.
   2. Build each prompt (prompts.eval_prompt, chat template applied locally, see eval_backends).
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval_file",
         type=str,
         required=True,
-        help="Eval file: {source: [items]} or a list of items (CONTRACTS §6).",
+        help="Eval file: {source: [items]} or a list of items (docs/data_formats.md §6).",
     )
     o.add_argument("--max_new_tokens", type=int, default=2000, help="Tokens generated per answer.")
     o.add_argument(

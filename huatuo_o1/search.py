@@ -1,6 +1,6 @@
 """Stage 2: verifier-guided search for complex reasoning paths (verifiable problem -> SFT record).
 
-For each verifiable problem (CONTRACTS §2), in plain words:
+For each verifiable problem (docs/data_formats.md §2), in plain words:
   1. Items without both "Open-ended Verifiable Question" and "Ground-True Answer" are skipped and
      counted (e.g. the ones stage 1 filtered out). `process_id` = 1-based position in the input file.
   2. Initial reasoning: the LLM answers the question as JSON {"CoT": [...]}, a list of steps whose
@@ -22,7 +22,7 @@ For each verifiable problem (CONTRACTS §2), in plain words:
   7. A correct trace is serialised as `### <title>` / `### Conclusion` / `### Verification` blocks and
      rewritten by the LLM as natural thinking ({"NaturalReasoning": "..."}, must hold line breaks)
      -> `Complex_CoT`; a second request writes the user-facing answer -> `Response`;
-     `Question` = the open-ended question (CONTRACTS §3).
+     `Question` = the open-ended question (docs/data_formats.md §3).
 
 Every record keeps the audit trail: `gpt4_query_cot`/`gpt4_response_cot` (every request and reply,
 in order, invalid ones included), `response_struct`, `response_type` (Init_CoT, Re_CoT_<Strategy>,
@@ -328,7 +328,7 @@ def task_name_for(data_path: str | Path) -> str:
 
 
 def load_search_items(path: str | Path) -> tuple[list[dict], int]:
-    """CONTRACTS §2 records numbered by input position; returns (searchable items, skipped count)."""
+    """docs/data_formats.md §2 records numbered by input position; returns (searchable items, skipped count)."""
     records = load_records(path, what="input")
     items = []
     for i, rec in enumerate(records, 1):
@@ -420,7 +420,7 @@ def _walk_traces(record: dict):
 
 
 def verifier_examples(records: list[dict]) -> list[dict]:
-    """Every verifier decision as CONTRACTS §5 {"response", "reference", "label"} (failed attempts
+    """Every verifier decision as docs/data_formats.md §5 {"response", "reference", "label"} (failed attempts
     included; label-guided steps, never verified, and verdicts that never parsed excluded)."""
     out = []
     for rec in records:
