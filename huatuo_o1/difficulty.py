@@ -26,7 +26,7 @@ import json
 import re
 from pathlib import Path
 
-from huatuo_o1.eval_scoring import score_output
+from huatuo_o1.eval_original import clean_output, original_extract
 from huatuo_o1.io import atomic_write_json
 from huatuo_o1.llm import LLMClient
 from huatuo_o1.prompts import eval_prompt
@@ -35,14 +35,13 @@ EXPECTED_REPLY_TOKENS = 300  # --dry_run's guess for one small-model answer
 
 
 def is_correct(output: str, item: dict, letter: str) -> tuple[bool, str | None]:
-    """(correct, extracted letter) for one answer, by the evaluation's original scorer.
-
-    Adapter: the only call into the scorer, so it can be pointed at another scorer function that
-    returns the original's extracted letters (e.g. a bit-for-bit copy of the original scorer).
-    """
-    scored = score_output(output, item["options"], letter)
-    extracted = scored["ans"][0]
-    return bool(scored["correct_first"]), extracted
+    """(correct, extracted letter) for one answer, read as the original evaluation reads it
+    (eval_original: its clean-up, then its first extracted letter; an empty output is wrong)."""
+    text = clean_output(output)
+    if not text:
+        return False, None
+    first = original_extract(text, item["options"])[0][0]
+    return first.upper() == str(letter).upper(), first
 
 
 def answer_letter(item: dict) -> str | None:
