@@ -206,11 +206,35 @@ def run_lock(folder: str | Path, what: str) -> Iterator[Path | None]:
     if _is_secondary_rank():
         yield None
         return
+    created = _missing_dirs(Path(folder))
     path = acquire(folder, what)
     try:
         yield path
     finally:
         release(path)
+        _remove_if_empty(created)
+
+
+def _missing_dirs(folder: Path) -> list[Path]:
+    """The folder and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    for d in (folder, *folder.parents):
+        if d.exists():
+            break
+        missing.append(d)
+    return missing
+
+
+def _remove_if_empty(created: list[Path]) -> None:
+    """Remove the folders this run created for its lock when the run left nothing else in them (a
+    run refused on bad input leaves no empty output folder behind)."""
+    for d in created:
+        try:
+            if d == created[0] and {p.name for p in d.iterdir()} == {LOCK_NAME + ".guard"}:
+                (d / (LOCK_NAME + ".guard")).unlink()
+            d.rmdir()
+        except OSError:
+            return
 
 
 def locked(what: str, folder_of: Callable[..., str | Path]):
