@@ -18,7 +18,8 @@ In plain words:
     network filesystems) the link still makes creation atomic; only two runs taking over the same
     stale lock in the same instant could both win there.
   - Leaving the `with` block removes the lock if it is still ours. A killed run leaves its lock
-    behind; the next run sees the owner is gone and takes it over.
+    behind; the next run sees the owner is gone and takes it over. Folders the lock created are
+    removed again if the run left nothing in them (bad data found after the lock was taken).
   - Under a distributed launch (accelerate/torchrun set RANK) only global rank 0 takes the lock: the
     other ranks of the same run belong to it. A refused rank 0 exits, and the launcher stops its peers.
 """
@@ -206,11 +207,36 @@ def run_lock(folder: str | Path, what: str) -> Iterator[Path | None]:
     if _is_secondary_rank():
         yield None
         return
+    created = _missing_dirs(Path(folder))
     path = acquire(folder, what)
     try:
         yield path
     finally:
         release(path)
+        _remove_if_unused(created)
+
+
+def _missing_dirs(folder: Path) -> list[Path]:
+    """The folders `mkdir -p folder` would create, deepest first."""
+    out = []
+    while not folder.exists() and folder != folder.parent:
+        out.append(folder)
+        folder = folder.parent
+    return out
+
+
+def _remove_if_unused(dirs: list[Path]) -> None:
+    """Remove folders (deepest first) that hold nothing but the lock's guard file; stop at the first
+    one in use."""
+    for d in dirs:
+        try:
+            names = os.listdir(d)
+            if names not in ([], [LOCK_NAME + ".guard"]):
+                return
+            (d / (LOCK_NAME + ".guard")).unlink(missing_ok=True)
+            d.rmdir()
+        except OSError:
+            return
 
 
 def locked(what: str, folder_of: Callable[..., str | Path]):

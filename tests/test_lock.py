@@ -80,6 +80,16 @@ def test_lock_is_taken_and_released(tmp_path):
     assert not path.exists()
 
 
+def test_folders_the_lock_made_are_removed_if_the_run_left_nothing(tmp_path):
+    with pytest.raises(ValueError):
+        with lock.run_lock(tmp_path / "a" / "b", what="sft"):
+            raise ValueError("bad data")
+    assert not (tmp_path / "a").exists()
+    with lock.run_lock(tmp_path / "a" / "b", what="sft"):
+        (tmp_path / "a" / "b" / "result.json").write_text("{}")
+    assert sorted(os.listdir(tmp_path / "a" / "b")) == [lock.LOCK_NAME + ".guard", "result.json"]
+
+
 def test_live_owner_refuses_a_second_run(tmp_path):
     folder = tmp_path / "run"
     h = holder(folder)
