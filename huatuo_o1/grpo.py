@@ -24,6 +24,7 @@ from pathlib import Path
 from trl import GRPOConfig
 
 from huatuo_o1.io import InputError
+from huatuo_o1.lock import locked
 from huatuo_o1.ppo import (
     REPORT_TO_HELP,
     WARMUP_RATIO_HELP,
@@ -129,6 +130,8 @@ def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
     return trainer
 
 
+# one run per output folder (lock.py)
+@locked("grpo", lambda script_args, args, model_args: args.output_dir)
 def train_grpo(script_args: GRPOScriptArguments, args, model_args) -> Path:
     trainer = build_grpo_trainer(script_args, args, model_args)
     trainer.train()

@@ -92,6 +92,7 @@ from transformers import TrainerCallback  # noqa: E402
 from trl.experimental.ppo import PPOConfig, PPOTrainer  # noqa: E402
 
 from huatuo_o1.io import RUN_ARGS_FILE, InputError, check_resumable
+from huatuo_o1.lock import locked
 from huatuo_o1.rewards import RewardConfig, Verifier, score_responses
 from huatuo_o1.rl_data import PromptTable
 
@@ -764,6 +765,8 @@ def newest_complete_checkpoint(output_dir: str | Path) -> str | None:
     return str(max(found)[1]) if found else None
 
 
+# one run per output folder (lock.py)
+@locked("ppo", lambda script_args, args, model_args: args.output_dir)
 def train_ppo(script_args: PPOScriptArguments, args, model_args) -> Path:
     """Run trl's PPO with the verifier reward, resuming from the newest complete checkpoint of the
     same model and data unless --resume False; save the final policy to <output_dir>/<run_name>."""

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from huatuo_o1.io import RUN_ARGS_FILE, InputError, check_resumable
+from huatuo_o1.lock import locked
 from huatuo_o1.sft_data import (
     end_of_turn_ids,
     ensure_chat_template,
@@ -273,6 +274,8 @@ def _attn_implementation(requested: str) -> str:
     return "sdpa"
 
 
+# one run per run folder (lock.py)
+@locked("sft", lambda args, *_, **__: os.path.join(args.output_dir, args.experiment_name))
 def train(args: SFTArguments, callbacks: list | None = None) -> str:
     """Run SFT; return the folder of the final model. `callbacks`: extra `TrainerCallback`s."""
     import torch

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from huatuo_o1.io import InputError, atomic_write_json, load_records, require_fields
+from huatuo_o1.lock import locked
 from huatuo_o1.ppo import choose_pad_token
 from huatuo_o1.rewards import ClassifierVerifier, ensure_pad_token
 from huatuo_o1.rl_data import split_eval
@@ -117,6 +118,8 @@ def evaluate(verifier: ClassifierVerifier, examples: list[dict], reward_threshol
     }
 
 
+# one run per output folder (lock.py)
+@locked("train_verifier", lambda script_args, training_args: training_args.output_dir)
 def train_verifier(script_args: VerifierScriptArguments, training_args) -> dict:
     """Fine-tune, save the verifier to output_dir, and return (and save) the held-out report."""
     import torch
