@@ -13,7 +13,7 @@ One concern per module:
   sft_data, sft stage 3: SFT data rendering/masking/packing and the Trainer run
   rl_data, rewards, ppo, grpo, verifier_train   stage 4: RL data, verifier reward, PPO/GRPO, verifier training
   eval_run, eval_backends, eval_scoring, serving   evaluation and SGLang serving
-  eval_original, eval_data, eval_chart   the original's scoring re-stated, the paper's eval file, the chart
+  eval_original, eval_data, eval_chart, eval_rebuild   the original's scoring, the paper's eval file, the chart, a rebuilt item set
   models        the embedded default model (SmolLM2-135M-Instruct from GGUF)
   testing       tiny random models/tokenizers and a loopback OpenAI-protocol server for tests
 """
