@@ -20,7 +20,7 @@ One concern per module (the data formats they exchange: docs/data_formats.md):
   ppo, grpo, verifier_train   stage 4: PPO on trl's PPOTrainer, GRPO, verifier training
   verl_data, verl_reward   stage 4 past one node: our RL data as verl's parquet, our reward as verl's function
   eval_run, eval_backends, eval_scoring, serving   evaluation and SGLang serving
-  eval_original, eval_data, eval_chart   the original's scoring re-stated, the paper's eval file, the chart
+  eval_original, eval_data, eval_chart, eval_rebuild   the original's scoring, the paper's eval file, the chart, a rebuilt item set
   models        the embedded default model (SmolLM2-135M-Instruct from GGUF)
   testing       test doubles: tiny random models/tokenizers and a loopback OpenAI-protocol server
   testing_search  test double: the scripted search-stage model behind that server

@@ -43,9 +43,9 @@ def write_chart(summary: dict, path: str | Path, title: str = "") -> Path | None
             [f"{s}\n(n={summary[s]['count']})" for s in sources], rotation=20, ha="right", fontsize=8
         )
         ax.set_ylabel("accuracy (%)")
-        ax.set_ylim(0, 105)
+        ax.set_ylim(0, 120)  # room above 100 % for the value labels and the legend
         ax.set_title(title or "accuracy per source", fontsize=10)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper right", ncol=2)
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

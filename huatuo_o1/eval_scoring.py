@@ -14,7 +14,8 @@ Two readings of every output, kept apart:
       3. Else the options whose text occurs in the output: first = the option mentioned earliest,
          last = the option mentioned latest.
       4. Else the option whose text is most similar to the output (difflib ratio).
-      An empty or blank output extracts nothing and counts as wrong (the original drops it).
+      An empty or blank output extracts nothing and counts as wrong (the original drops an empty
+      one and reads a blank one by similarity).
     `fixed_ans`, `ans_step` (the step above, 0 = nothing) and `fixed_correct_*` hold it.
 
 Scores per source:
