@@ -13,6 +13,12 @@ One concern per module:
   sft_data, sft stage 3: SFT data rendering/masking/packing and the Trainer run
   rl_data, rewards, ppo, grpo, verifier_train   stage 4: RL data, verifier reward, PPO/GRPO, verifier training
   eval_run, eval_backends, eval_scoring, serving   evaluation and SGLang serving
+  multi_gpu     global batch from the world size, ZeRO-3-aware embedding size, loading outside ZeRO-3
+  rl_options    PPO/GRPO flags beyond trl: checks, global batch, bf16 loading, gradient checkpointing
+  train_checks  training flags: unknown flags (argparse exit 2), values that cannot train (one line)
+  run_record    wandb project/entity/mode, run_args.json with every flag, secrets masked
+  plots         PNG curves of a run's log history, written when training ends
+  save_only_model   weights-only checkpoints: what a resume restores and what it cannot
   models        the embedded default model (SmolLM2-135M-Instruct from GGUF)
   testing       tiny random models/tokenizers and a loopback OpenAI-protocol server for tests
 """
