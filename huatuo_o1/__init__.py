@@ -21,6 +21,12 @@ One concern per module (the data formats they exchange: docs/data_formats.md):
   verl_data, verl_reward   stage 4 past one node: our RL data as verl's parquet, our reward as verl's function
   eval_run, eval_backends, eval_scoring, serving   evaluation and SGLang serving
   eval_original, eval_data, eval_chart, eval_rebuild   the original's scoring, the paper's eval file, the chart, a rebuilt item set
+  multi_gpu     global batch from the world size, ZeRO-3-aware embedding size, loading outside ZeRO-3
+  rl_options    PPO/GRPO flags beyond trl: checks, global batch, bf16 loading, gradient checkpointing
+  train_checks  training flags: unknown flags (argparse exit 2), values that cannot train (one line)
+  run_record    wandb project/entity/mode, run_args.json with every flag, secrets masked
+  plots         PNG curves of a run's log history, written when training ends
+  save_only_model   weights-only checkpoints: what a resume restores and what it cannot
   models        the embedded default model (SmolLM2-135M-Instruct from GGUF)
   testing       test doubles: tiny random models/tokenizers and a loopback OpenAI-protocol server
   testing_search  test double: the scripted search-stage model behind that server

@@ -102,7 +102,10 @@ def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
     from trl import GRPOTrainer
 
     if args.use_vllm and importlib.util.find_spec("vllm") is None:
-        raise InputError("--use_vllm True needs vLLM, which is not installed (pip install vllm)")
+        raise InputError(
+            "--use_vllm True needs vLLM, which is not installed: pip install -r requirements-vllm.txt "
+            "(vllm 0.27.1; trl 1.12 supports 0.19.0-0.27.1)"
+        )
     policy_path = model_args.model_name_or_path
     if not policy_path:
         raise InputError("--model_name_or_path is required")

@@ -49,6 +49,7 @@ def write_plots(log_history: list[dict], out_dir: str | Path, curves: list) -> l
     """One PNG per curve group with data, in `out_dir`; returns the files written."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     out_dir = Path(out_dir)
     written = []
@@ -66,6 +67,9 @@ def write_plots(log_history: list[dict], out_dir: str | Path, curves: list) -> l
             ax.plot(xs, ys, marker="o" if len(ys) < 30 else None, label=k)
         ax.set_title(title)
         ax.set_xlabel("optimizer step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if stem == "shares":
+            ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)
         if len(lines) > 1:
             ax.legend()

@@ -122,3 +122,26 @@ def test_gradient_checkpointing_on_policy_and_value_rollouts_unchanged(tmp_path,
     # recomputes every step), with the same responses as without checkpointing
     assert modes and not any(modes)
     assert ckpt_responses == plain_responses and any(ckpt_responses)
+
+
+def test_ppo_save_only_model_resume_says_what_it_cannot_restore(tmp_path, data_file, tiny_lm_dir, caplog):
+    import RL_stage2
+
+    out = tmp_path / "o"
+
+    def argv(episodes):
+        a = _argv(tiny_lm_dir, data_file, out, "--save_only_model", "True", "--save_steps", "1")
+        a[a.index("--total_episodes") + 1] = str(episodes)
+        a[a.index("--save_strategy") + 1] = "steps"
+        return a
+
+    assert RL_stage2.main(argv(4)) == 0
+    ckpt = out / "checkpoint-1"
+    assert (ckpt / "model.safetensors").exists() and (ckpt / "value_model" / "model.safetensors").exists()
+    assert not (ckpt / "optimizer.pt").exists() and not (ckpt / "scheduler.pt").exists()
+    with caplog.at_level(logging.WARNING):
+        assert RL_stage2.main(argv(8)) == 0
+    notes = [r.getMessage() for r in caplog.records if "weights only" in r.getMessage()]
+    assert len(notes) == 1 and "not the optimizer's moments" in notes[0]
+    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
+    assert (state["global_step"], state["episode"]) == (2, 8)
