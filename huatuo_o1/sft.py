@@ -228,10 +228,12 @@ def parse_args(argv: list[str] | None = None) -> SFTArguments:
 
 
 # Flags that change the trained model: a checkpoint is resumed only by a run with the same values.
-# (Logging, saving, --resume, --gradient_checkpointing and --attn_implementation change how, not what.)
+# (Logging, saving, --resume, --gradient_checkpointing and --attn_implementation change how, not what.
+# --max_steps is left out on purpose: a larger value continues a finished run, as a larger PPO
+# --total_episodes does; the schedule then follows the new total.)
 RESULT_FLAGS = (
     "data_config", "max_seq_len", "packing", "train_bsz_per_gpu", "gradient_accumulation_steps",
-    "learning_rate", "weight_decay", "warmup_rates", "n_epochs", "max_steps", "max_grad_norm", "seed", "bf16",
+    "learning_rate", "weight_decay", "warmup_rates", "n_epochs", "max_grad_norm", "seed", "bf16",
     "loss_average", "weight_decay_on_norms",
 )  # fmt: skip
 
