@@ -55,7 +55,7 @@ def clean_text(text: str) -> str:
 
 def clean_json(obj: Any) -> Any:
     """A copy of a JSON value in which strings (keys too) pass through `clean_text` and NaN or
-    Infinity become None; the object itself when it holds neither (the common case costs one walk)."""
+    Infinity become None (tuples become lists, as JSON has them)."""
     if isinstance(obj, str):
         return clean_text(obj)
     if isinstance(obj, float):
@@ -114,11 +114,11 @@ def load_records(path: str | Path, what: str = "input") -> list[dict]:
     text = _read_text(path, what)
     if not text.strip():
         raise InputError(f"{what} file is empty: {path}")
-    too_deep = f"{path}: nested deeper than {MAX_JSON_DEPTH} levels; not a pipeline record"
+    too_deep = f"nested deeper than {MAX_JSON_DEPTH} levels; not a pipeline record"
     try:
         data = _loads(text)
     except RecursionError:
-        raise InputError(too_deep) from None
+        raise InputError(f"{path}: {too_deep}") from None
     except json.JSONDecodeError as first_err:
         data = []
         for lineno, line in enumerate(text.splitlines(), 1):
@@ -127,7 +127,7 @@ def load_records(path: str | Path, what: str = "input") -> list[dict]:
             try:
                 data.append(_loads(line))
             except RecursionError:
-                raise InputError(f"{too_deep} (line {lineno})") from None
+                raise InputError(f"{path}: line {lineno} is {too_deep}") from None
             except json.JSONDecodeError:
                 if lineno == 1:
                     raise InputError(
@@ -140,7 +140,7 @@ def load_records(path: str | Path, what: str = "input") -> list[dict]:
         if not isinstance(item, dict):
             raise InputError(f"{path}: item {i} is not a JSON object (got {type(item).__name__})")
         if _too_deep(item, MAX_JSON_DEPTH):
-            raise InputError(f"{path}: item {i} is {too_deep.split(': ', 1)[1]}")
+            raise InputError(f"{path}: item {i} is {too_deep}")
     return clean_json(data)
 
 

@@ -14,9 +14,10 @@ How a request goes:
      context variable the runner sets per item, so stage code does not pass it around).
 
   7. Before the endpoint has ever answered (in this process), a failed connection (refused,
-     unknown host) is tried only `EARLY_CONNECT_TRIES` times, quickly: a wrong `--api_url` or a server that is not running
-     fails the run at once with one line (`FatalAPIError`) instead of minutes of backoff. Once it
-     has answered, dropped connections are retried like any transient failure (step 4).
+     unknown host) is tried only `EARLY_CONNECT_TRIES` times, quickly: a wrong `--api_url` or a
+     server that is not running fails the run at once with one line (`FatalAPIError`) instead of
+     minutes of backoff. Once it has answered, dropped connections are retried like any transient
+     failure (step 4); so are connect timeouts (a slow server is not a wrong URL).
 
 The API key is only handed to the `openai` client object; it is never printed or logged, and any
 echo of it in a server's error message is masked before it reaches an exception. Credentials inside
@@ -472,8 +473,13 @@ def _is_connect_failure(err: Exception) -> bool:
     while e is not None and seen < 8:
         if isinstance(e, (httpx.ConnectError, ConnectionRefusedError, socket.gaierror)):
             return True
-        if isinstance(e, httpx.ConnectTimeout) and isinstance(e.__cause__ or e.__context__, OSError):
-            return True  # aiohttp's "Cannot connect to host" (an OSError underneath), not a slow server
+        under = e.__cause__ or e.__context__
+        if (
+            isinstance(e, httpx.ConnectTimeout)
+            and isinstance(under, OSError)
+            and not isinstance(under, TimeoutError)
+        ):
+            return True  # aiohttp's "Cannot connect to host" (refused, DNS), not a slow server
         e = e.__cause__ or e.__context__
         seen += 1
     return False
