@@ -327,8 +327,11 @@ class LLMClient:
 
     async def chat_n(self, prompt: str | list[dict], n: int, **kwargs) -> list[str]:
         """One chat request for n samples; return their texts."""
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        body = {"model": self.model, "messages": clean_json(messages), **self.default_kwargs, **kwargs}
+        if isinstance(prompt, str):
+            messages = [{"role": "user", "content": clean_text(prompt)}]
+        else:
+            messages = clean_json(prompt)
+        body = {"model": self.model, "messages": messages, **self.default_kwargs, **kwargs}
         if n != 1:
             body["n"] = n
         resp = await self._post("/chat/completions", body)
