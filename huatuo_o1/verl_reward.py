@@ -253,7 +253,8 @@ class CoalescingVerifier(Verifier):
 
     Each call queues its pairs. Whoever holds the run lock next takes everything queued (its own
     pairs, and those of the threads that arrived while the previous pass ran) and scores it in one
-    call of the wrapped verifier; the others find their results ready when they get the lock.
+    call of the wrapped verifier, shortest texts first (so a forward slice pads little); the others
+    find their results ready when they get the lock.
     Results do not depend on the grouping (the classifier's P(True) does not depend on its batch).
     """
 
@@ -281,13 +282,22 @@ class CoalescingVerifier(Verifier):
     def _run(self, jobs: list[_Job]) -> None:
         answers = [a for j in jobs for a in j.answers]
         refs = [r for j in jobs for r in j.references]
+        # shortest first, so each forward slice pads its rows to similar lengths
+        order = sorted(range(len(answers)), key=lambda i: len(answers[i]) + len(refs[i]))
         self.calls += 1
         try:
-            probs = list(self.inner.probabilities(answers, refs)) if answers else []
+            scored = (
+                self.inner.probabilities([answers[i] for i in order], [refs[i] for i in order])
+                if answers
+                else []
+            )
         except Exception as e:  # every waiting call sees the failure, none hangs
             for j in jobs:
                 j.error, j.done = e, True
             return
+        probs = [0.0] * len(answers)
+        for i, p in zip(order, scored, strict=True):
+            probs[i] = float(p)
         pos = 0
         for j in jobs:
             j.result, j.done = probs[pos : pos + len(j.answers)], True
