@@ -8,8 +8,8 @@
 
 All trl `PPOConfig` / `TrainingArguments` flags work (see --help). A rerun of the same command
 resumes from the newest complete `<output_dir>/checkpoint-N` (policy, value model, optimizer,
-scheduler, RNG, data position) when it was trained from the same --model_name_or_path and
---dataset_name; `--resume False` starts over. The logic lives in huatuo_o1/ppo.py (trainer wiring,
+scheduler, RNG, data position) when it was trained from the same model, data and result-changing
+flags (huatuo_o1.checkpoints); `--resume False` starts over. The logic lives in huatuo_o1/ppo.py (trainer wiring,
 reward hook, resume), huatuo_o1/rewards.py and huatuo_o1/rl_data.py.
 """
 

@@ -10,45 +10,23 @@ See huatuo_o1/search.py for the method. Output: one trace file per item under
 
 import argparse
 
-from huatuo_o1.cli import run_async_stage, run_main, str2bool
+from huatuo_o1.cli import add_dataclass_args, run_async_stage, run_main
 from huatuo_o1.llm import add_client_args
 from huatuo_o1.prompts import LANGUAGES
 from huatuo_o1.runner import add_run_args
-from huatuo_o1.search import run
+from huatuo_o1.search import SearchConfig, run
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--data_path", type=str, required=True, help="Verifiable problems (JSON list or JSONL, CONTRACTS §2)."
+        "--data_path",
+        type=str,
+        required=True,
+        help="Verifiable problems (JSON list or JSONL, docs/data_formats.md §2).",
     )
     add_client_args(p, default_model="gpt-4", default_num_process=5)
-    p.add_argument(
-        "--max_search_attempts",
-        type=int,
-        default=1,
-        help="Attempts; each restarts from the initial reasoning.",
-    )
-    p.add_argument(
-        "--max_search_depth",
-        type=int,
-        default=2,
-        help="Refinements per attempt while the answer is judged wrong.",
-    )
-    p.add_argument(
-        "--efficient_search",
-        type=str2bool,
-        default=True,
-        help="True/False: after all attempts failed, one label-guided refinement (else the item is dropped).",
-    )
-    p.add_argument("--seed", type=int, default=None, help="Seed for the strategy draws (default: random).")
-    p.add_argument("--language", choices=LANGUAGES, default="en", help="Prompt language.")
-    p.add_argument(
-        "--max_tries",
-        type=int,
-        default=3,
-        help="Requests per step when a reply is invalid (CoT, verdict, rewrite).",
-    )
+    add_dataclass_args(p, SearchConfig, exclude={"gen_kwargs"}, choices={"language": LANGUAGES})
     p.add_argument(
         "--max_tokens", type=int, default=8192, help="max_tokens sent with every request (0: not sent)."
     )

@@ -1,4 +1,4 @@
-"""Train a 2-label medical verifier (label 1 = True) from exported verdicts (CONTRACTS §5).
+"""Train a 2-label medical verifier (label 1 = True) from exported verdicts (docs/data_formats.md §5).
 
     python train_verifier.py --data_path data/verifier_data.json \
         --model_name_or_path meta-llama/Llama-3.2-3B-Instruct --output_dir ckpts/medical_verifier \

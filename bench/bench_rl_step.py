@@ -43,11 +43,11 @@ class Timer:
 
 
 def make_data(path: Path, n: int) -> None:
-    from huatuo_o1.rl_data import ANSWER_FIELD, QUESTION_FIELD
+    from huatuo_o1.contract import GROUND_TRUTH, OPEN_QUESTION
 
     recs = [
-        {QUESTION_FIELD: f"A {30 + i}-year-old presents with fever and cough for {i + 2} days. Diagnosis?",
-         ANSWER_FIELD: f"Pneumonia type {i}"}
+        {OPEN_QUESTION: f"A {30 + i}-year-old presents with fever and cough for {i + 2} days. Diagnosis?",
+         GROUND_TRUTH: f"Pneumonia type {i}"}
         for i in range(n)
     ]  # fmt: skip
     path.write_text(json.dumps(recs))

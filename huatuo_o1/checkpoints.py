@@ -3,15 +3,20 @@
 Shared by SFT (SFT_stage1.py) and PPO (RL_stage2.py); one implementation of each rule:
 
 - Run identity: the sources a run was trained from (model and data, local paths made absolute
-  so `./x` and `/abs/x` agree) plus, as given, the settings that must match to continue it. It is
+  so `./x` and `/abs/x` agree) plus the result-changing settings (learning rate, batch sizes,
+  sequence length, packing, epochs, seed, reward values ...) that must match to continue it. It is
   written to `run_args.json` in the run folder when the run starts and copied into every
-  checkpoint (`write_identity`).
+  checkpoint (`write_identity`). A key an older `run_args.json` lacks is not compared.
 - Complete checkpoint: a `checkpoint-N` folder holding `trainer_state.json`, which transformers
   writes last, so its presence means the save finished; PPO also asks for its value model
-  (`is_complete=`). `newest_complete_checkpoint` is the highest such N.
+  (`is_complete=`). `newest_complete_checkpoint` is the highest such N that is also intact: a
+  complete-looking checkpoint whose files were torn afterwards (a truncated `trainer_state.json`,
+  an empty or cut weights file, e.g. a disk that filled up or a copy that stopped) is skipped
+  with one warning line naming it, and the next older intact one is used. Nothing is deleted.
 - Resume decision (`resume_point`): by default a rerun continues from the newest complete
-  checkpoint, but only one whose identity matches this run's (else `InputError`, one line, exit 2);
-  `--resume False` starts over (old checkpoints are left alone, with a warning).
+  checkpoint, but only one whose identity matches this run's (else `InputError`: one line naming
+  the differing flags, exit 2); `--resume False` starts over (old checkpoints are left alone, with a
+  warning).
 - Final model (`save_final_policy`): the trainer's model as a plain HF folder with its tokenizer.
 """
 
@@ -21,6 +26,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 
 from huatuo_o1.io import InputError, atomic_write_json
@@ -39,10 +45,21 @@ def source_id(path: str | None) -> str | None:
     return os.path.abspath(local) if os.path.exists(local) else path
 
 
+def _plain(value):
+    """A setting as it reads back from JSON (enums by value, tuples as lists)."""
+    if isinstance(value, Enum):
+        value = value.value
+    return json.loads(json.dumps(value, default=str))
+
+
 def run_identity(sources: dict[str, str | None], settings: dict | None = None) -> dict:
     """What a checkpoint must have been trained from to be resumed by this run: `sources` (flag name
-    -> model/data path or hub name, made stable by `source_id`) and `settings` (flag name -> value)."""
-    return {**{k: source_id(v) for k, v in sources.items()}, **(settings or {})}
+    -> model/data path or hub name, made stable by `source_id`) and `settings` (flag name -> value of
+    a flag that changes the result)."""
+    return {
+        **{k: source_id(v) for k, v in sources.items()},
+        **{k: _plain(v) for k, v in (settings or {}).items()},
+    }
 
 
 def write_identity(folder: str | Path, identity: dict) -> None:
@@ -54,10 +71,56 @@ def has_trainer_state(ckpt: Path) -> bool:
     return (ckpt / TRAINER_STATE_FILE).exists()
 
 
+def _safetensors_problem(path: Path) -> str | None:
+    """Why a .safetensors file is unusable (empty, header or data cut short), read from its header."""
+    size = path.stat().st_size
+    if size == 0:
+        return "is empty"
+    try:
+        with path.open("rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if size < 8 + n:
+                return "is truncated"
+            header = json.loads(f.read(n))
+    except (OSError, ValueError):
+        return "has an unreadable header"
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    if 8 + n + max(ends, default=0) > size:
+        return "is truncated"
+    return None
+
+
+def torn_reason(ckpt: Path) -> str | None:
+    """Why a complete-looking checkpoint cannot be resumed (its files torn after the save), or None.
+
+    Checked without loading anything: trainer_state.json and run_args.json parse as JSON objects,
+    every safetensors file's header and data are all there, and no weights/optimizer/RNG file
+    (.bin, .pt, .pth) is empty."""
+    for name in (TRAINER_STATE_FILE, RUN_ARGS_FILE):
+        path = ckpt / name
+        if name == RUN_ARGS_FILE and not path.exists():
+            continue
+        try:
+            if not isinstance(json.loads(path.read_text(encoding="utf-8")), dict):
+                return f"{name} is not a JSON object"
+        except (OSError, ValueError):
+            return f"{name} is unreadable or truncated"
+    for path in sorted(ckpt.rglob("*.safetensors")):
+        problem = _safetensors_problem(path)
+        if problem:
+            return f"{path.relative_to(ckpt)} {problem}"
+    for pattern in ("*.bin", "*.pt", "*.pth"):
+        for path in sorted(ckpt.rglob(pattern)):
+            if path.is_file() and path.stat().st_size == 0:
+                return f"{path.relative_to(ckpt)} is empty"
+    return None
+
+
 def newest_complete_checkpoint(
     run_dir: str | Path, is_complete: Callable[[Path], bool] = has_trainer_state
 ) -> str | None:
-    """The highest `checkpoint-N` in `run_dir` that `is_complete` accepts, or None."""
+    """The highest `checkpoint-N` in `run_dir` that `is_complete` accepts and is intact, or None.
+    A torn one is skipped with a warning naming it (see `torn_reason`)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return None
@@ -66,7 +129,12 @@ def newest_complete_checkpoint(
         suffix = p.name.split("-", 1)[1]
         if p.is_dir() and suffix.isdigit() and is_complete(p):
             found.append((int(suffix), p))
-    return str(max(found)[1]) if found else None
+    for _, p in sorted(found, reverse=True):
+        reason = torn_reason(p)
+        if reason is None:
+            return str(p)
+        log.warning("skipping torn checkpoint %s (%s); trying the next older one", p, reason)
+    return None
 
 
 def check_resumable(
@@ -76,15 +144,19 @@ def check_resumable(
     data set), so a rerun never silently continues someone else's run.
 
     The identity is read from the checkpoint's own run_args.json, else from the run folder's (written
-    when a run starts); a checkpoint without either (older runs) is trusted.
+    when a run starts); a checkpoint without either (older runs) is trusted, and so is a setting an
+    older run_args.json does not record.
     """
     for src in (Path(checkpoint) / RUN_ARGS_FILE, Path(run_dir) / RUN_ARGS_FILE):
-        if src.exists():
+        try:
             saved = json.loads(src.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(saved, dict):
             break
     else:
         return
-    diff = [k for k in identity if saved.get(k) != identity[k]]
+    diff = [k for k in identity if k in saved and saved[k] != identity[k]]
     if diff:
         was = " ".join(f"--{k} {saved.get(k)}" for k in diff)
         now = " ".join(f"--{k} {identity[k]}" for k in diff)

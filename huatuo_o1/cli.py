@@ -1,12 +1,15 @@
-"""Small helpers shared by the top-level scripts: boolean flags and the exit-code contract."""
+"""Small helpers shared by the top-level scripts: boolean flags, flags from a dataclass, the exit-code
+contract."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+import typing
+from collections.abc import Awaitable, Callable, Iterable
 
 from huatuo_o1.io import InputError, OutputError
 
@@ -23,6 +26,28 @@ def str2bool(value: str | bool) -> bool:
     if v in ("0", "false", "f", "no", "n", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected a boolean (True/False), got {value!r}")
+
+
+def add_dataclass_args(parser, cls, exclude: Iterable[str] = (), choices: dict | None = None) -> None:
+    """One `--<field>` flag per field of the dataclass `cls` (name, default and help from its
+    declaration), so a setting is declared once. bool fields take True/False (`str2bool`);
+    `X | None` fields take an X; `choices` maps a field name to its allowed values."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        kind = hints[f.name]
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if args:  # X | None
+            kind = args[0]
+        kwargs = {"type": str2bool if kind is bool else kind, "help": f.metadata.get("help")}
+        if f.default is not dataclasses.MISSING:
+            kwargs["default"] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            kwargs["default"] = f.default_factory()
+        if choices and f.name in choices:
+            kwargs["choices"] = choices[f.name]
+        parser.add_argument(f"--{f.name}", **kwargs)
 
 
 def run_main(main: Callable[[], int | None]) -> None:

@@ -20,6 +20,8 @@ import json
 import logging
 from pathlib import Path
 
+from huatuo_o1.contract import GROUND_TRUTH as GT
+from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
 from huatuo_o1.io import InputError, ItemStore, atomic_write_json, load_records, write_merged
 from huatuo_o1.llm import LLMClient, Usage, client_from_args, dry_run_report, usage_report
 from huatuo_o1.parsing import extract_json, parse_filter_verdict
@@ -28,8 +30,6 @@ from huatuo_o1.runner import RunReport, exit_code_for, run_items
 
 log = logging.getLogger(__name__)
 
-OPEN_Q = "Open-ended Verifiable Question"
-GT = "Ground-True Answer"
 REWRITE_KEYS = (OPEN_Q, GT)
 
 

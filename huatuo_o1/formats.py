@@ -9,7 +9,7 @@
     <answer for the user>
 
 A response is well-formed when it holds exactly one `## Thinking` and exactly one
-`## Final Response\\n\\n` (CONTRACTS §4). The answer is the text after that header.
+`## Final Response\\n\\n` (docs/data_formats.md §4). The answer is the text after that header.
 """
 
 from __future__ import annotations

@@ -42,10 +42,12 @@ update 1 and its checkpoints lack the value model, so we add, without forking `t
   `trainer_state.json` with `global_step`/`episode`; under DeepSpeed the engine's `global_stepK/`
   shards of policy + value + optimizer instead of `optimizer.pt`) plus, written first by our
   `_save_checkpoint`, `value_model/` (a plain HF folder) and `run_args.json` (the run's
-  `--model_name_or_path` / `--dataset_name`). `trainer_state.json` is written last, so a
+  identity: model, data, verifier and value-model sources and the result-changing flags,
+  `ppo_identity`). `trainer_state.json` is written last, so a
   checkpoint holding it (and a value model) is complete.
 - `train_ppo` resumes by default from the newest complete checkpoint in `--output_dir` when its
-  `run_args.json` names the same model and dataset (else a one-line error, exit 2; `--resume False`
+  `run_args.json` names the same sources and flags (else a one-line error naming the differing
+  flags, exit 2; `--resume False`
   starts over). The policy is loaded from checkpoint-N, the value model from
   checkpoint-N/value_model, the reference policy from `--model_name_or_path` again (the KL stays
   anchored to the SFT model). Optimizer and LR scheduler states are loaded into trl's (prepared)
@@ -269,8 +271,10 @@ class _EpochBatches:
 
     def __iter__(self):
         n = len(self.loader)
-        if n == 0:
-            return
+        if n == 0:  # trl would wait for a batch forever (check_one_batch stops such runs earlier)
+            raise InputError(
+                "the PPO training data holds no full batch; lower the batch flags or give more rows"
+            )
         epoch, skip = divmod(self.next_batch, n)
         self.generator.manual_seed(self.seed + epoch)
         self.base_generator.manual_seed(self.seed + epoch)
@@ -502,8 +506,9 @@ class PPOScriptArguments(RLScriptArguments):
         default=None,
         metadata={
             "help": "Continue from the newest complete checkpoint-N in --output_dir (policy, value model, "
-            "optimizer, scheduler, data position) if it was trained from the same --model_name_or_path and "
-            "--dataset_name. Default: resume when one exists; False: start over.",
+            "optimizer, scheduler, data position) if it was trained from the same model, data and "
+            "result-changing flags (a larger --total_episodes continues it). Default: resume when one "
+            "exists; False: start over.",
             "nargs": "?",
             "const": True,
         },
@@ -547,6 +552,7 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args, resume_
     for p, what in ((policy_path, "policy model"), (script_args.value_model_path, "value model"),
                     (args.reward_model_path, "reward model")):  # fmt: skip
         check_local(p, what)
+    identity = ppo_identity(script_args, args, model_args)  # before the flags are adjusted below
     if args.stop_token_id is not None:
         args.stop_token = None
     check_rl_flags(args, model_args, total_episodes=True)
@@ -558,6 +564,7 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args, resume_
     remote = {"trust_remote_code": script_args.trust_remote_code}
 
     tokenizer, data = load_tokenizer_and_data(policy_path, script_args, args.seed, **remote)
+    check_one_batch(len(data.train), len(data.eval), args)
     train_ds = Dataset.from_dict({"input_ids": [r["input_ids"] for r in data.train]})
     eval_ds = Dataset.from_dict(
         {"input_ids": [r["input_ids"] for r in data.eval]}
@@ -614,15 +621,57 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args, resume_
         eval_dataset=eval_ds,
     )
     trainer.rl_data = data
-    trainer.run_identity = ppo_identity(script_args, model_args)  # copied into every checkpoint
+    trainer.run_identity = identity  # copied into every checkpoint
     trainer.saved_eos_token_id = saved_eos
     return trainer
 
 
-def ppo_identity(script_args: PPOScriptArguments, model_args) -> dict:
-    """What a checkpoint must have been trained from to be resumed by this run."""
+def check_one_batch(n_train: int, n_eval: int, args) -> None:
+    """InputError unless the training rows fill at least one PPO batch: trl's loader drops a ragged
+    last batch and its loop waits for the next batch forever when there is none."""
+    world = getattr(args, "world_size", None)  # trl fills it in only when the trainer is built
+    if not world:
+        from accelerate import PartialState
+
+        world = PartialState().num_processes
+    need = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
+    if n_train < need:
+        raise InputError(
+            f"{n_train} training rows ({n_eval} more held out for evaluation) are fewer than one PPO batch of "
+            f"{need} (--per_device_train_batch_size {args.per_device_train_batch_size} x "
+            f"--gradient_accumulation_steps {args.gradient_accumulation_steps} x {world} process(es)); "
+            "lower these flags or give more rows"
+        )
+
+
+# Flags that change the trained policy: a checkpoint is resumed only by a run with the same values.
+# --total_episodes is not one of them: a larger one continues a finished run (see the module doc).
+PPO_RESULT_FLAGS = (
+    "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_mini_batches",
+    "num_ppo_epochs", "response_length", "temperature", "stop_token", "stop_token_id", "missing_eos_penalty",
+    "whiten_rewards", "kl_coef", "kl_estimator", "cliprange", "vf_coef", "cliprange_value", "gamma", "lam",
+    "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "optim", "seed", "bf16", "fp16",
+)  # fmt: skip
+SCRIPT_RESULT_FLAGS = (
+    "verifier", "judge_model", "correct_reward", "incorrect_reward", "malformed_reward", "reward_threshold",
+    "verifier_max_length", "eval_fraction", "max_eval_samples", "max_prompt_length",
+)  # fmt: skip
+
+
+def ppo_identity(script_args: PPOScriptArguments, args, model_args) -> dict:
+    """What a checkpoint must have been trained from to be resumed by this run: policy, data,
+    verifier and value-model sources and the result-changing flags."""
+    settings = {name: getattr(args, name, None) for name in PPO_RESULT_FLAGS}
+    settings.update({name: getattr(script_args, name) for name in SCRIPT_RESULT_FLAGS})
+    settings["dtype"] = model_args.dtype
     return run_identity(
-        {"model_name_or_path": model_args.model_name_or_path, "dataset_name": script_args.dataset_name}
+        {
+            "model_name_or_path": model_args.model_name_or_path,
+            "dataset_name": script_args.dataset_name,
+            "reward_model_path": args.reward_model_path,
+            "value_model_path": script_args.value_model_path,
+        },
+        settings,
     )
 
 
@@ -636,7 +685,7 @@ def is_complete_checkpoint(ckpt: Path) -> bool:
 def train_ppo(script_args: PPOScriptArguments, args, model_args) -> Path:
     """Run trl's PPO with the verifier reward, resuming from the newest complete checkpoint of the
     same model and data unless --resume False; save the final policy to <output_dir>/<run_name>."""
-    identity = ppo_identity(script_args, model_args)
+    identity = ppo_identity(script_args, args, model_args)
     resume_from = resume_point(
         args.output_dir, script_args.resume, identity, "use another --output_dir", is_complete_checkpoint
     )

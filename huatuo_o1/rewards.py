@@ -195,11 +195,6 @@ class ClassifierVerifier(Verifier):
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def texts(self, answers: Sequence[str], references: Sequence[str]) -> list[str]:
-        """The untruncated verifier texts (the template filled in), for inspection."""
-        eos = self.tokenizer.eos_token
-        return [verifier_input(a, r, eos) for a, r in zip(answers, references, strict=True)]
-
     def encode(self, answers: Sequence[str], references: Sequence[str]) -> list[list[int]]:
         """Verifier input ids, each at most max_length long and ending with the template's eos."""
         eos = self.tokenizer.eos_token

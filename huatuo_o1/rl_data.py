@@ -1,7 +1,8 @@
-"""RL data: verifiable problems (CONTRACTS §2) turned into prompts that map back to their answers.
+"""RL data: verifiable problems (docs/data_formats.md §2) turned into prompts that map back to their answers.
 
 1. Load the records from a local JSON/JSONL file, or from a hub dataset name via `datasets`
-   (the original script read only local files although its README passed a hub name).
+   (`contract.load_dataset_records`; the original script read only local files although its
+   README passed a hub name).
 2. Drop (and count) rows without both "Open-ended Verifiable Question" and "Ground-True Answer"
    (e.g. those the stage-1 filter rejected).
 3. Shuffle with the seed and hold out 10% (at most 200) rows for evaluation.
@@ -17,12 +18,9 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from huatuo_o1.io import InputError, load_records
-
-QUESTION_FIELD = "Open-ended Verifiable Question"
-ANSWER_FIELD = "Ground-True Answer"
+from huatuo_o1.contract import GROUND_TRUTH, OPEN_QUESTION, load_dataset_records
+from huatuo_o1.io import InputError
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +36,9 @@ class RLData:
     table: PromptTable = field(default=None)
 
 
-def _looks_local(name: str) -> bool:
-    p = Path(name)
-    return p.exists() or p.suffix.lower() in (".json", ".jsonl") or name.startswith((".", "/", "~"))
-
-
 def load_verifiable_problems(name_or_path: str, split: str = "train") -> list[dict]:
-    """Records from a local JSON/JSONL file or a hub dataset (name, or name:config)."""
-    if _looks_local(name_or_path):
-        return load_records(Path(name_or_path).expanduser(), what="dataset")
-    try:
-        import datasets
-
-        name, _, config = name_or_path.partition(":")
-        ds = datasets.load_dataset(name, config or None, split=split)
-    except Exception as e:  # offline, unknown name, no such split ...
-        raise InputError(
-            f"cannot load dataset {name_or_path!r}: not a local file, and the hub dataset failed to load "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-        ) from None
-    return [dict(r) for r in ds]
+    """Records from a local JSON/JSONL file or a hub dataset (`name` or `name:config`)."""
+    return load_dataset_records(name_or_path, split=split, what="dataset")
 
 
 def keep_verifiable(records: list[dict]) -> tuple[list[dict], int]:
@@ -65,9 +46,9 @@ def keep_verifiable(records: list[dict]) -> tuple[list[dict], int]:
     kept = [
         r
         for r in records
-        if isinstance(r.get(QUESTION_FIELD), str)
-        and r[QUESTION_FIELD].strip()
-        and r.get(ANSWER_FIELD) not in (None, "")
+        if isinstance(r.get(OPEN_QUESTION), str)
+        and r[OPEN_QUESTION].strip()
+        and r.get(GROUND_TRUTH) not in (None, "")
     ]
     return kept, len(records) - len(kept)
 
@@ -117,9 +98,6 @@ class PromptTable:
             self._lengths.sort(reverse=True)
         return True
 
-    def reference(self, ids) -> str:
-        return self._ref[tuple(ids)]
-
     def match_prefixes(self, ids: list[int]) -> list[tuple[int, str]]:
         """(prompt length, reference) of every registered prompt that `ids` starts with, longest first."""
         out = []
@@ -129,11 +107,6 @@ class PromptTable:
                 if ref is not None:
                     out.append((n, ref))
         return out
-
-    def match_prefix(self, ids: list[int]) -> tuple[int, str] | None:
-        """(prompt length, reference) of the longest registered prompt that `ids` starts with."""
-        hits = self.match_prefixes(ids)
-        return hits[0] if hits else None
 
 
 def build_rl_data(
@@ -152,15 +125,15 @@ def build_rl_data(
             "dropped %d of %d rows without both %r and %r",
             dropped,
             len(records),
-            QUESTION_FIELD,
-            ANSWER_FIELD,
+            OPEN_QUESTION,
+            GROUND_TRUTH,
         )
     if not kept:
-        raise InputError(f"{dataset_name}: no row has both {QUESTION_FIELD!r} and {ANSWER_FIELD!r}")
+        raise InputError(f"{dataset_name}: no row has both {OPEN_QUESTION!r} and {GROUND_TRUTH!r}")
     table = PromptTable()
     rows, ambiguous, too_long = [], 0, 0
     for r in kept:
-        q, ref = r[QUESTION_FIELD], str(r[ANSWER_FIELD])
+        q, ref = r[OPEN_QUESTION], str(r[GROUND_TRUTH])
         ids = prompt_ids(tokenizer, q)
         if max_prompt_length and len(ids) > max_prompt_length:
             too_long += 1

@@ -49,6 +49,8 @@ import random
 from collections import Counter
 from pathlib import Path
 
+from huatuo_o1.contract import GROUND_TRUTH as GT
+from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
 from huatuo_o1.io import InputError, ItemStore, atomic_write_json, load_records, write_merged
 from huatuo_o1.llm import (
     LLMClient,
@@ -73,8 +75,6 @@ from huatuo_o1.runner import RunReport, exit_code_for, run_items
 
 log = logging.getLogger(__name__)
 
-OPEN_Q = "Open-ended Verifiable Question"
-GT = "Ground-True Answer"
 KEPT, DROPPED, FAILED = "kept", "dropped", "failed"
 COT_TAIL = ("Inner Thinking", "Final Conclusion", "Verification")
 INIT, LABEL = "Init_CoT", "Label_CoT"

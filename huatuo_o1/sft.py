@@ -17,9 +17,12 @@ onto it and adds what the paper's recipe needs:
   seen in the current epoch (data order is fixed by `--seed`), so training continues exactly where
   it stopped. The final model goes to `<output_dir>/<experiment_name>`.
 - A rerun resumes by default (the project's rule for interrupted runs), but only a run of the same
-  `--model_path`, `--data_path` and `--data_config`: they are written to `run_args.json` in the
-  run folder when the run starts and copied into every checkpoint; a mismatch is a one-line
-  error (exit 2) suggesting `--resume False` or another `--experiment_name`.
+  `--model_path`, `--data_path` and result-changing flags (`RESULT_FLAGS`: learning rate, sequence
+  length, packing, batch sizes, epochs, seed ...): they are written to `run_args.json` in the run
+  folder when the run starts and copied into every checkpoint; a mismatch is a one-line error
+  (exit 2) naming the differing flags and suggesting `--resume False` or another
+  `--experiment_name`. A torn newest checkpoint is skipped for the newest intact one
+  (huatuo_o1.checkpoints).
 """
 
 from __future__ import annotations
@@ -74,8 +77,8 @@ class SFTArguments:
     data_path: str = field(
         metadata={
             "help": "SFT data: a JSON/JSONL file of {Question, Complex_CoT, Response} records "
-            "(CONTRACTS §3), a `datasets` folder, or a hub dataset name "
-            "(e.g. FreedomIntelligence/medical-o1-reasoning-SFT)."
+            "(docs/data_formats.md §3), a `datasets` folder, or a hub dataset name with an optional "
+            "`:config` suffix (e.g. FreedomIntelligence/medical-o1-reasoning-SFT:en)."
         }
     )
     experiment_name: str = field(
@@ -122,7 +125,8 @@ class SFTArguments:
     data_config: str | None = field(
         default=None,
         metadata={
-            "help": "Configuration of a hub dataset (the published set: en, zh, en_mix, zh_mix; default en)."
+            "help": "Configuration of a hub dataset (the published set: en, zh, en_mix, zh_mix; default en). "
+            "An alias: the canonical form is a suffix of --data_path, e.g. org/name:en."
         },
     )
     packing: bool = field(
@@ -248,10 +252,21 @@ def set_global_batch(args: SFTArguments) -> str:
     return global_batch_line(args.train_bsz_per_gpu, args.gradient_accumulation_steps, processes)
 
 
+# Flags that change the trained model: a checkpoint is resumed only by a run with the same values.
+# (Logging, saving, --resume, --gradient_checkpointing and --attn_implementation change how, not what.)
+RESULT_FLAGS = (
+    "data_config", "max_seq_len", "packing", "train_bsz_per_gpu", "gradient_accumulation_steps",
+    "learning_rate", "weight_decay", "warmup_rates", "n_epochs", "max_steps", "max_grad_norm", "seed", "bf16",
+    "loss_average", "weight_decay_on_norms",
+)  # fmt: skip
+
+
 def sft_identity(args: SFTArguments) -> dict:
-    """What a checkpoint must have been trained from to be resumed by this run."""
+    """What a checkpoint must have been trained from to be resumed by this run: model, data and the
+    result-changing flags."""
     return run_identity(
-        {"model_path": args.model_path, "data_path": args.data_path}, {"data_config": args.data_config}
+        {"model_path": args.model_path, "data_path": args.data_path},
+        {name: getattr(args, name) for name in RESULT_FLAGS},
     )
 
 

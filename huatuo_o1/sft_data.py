@@ -1,7 +1,8 @@
 """SFT data: load and check records, render them as chats, mask labels, truncate, batch without padding.
 
-1. Records (CONTRACTS §3: `Question`, `Complex_CoT`, `Response`) come from a local JSON/JSONL file
-   or from a `datasets` folder / hub name (with `--data_config`, e.g. `en`). Everything is checked
+1. Records (docs/data_formats.md §3: `Question`, `Complex_CoT`, `Response`) come from a local
+   JSON/JSONL file or from a `datasets` folder / hub name (`contract.load_dataset_records`; the
+   configuration as a `name:config` suffix, or with the older `--data_config`, e.g. `en`). Everything is checked
    before any model is loaded: a missing, empty or malformed file, or a record that lacks a field,
    raises `InputError` naming the first bad record. A record without `Question` but with the stage-1
    field `Open-ended Verifiable Question` uses that one instead (so search outputs and the demo file
@@ -34,17 +35,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from huatuo_o1.contract import OPEN_QUESTION, SFT_COT, SFT_QUESTION, SFT_RESPONSE, load_dataset_records
 from huatuo_o1.formats import format_response
-from huatuo_o1.io import InputError, load_records
+from huatuo_o1.io import InputError
 
 log = logging.getLogger(__name__)
 
-QUESTION_FIELD = "Question"
-QUESTION_FALLBACK = "Open-ended Verifiable Question"
-COT_FIELD = "Complex_CoT"
-RESPONSE_FIELD = "Response"
 IGNORE_INDEX = -100
 
 # The original's template for models without one (Llama-3 instruct style).
@@ -72,10 +69,10 @@ def _check_records(records: Sequence[dict], source: str) -> list[dict]:
     for i, rec in enumerate(records, 1):
         if not isinstance(rec, dict):
             raise InputError(f"{source}: item {i} is not a JSON object")
-        q = rec.get(QUESTION_FIELD)
+        q = rec.get(SFT_QUESTION)
         if q in (None, ""):
-            q = rec.get(QUESTION_FALLBACK)
-        values = {QUESTION_FIELD: q, COT_FIELD: rec.get(COT_FIELD), RESPONSE_FIELD: rec.get(RESPONSE_FIELD)}
+            q = rec.get(OPEN_QUESTION)
+        values = {SFT_QUESTION: q, SFT_COT: rec.get(SFT_COT), SFT_RESPONSE: rec.get(SFT_RESPONSE)}
         missing = [k for k, v in values.items() if v in (None, "")]
         if missing:
             raise InputError(f"{source}: item {i} lacks field(s) {', '.join(repr(m) for m in missing)}")
@@ -89,39 +86,10 @@ def _check_records(records: Sequence[dict], source: str) -> list[dict]:
 
 
 def load_sft_records(data_path: str, data_config: str | None = None) -> list[dict]:
-    """Load and check SFT records from a JSON/JSONL file, a `datasets` folder or a hub dataset name."""
-    path = Path(data_path)
-    if path.is_file() or path.suffix.lower() in (".json", ".jsonl"):
-        return _check_records(load_records(path, what="SFT data"), str(path))
-    if not path.exists() and (data_path.startswith((".", "/")) or data_path.count("/") != 1):
-        raise InputError(f"SFT data file not found: {data_path}")
-    return _check_records(_load_hf_dataset(data_path, data_config), data_path)
-
-
-def _load_hf_dataset(name: str, config: str | None) -> list[dict]:
-    import datasets
-
-    try:
-        try:
-            ds = datasets.load_dataset(name, config, split="train")
-        except ValueError as e:
-            # The published set has configurations en/zh/en_mix/zh_mix and no default: take `en`.
-            if config is not None or "config" not in str(e).lower():
-                raise
-            names = datasets.get_dataset_config_names(name)
-            if "en" not in names:
-                raise InputError(
-                    f"{name}: choose a configuration with --data_config (one of {names})"
-                ) from None
-            log.warning("%s has several configurations %s; using 'en' (set --data_config)", name, names)
-            ds = datasets.load_dataset(name, "en", split="train")
-    except InputError:
-        raise
-    except Exception as e:  # datasets raises many kinds (FileNotFound, ConnectionError, DatasetNotFound...)
-        raise InputError(
-            f"cannot load SFT data {name!r}: {type(e).__name__}: {str(e).splitlines()[0]}"
-        ) from None
-    return [dict(r) for r in ds]
+    """Load and check SFT records from a JSON/JSONL file, a `datasets` folder or a hub dataset name
+    (`name:config`, or the older `--data_config`)."""
+    records = load_dataset_records(data_path, data_config, what="SFT data")
+    return _check_records(records, data_path)
 
 
 # --------------------------------------------------------------------------- chat rendering
@@ -217,8 +185,8 @@ def tokenize_records(
     stats = TokenizeStats(total=len(records))
     out = []
     for rec in records:
-        answer = format_response(rec[COT_FIELD], rec[RESPONSE_FIELD])
-        ids, labels, mismatch = tokenize_example(tokenizer, rec[QUESTION_FIELD], answer, eot_ids)
+        answer = format_response(rec[SFT_COT], rec[SFT_RESPONSE])
+        ids, labels, mismatch = tokenize_example(tokenizer, rec[SFT_QUESTION], answer, eot_ids)
         stats.prefix_mismatch += mismatch
         if len(ids) > max_seq_len:
             n_prompt = next((i for i, lab in enumerate(labels) if lab != IGNORE_INDEX), len(labels))
@@ -269,13 +237,3 @@ def make_collator(packing: bool, pad_token_id: int, flash_attn: bool = False):
 
         return DataCollatorWithFlattening(return_position_ids=True, return_flash_attn_kwargs=flash_attn)
     return PaddedCollator(pad_token_id)
-
-
-def padding_efficiency(lengths: Sequence[int], batch_size: int, packing: bool) -> float:
-    """Real tokens / tokens computed for consecutive micro-batches of `batch_size` examples."""
-    real = computed = 0
-    for i in range(0, len(lengths), batch_size):
-        chunk = lengths[i : i + batch_size]
-        real += sum(chunk)
-        computed += sum(chunk) if packing else max(chunk) * len(chunk)
-    return real / max(computed, 1)

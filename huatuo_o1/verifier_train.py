@@ -1,4 +1,4 @@
-"""Train a 2-label medical verifier from the search stage's exported verdicts (CONTRACTS §5).
+"""Train a 2-label medical verifier from the search stage's exported verdicts (docs/data_formats.md §5).
 
 The original released a 3B verifier but no recipe. This one:
 
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from huatuo_o1.checkpoints import RUN_ARGS_FILE, resume_point, run_identity
+from huatuo_o1.contract import VERIFIER_LABEL, VERIFIER_REFERENCE, VERIFIER_RESPONSE
 from huatuo_o1.io import InputError, atomic_write_json, load_records, require_fields
 from huatuo_o1.multi_gpu import global_batch_line, world_size
 from huatuo_o1.plots import VERIFIER_CURVES, make_plot_callback
@@ -50,7 +51,9 @@ class VerifierScriptArguments(TrackingArguments):
 
     data_path: str = field(
         default="data/verifier_data.json",
-        metadata={"help": "Verifier examples (CONTRACTS §5): JSON/JSONL with response, reference, label."},
+        metadata={
+            "help": "Verifier examples (docs/data_formats.md §5): JSON/JSONL with response, reference, label."
+        },
     )
     model_name_or_path: str = field(
         default="models/SmolLM2-135M-Instruct",
@@ -94,16 +97,16 @@ def parse_label(value, i: int, path) -> int:
 
 def load_examples(path: str) -> list[dict]:
     records = load_records(path, what="verifier data")
-    require_fields(path, records, ["response", "reference"])
+    require_fields(path, records, [VERIFIER_RESPONSE, VERIFIER_REFERENCE])
     out = []
     for i, r in enumerate(records, 1):
-        if "label" not in r:
-            raise InputError(f"{path}: item {i} lacks field 'label'")
+        if VERIFIER_LABEL not in r:
+            raise InputError(f"{path}: item {i} lacks field {VERIFIER_LABEL!r}")
         out.append(
             {
-                "response": str(r["response"]),
-                "reference": str(r["reference"]),
-                "label": parse_label(r["label"], i, path),
+                "response": str(r[VERIFIER_RESPONSE]),
+                "reference": str(r[VERIFIER_REFERENCE]),
+                "label": parse_label(r[VERIFIER_LABEL], i, path),
             }
         )
     return out

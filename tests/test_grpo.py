@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from huatuo_o1.rl_data import ANSWER_FIELD, QUESTION_FIELD
+from huatuo_o1.contract import GROUND_TRUTH, OPEN_QUESTION
 
 WELL = "## Thinking\n\nReasoning.\n\n## Final Response\n\n{}"
 
@@ -40,7 +40,7 @@ def test_grpo_few_steps(tmp_path, tiny_lm_dir, tiny_verifier_dir):
     from huatuo_o1.grpo import build_grpo_trainer
 
     data = tmp_path / "d.json"
-    data.write_text(json.dumps([{QUESTION_FIELD: f"Q{i}?", ANSWER_FIELD: f"a{i}"} for i in range(10)]))
+    data.write_text(json.dumps([{OPEN_QUESTION: f"Q{i}?", GROUND_TRUTH: f"a{i}"} for i in range(10)]))
     out = tmp_path / "ckpts"
     s, a, m = RL_stage2_grpo.parse_args(
         ["--model_name_or_path", str(tiny_lm_dir), "--reward_model_path", str(tiny_verifier_dir),

@@ -1,4 +1,4 @@
-"""The shared LLM client and runner against the loopback OpenAI-protocol server."""
+"""The shared LLM client (huatuo_o1.llm) against the loopback OpenAI-protocol server."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from huatuo_o1.io import ItemStore
 from huatuo_o1.llm import (
     BudgetExceeded,
     FatalAPIError,
@@ -18,8 +17,6 @@ from huatuo_o1.llm import (
     normalize_base_url,
     price_for,
 )
-from huatuo_o1.parsing import extract_json, parse_filter_verdict, parse_verdict
-from huatuo_o1.runner import run_items
 from huatuo_o1.testing import FakeOpenAIServer, FakeResponse
 
 KEY = "sk-fake-unit-test-key-0123456789"
@@ -114,106 +111,6 @@ def test_completions_endpoint_returns_n_texts():
         c = LLMClient("m", api_url=f"http://127.0.0.1:{srv.port}")
         assert call(c, "complete", "prompt", n=3) == ["t0", "t1", "t2"]
         assert srv.requests[0].path == "/v1/completions"
-
-
-def test_runner_stops_after_consecutive_failures_and_keeps_results(tmp_path):
-    items = [{"process_id": i} for i in range(1, 31)]
-
-    async def process(item):
-        if item["process_id"] > 3:
-            raise TransientAPIError("endpoint down")
-        return {"status": "kept", **item}
-
-    store = ItemStore(tmp_path)
-    report = asyncio.run(
-        run_items(items, process, store, concurrency=1, max_consecutive_failures=5, show_progress=False)
-    )
-    assert report.done == 3 and report.failed == 5
-    assert "5 consecutive items failed" in report.stopped_reason
-    assert store.done_ids() == {"1", "2", "3"}
-
-
-def test_runner_skips_finished_items(tmp_path):
-    store = ItemStore(tmp_path)
-    store.save(2, {"process_id": 2, "status": "kept"})
-    seen = []
-
-    async def process(item):
-        seen.append(item["process_id"])
-        return {"status": "kept", **item}
-
-    items = [{"process_id": i} for i in (1, 2, 3)]
-    report = asyncio.run(run_items(items, process, store, concurrency=2, show_progress=False))
-    assert sorted(seen) == [1, 3] and report.skipped == 1 and report.statuses["kept"] == 2
-
-
-def test_runner_starts_workers_on_a_short_ramp(tmp_path, monkeypatch):
-    """Workers start RAMP_STEP_S apart (no lockstep bursts), all of them within RAMP_MAX_S."""
-    import huatuo_o1.runner as runner
-
-    delays, real_sleep = [], asyncio.sleep
-
-    async def sleep(delay, *a, **kw):
-        delays.append(delay)
-        await real_sleep(0)
-
-    monkeypatch.setattr(asyncio, "sleep", sleep)
-
-    async def process(item):
-        return {"status": "kept", **item}
-
-    items = [{"process_id": i} for i in range(1, 9)]
-    asyncio.run(run_items(items, process, ItemStore(tmp_path / "a"), concurrency=4, show_progress=False))
-    assert delays == pytest.approx([runner.RAMP_STEP_S * r for r in (1, 2, 3)])
-    delays.clear()
-    items = [{"process_id": i} for i in range(1, 2001)]
-    report = asyncio.run(
-        run_items(items, process, ItemStore(tmp_path / "b"), concurrency=2000, show_progress=False)
-    )
-    assert report.done == 2000 and len(delays) == 1999 and max(delays) <= runner.RAMP_MAX_S
-
-
-def test_runner_stops_when_a_result_cannot_be_written(tmp_path):
-    """A write error (disk full, no permission) stops the run with OutputError instead of dropping the
-    item silently; what was written before stays."""
-    from huatuo_o1.io import OutputError
-
-    store = ItemStore(tmp_path)
-    (tmp_path / "3.json").mkdir()  # item 3's result path cannot be written
-    seen = []
-
-    async def process(item):
-        seen.append(item["process_id"])
-        return {"status": "kept", **item}
-
-    items = [{"process_id": i} for i in range(1, 8)]
-    with pytest.raises(OutputError, match="cannot write the result of item 3"):
-        asyncio.run(run_items(items, process, store, concurrency=1, show_progress=False))
-    assert seen == [1, 2, 3] and store.done_ids() == {"1", "2"}
-    assert not list(tmp_path.glob(".*.tmp"))
-
-
-def test_extract_json_variants():
-    keys = ("a",)
-    assert extract_json('{"a": 1}', keys) == {"a": 1}
-    assert extract_json('text before ```json\n{"a": 2}\n``` after', keys) == {"a": 2}
-    assert extract_json('Sure: {"a": "two\nlines"} thanks', keys) == {"a": "two\nlines"}
-    assert extract_json('{"b": 1} then {"a": 3}', keys) == {"a": 3}
-    assert extract_json('{"a": [1, 2,],}', keys) == {"a": [1, 2]}
-    assert extract_json("no json", keys) is None
-
-
-def test_verdict_parsers():
-    assert parse_filter_verdict("Ambiguous Answer.") == "Ambiguous Answer"
-    assert parse_filter_verdict("I think: Pass") == "Pass"
-    assert parse_filter_verdict("unsure") is None
-    assert parse_filter_verdict("It is not too simple.\nVerdict: Pass") == "Pass"  # last line decides
-    assert parse_filter_verdict("As a compass for learners: Too Simple") == "Too Simple"  # whole words
-    assert parse_filter_verdict("Pass or Too Simple?") is None  # ambiguous: asked again
-    assert parse_verdict("True") is True
-    assert parse_verdict("The response is False.") is False
-    assert parse_verdict("正确") is True and parse_verdict("不正确") is False
-    assert parse_verdict("maybe") is None
 
 
 @pytest.mark.parametrize("status", [408, 409])

@@ -1,4 +1,4 @@
-"""The stages talk only through files (CONTRACTS.md): chain the real scripts end to end.
+"""The stages talk only through files (docs/data_formats.md): chain the real scripts end to end.
 
 stage 1 (loopback "GPT-4o") -> stage 2 (same server, scripted search model) -> SFT on the search
 output -> PPO on the stage-1 problems starting from the SFT model -> evaluation of the PPO policy
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from huatuo_o1 import search_scripted as sm
+from huatuo_o1 import testing_search as sm
 from huatuo_o1.testing import FakeOpenAIServer
 from tests.helpers import run_script
 

@@ -10,18 +10,19 @@ from pathlib import Path
 import pytest
 import torch
 
+from huatuo_o1.contract import GROUND_TRUTH, OPEN_QUESTION
 from huatuo_o1.io import InputError
 from huatuo_o1.rewards import ExactMatchVerifier
-from huatuo_o1.rl_data import ANSWER_FIELD, QUESTION_FIELD, PromptTable, build_rl_data, prompt_ids, split_eval
+from huatuo_o1.rl_data import PromptTable, build_rl_data, prompt_ids, split_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 WELL = "## Thinking\n\nReasoning.\n\n## Final Response\n\n{}"
 
 
 def _records(n: int) -> list[dict]:
-    recs = [{QUESTION_FIELD: f"Q{i}: which drug for case {i}?", ANSWER_FIELD: f"drug {i}"} for i in range(n)]
+    recs = [{OPEN_QUESTION: f"Q{i}: which drug for case {i}?", GROUND_TRUTH: f"drug {i}"} for i in range(n)]
     recs.append({"question": "rejected by the filter", "answer": "x"})  # no open-ended fields
-    recs.append({QUESTION_FIELD: "no answer", ANSWER_FIELD: ""})
+    recs.append({OPEN_QUESTION: "no answer", GROUND_TRUTH: ""})
     return recs
 
 
@@ -42,7 +43,8 @@ def test_data_drop_split_and_exact_table(data_file, tiny_lm_dir):
     for row in data.train + data.eval:
         assert row["input_ids"] == prompt_ids(tok, row["question"])
         assert tok.decode(row["input_ids"]).endswith("<|im_start|>assistant\n")
-        assert data.table.reference(row["input_ids"]) == "drug " + row["question"].split(":")[0][1:]
+        ref = "drug " + row["question"].split(":")[0][1:]
+        assert data.table.match_prefixes(row["input_ids"])[0] == (len(row["input_ids"]), ref)
     # same seed, same split; other seed, other split
     again = build_rl_data(str(data_file), tok, seed=3)
     assert [r["question"] for r in again.eval] == [r["question"] for r in data.eval]
@@ -56,9 +58,9 @@ def test_prompt_table_longest_exact_prefix():
     t = PromptTable()
     assert t.add([1, 2], "a") and t.add([1, 2, 3], "b")
     assert not t.add([1, 2], "different")  # ambiguous duplicate is refused
-    assert t.match_prefix([1, 2, 3, 9]) == (3, "b")
-    assert t.match_prefix([1, 2, 9]) == (2, "a")
-    assert t.match_prefix([7, 1, 2]) is None
+    assert t.match_prefixes([1, 2, 3, 9]) == [(3, "b"), (2, "a")]  # longest first
+    assert t.match_prefixes([1, 2, 9]) == [(2, "a")]
+    assert t.match_prefixes([7, 1, 2]) == []
 
 
 def test_choose_pad_token_llama3_and_qwen_like(tiny_lm_dir):
@@ -177,7 +179,7 @@ def test_ppo_two_batches_train_log_and_save(tmp_path, data_file, tiny_lm_dir, ti
     by_q = {tuple(r["input_ids"]): r["reference"] for r in trainer.rl_data.train}
     assert trainer.reward_hook.scorer.last_batch
     for b in trainer.reward_hook.scorer.last_batch:
-        assert b["reference"] == by_q[tuple(b["prompt_ids"])] == table.reference(b["prompt_ids"])
+        assert b["reference"] == by_q[tuple(b["prompt_ids"])] == table.match_prefixes(b["prompt_ids"])[0][1]
 
     # a plain HF folder that loads, with changed weights and a pad distinct from eos
     model = AutoModelForCausalLM.from_pretrained(out)
@@ -218,7 +220,7 @@ def test_ppo_scores_reach_trl_at_the_pinned_position_for_the_right_rows(tmp_path
     import RL_stage2
     from huatuo_o1.ppo import build_ppo_trainer
 
-    recs = [{QUESTION_FIELD: f"Case {i}: which drug?", ANSWER_FIELD: "drug A" if i % 2 else "drug B"}
+    recs = [{OPEN_QUESTION: f"Case {i}: which drug?", GROUND_TRUTH: "drug A" if i % 2 else "drug B"}
             for i in range(12)]  # fmt: skip
     data = tmp_path / "ab.json"
     data.write_text(json.dumps(recs))

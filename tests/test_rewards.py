@@ -90,8 +90,10 @@ def test_classifier_uses_its_own_tokenizer_template_and_eos(tiny_verifier_dir, t
     policy_tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
     v = ClassifierVerifier.from_pretrained(str(tiny_verifier_dir))
     assert len(v.tokenizer) != len(policy_tok)  # really a different tokenizer
-    texts = v.texts(["Aspirin", "Heparin"], ["Aspirin", "Warfarin"])
-    assert texts[0] == verifier_input("Aspirin", "Aspirin", v.tokenizer.eos_token)
+    texts = [
+        verifier_input(a, r, v.tokenizer.eos_token)
+        for a, r in (("Aspirin", "Aspirin"), ("Heparin", "Warfarin"))
+    ]
     assert texts[0].endswith(" " + v.tokenizer.eos_token)
     probs = v.probabilities(["Aspirin", "Heparin"], ["Aspirin", "Warfarin"])
     # same numbers as running the classifier by hand on the template, one text at a time (no padding)

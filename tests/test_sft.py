@@ -19,7 +19,6 @@ from huatuo_o1.sft_data import (
     ensure_chat_template,
     load_sft_records,
     make_collator,
-    padding_efficiency,
     render,
     tokenize_example,
     tokenize_records,
@@ -198,14 +197,12 @@ def test_packed_examples_do_not_attend_to_each_other(tiny_lm_dir, tmp_path):
     assert all(batch["labels"][0, s].item() == IGNORE_INDEX for s in starts)
 
 
-def test_padded_collator_and_padding_efficiency():
+def test_padded_collator():
     feats = [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}]
     b = PaddedCollator(pad_token_id=0)(feats)
     assert b["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert b["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
     assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
-    assert padding_efficiency([3, 1, 2, 2], 2, packing=False) == pytest.approx(8 / 10)
-    assert padding_efficiency([3, 1, 2, 2], 2, packing=True) == 1.0
 
 
 # ----------------------------------------------------------------------------- training
@@ -294,7 +291,7 @@ def test_resume_refuses_a_checkpoint_of_another_model_or_data(tiny_lm_dir, tmp_p
     ckpt.mkdir(parents=True)
     (ckpt / "trainer_state.json").write_text("{}")
     # the newest checkpoint was trained on other data: refused before any model is loaded
-    write_json(ckpt / "run_args.json", sft_identity(parse_args([*argv[:2], "--data_path", str(other)])))
+    write_json(ckpt / "run_args.json", sft_identity(parse_args([*argv, "--data_path", str(other)])))
     with pytest.raises(SystemExit) as e:
         run_main(lambda: main(argv))
     assert e.value.code == 2

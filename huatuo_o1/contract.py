@@ -1,0 +1,127 @@
+"""The data contract between the stages: field names, record shapes, and one loader for them all.
+
+The stages are separate scripts that hand data on only through JSON/JSONL files (and HF
+checkpoints). docs/data_formats.md describes every format in words; this module is its code
+side: every field name is spelled here once and imported by the stages, so a format changes in
+one place. Names follow the published datasets, spelling included ("Ground-True Answer").
+
+Record kinds (section numbers of docs/data_formats.md):
+  §1 multiple-choice item      question, options, answer_idx, answer    (input of stage 1)
+  §2 verifiable problem        §1 + Open-ended Verifiable Question, Ground-True Answer
+  §3 SFT record                Question, Complex_CoT, Response           (output of the search)
+  §5 verifier example          response, reference, label
+  §6 evaluation item           question, options, answer_idx
+
+`load_dataset_records` is the one way a stage reads a data set named on its command line: a local
+JSON/JSONL file (through `io.load_records`), a `datasets` folder, or a hub dataset name. A hub
+dataset's configuration is named with a `:config` suffix (`org/name:en`), the canonical form for
+every script; SFT's older `--data_config` flag is kept as an alias.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from huatuo_o1.io import InputError, load_records
+
+log = logging.getLogger(__name__)
+
+# §1 multiple-choice item (also §6, the evaluation item)
+MCQ_QUESTION = "question"
+MCQ_OPTIONS = "options"
+MCQ_ANSWER_IDX = "answer_idx"
+MCQ_ANSWER = "answer"
+PROCESS_ID = "process_id"  # 1-based position in the input file, added by stages 1 and 2
+
+# §2 verifiable problem
+OPEN_QUESTION = "Open-ended Verifiable Question"
+GROUND_TRUTH = "Ground-True Answer"
+
+# §3 SFT record
+SFT_QUESTION = "Question"
+SFT_COT = "Complex_CoT"
+SFT_RESPONSE = "Response"
+
+# §5 verifier example
+VERIFIER_RESPONSE = "response"
+VERIFIER_REFERENCE = "reference"
+VERIFIER_LABEL = "label"
+
+# The fields each record kind must carry (what a reader of that kind checks for).
+RECORD_FIELDS = {
+    "multiple_choice": (MCQ_QUESTION, MCQ_OPTIONS, MCQ_ANSWER),
+    "verifiable_problem": (OPEN_QUESTION, GROUND_TRUTH),
+    "sft": (SFT_QUESTION, SFT_COT, SFT_RESPONSE),
+    "verifier_example": (VERIFIER_RESPONSE, VERIFIER_REFERENCE, VERIFIER_LABEL),
+    "evaluation": (MCQ_QUESTION, MCQ_OPTIONS, MCQ_ANSWER_IDX),
+}
+
+LOCAL_SUFFIXES = (".json", ".jsonl")
+DEFAULT_CONFIG = "en"  # taken when a hub dataset has several configurations and none is named
+
+
+def split_config(source: str, config: str | None = None) -> tuple[str, str | None]:
+    """(name, config) of `org/name:config`; `config` (an older flag) must agree with a suffix."""
+    name, sep, suffix = source.partition(":")
+    if not sep:
+        return source, config
+    if config is not None and config != suffix:
+        raise InputError(f"{source!r} names configuration {suffix!r} but --data_config says {config!r}")
+    return name, suffix or config
+
+
+def is_local_file(source: str) -> bool:
+    """A source read as a JSON/JSONL file: an existing file, or a name ending in .json/.jsonl."""
+    path = Path(source).expanduser()
+    return path.is_file() or path.suffix.lower() in LOCAL_SUFFIXES
+
+
+def load_dataset_records(
+    source: str, config: str | None = None, split: str = "train", what: str = "dataset"
+) -> list[dict]:
+    """The records of a data set named on a command line, as plain dicts.
+
+    - a local JSON/JSONL file (an existing file or a .json/.jsonl name): `io.load_records`;
+    - an existing folder: `datasets.load_dataset(folder)` (data files or a dataset repo clone);
+    - `org/name` or `org/name:config`: a hub dataset through `datasets` (`config` is the older
+      `--data_config` spelling of the suffix). A dataset with several configurations and none named
+      loads `en` when it has one (the published sets: en, zh, en_mix, zh_mix).
+    Anything else, a missing path or a failed hub load raises InputError (one line).
+    """
+    if is_local_file(source):
+        return load_records(Path(source).expanduser(), what=what)
+    name, config = split_config(source, config)
+    if not Path(name).expanduser().is_dir() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+        raise InputError(f"{what} file not found: {source}")
+    return _load_with_datasets(name, config, split, what, source)
+
+
+def _load_with_datasets(name: str, config: str | None, split: str, what: str, source: str) -> list[dict]:
+    try:
+        import datasets
+
+        try:
+            ds = datasets.load_dataset(name, config, split=split)
+        except ValueError as e:
+            if config is not None or "config" not in str(e).lower():
+                raise
+            names = datasets.get_dataset_config_names(name)
+            if DEFAULT_CONFIG not in names:
+                raise InputError(
+                    f"{name}: name a configuration as {name}:<config> (one of {names})"
+                ) from None
+            log.warning(
+                "%s has several configurations %s; using %r (name one as %s:<config>)",
+                name, names, DEFAULT_CONFIG, name,
+            )  # fmt: skip
+            ds = datasets.load_dataset(name, DEFAULT_CONFIG, split=split)
+    except InputError:
+        raise
+    except Exception as e:  # datasets raises many kinds (FileNotFound, ConnectionError, DatasetNotFound...)
+        detail = str(e).splitlines()[0] if str(e) else ""
+        raise InputError(
+            f"cannot load {what} {source!r}: not a local file, and the hub dataset failed to load "
+            f"({type(e).__name__}: {detail})"
+        ) from None
+    return [dict(r) for r in ds]
