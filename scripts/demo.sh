@@ -36,8 +36,9 @@ SFT_MODEL="$OUT/ckpts/demo_sft"
 step "3c. the same question after SFT"
 $PY scripts/show_answer.py --model_path "$SFT_MODEL" --max_new_tokens 64
 step "4. RL (PPO): 2 updates on the SFT model; reward from the exact-match verifier on the demo's short answers (0 malformed / 0.1 wrong / 1 right)"
+# 256 tokens: room for the SFT model to reach its '## Final Response' (at 64 every response was cut: reward 0)
 OMP_NUM_THREADS=1 $PY RL_stage2.py --model_name_or_path "$SFT_MODEL" --verifier exact \
-  --dataset_name data/demo_data.json --output_dir "$OUT/ppo" --run_name ppo_demo --response_length 64 \
+  --dataset_name data/demo_data.json --output_dir "$OUT/ppo" --run_name ppo_demo --response_length 256 \
   --temperature 0.5 --local_rollout_forward_batch_size 4 --per_device_train_batch_size 2 \
   --gradient_accumulation_steps 2 --num_ppo_epochs 1 --num_mini_batches 1 --total_episodes 8 --kl_coef 0.03 \
   --learning_rate 5e-7 --save_strategy no --num_sample_generations 0 --report_to none --logging_steps 1

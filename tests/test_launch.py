@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,14 +100,15 @@ def test_sft_under_deepspeed(config, tmp_path, tiny_lm_dir, sft_data):
                       cwd=tmp_path)  # fmt: skip
 
     run_dir = tmp_path / "ckpts" / "sft_stage1"
-    r = run(1)
+    r = run(2)
     assert "effective global batch: 2 per device x 1 accumulation x 1 process(es) = 2" in r.stderr
-    assert global_step(run_dir / "checkpoint-1") == 1
+    assert global_step(run_dir / "checkpoint-2") == 2
     assert_loadable(run_dir)
     assert (run_dir / "plots" / "loss.png").exists()
-    if config == "deepspeed_zero3.yaml":  # the same command, one step more: resumes
+    if config == "deepspeed_zero3.yaml":  # as if stopped after step 1: the same command resumes from it
+        shutil.rmtree(run_dir / "checkpoint-2")
         r = run(2)
-        assert "resuming from" in r.stderr
+        assert "resuming from" in r.stderr and "checkpoint-1" in r.stderr
         assert global_step(run_dir / "checkpoint-2") == 2
         assert_loadable(run_dir)
 

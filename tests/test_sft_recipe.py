@@ -36,6 +36,19 @@ class _Capture:
         self.callback = CB()
 
 
+def _stop_after(steps: int):
+    """A callback that ends training after `steps` optimizer steps (an interruption)."""
+    from transformers import TrainerCallback
+
+    class Stop(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step >= steps:
+                control.should_training_stop = True
+            return control
+
+    return Stop()
+
+
 def _run(argv, callbacks=()):
     from huatuo_o1.sft import parse_args, train
 
@@ -95,16 +108,15 @@ def test_save_only_model_checkpoints_resume_with_the_schedule(tmp_path, tiny_lm_
               "--learning_rate", "1e-3", "--warmup_rates", "0.3", "--max_ckpts", "0"]  # fmt: skip
     # uninterrupted: 4 steps
     full = Path(_run(_argv(tiny_lm_dir, data, tmp_path / "full", *common, "--max_steps", "4")))
-    # weights only, stopped after 2 steps, then the 4-step command resumes
+    # weights only, interrupted after 2 steps, then the same command resumes
     out = tmp_path / "light"
-    _run(_argv(tiny_lm_dir, data, out, *common, "--max_steps", "2", "--save_only_model", "True"))
+    light_argv = _argv(tiny_lm_dir, data, out, *common, "--max_steps", "4", "--save_only_model", "True")
+    _run(light_argv, [_stop_after(2)])
     ckpt = out / "sft_stage1" / "checkpoint-2"
     assert (ckpt / "model.safetensors").exists() and (ckpt / "trainer_state.json").exists()
     assert not (ckpt / "optimizer.pt").exists() and not (ckpt / "scheduler.pt").exists()
     with caplog.at_level(logging.WARNING):
-        light = Path(
-            _run(_argv(tiny_lm_dir, data, out, *common, "--max_steps", "4", "--save_only_model", "True"))
-        )
+        light = Path(_run(light_argv))
     notes = [r.getMessage() for r in caplog.records if "weights only" in r.getMessage()]
     assert len(notes) == 1 and "not the optimizer's moments" in notes[0] and str(ckpt) in notes[0]
 
