@@ -54,7 +54,8 @@ def run_main(main: Callable[[], int | None]) -> None:
     """Run a script's main(): known user errors become one stderr line (URL credentials and `sk-` keys
     masked) and exit code 2."""
     # local import: importing cli alone does not pull in `openai`
-    from huatuo_o1.llm import FatalAPIError, mask_secrets
+    from huatuo_o1.llm import FatalAPIError
+    from huatuo_o1.redact import mask_secrets
 
     try:
         code = main()

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import urllib.parse
 from dataclasses import dataclass
 
 from huatuo_o1.eval_original import clean_output
 from huatuo_o1.io import InputError
+from huatuo_o1.redact import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +60,6 @@ class GenerationSettings:
         if self.seed is not None:
             kw["seed"] = self.seed
         return kw
-
-
-def mask_url(url: str | None) -> str | None:
-    """The URL with any user:password part replaced by `***` (for files, logs and messages)."""
-    if not url:
-        return url
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "***"
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):

@@ -42,8 +42,10 @@ import tempfile
 from pathlib import Path
 
 from huatuo_o1.cli import str2bool
-from huatuo_o1.eval_backends import GenerationSettings, mask_url
+from huatuo_o1.eval_backends import GenerationSettings
 from huatuo_o1.io import InputError, ItemStore, atomic_write_json
+from huatuo_o1.lock import run_lock
+from huatuo_o1.redact import mask_url
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -712,26 +714,26 @@ def main(argv: list[str] | None = None) -> int:
     tok = load_tokenizer(args.tokenizer or args.model_name, args.trust_remote_code) if need_tok else None
     work = build_work(indexed, args, tok)
     settings = settings_of(args)
-    store = open_cache(args, name, cache_root, settings)
-
-    gen_work = [generation_input(w) for w in work]
-    failed_msgs = generate(gen_work, store, args, tok, api_key)
-
-    # score now, against the current items: cached outputs never carry stale scores
-    records = collect_records(work, gen_work, store)
-    missing = len(work) - len(records)
-    rejected = [
-        {"item_id": r["item_id"], "source": r["source"], "error": r["error"]}
-        for r in records
-        if r.get("error")
-    ]
-    summary = summarize(records)
-    extra = {
-        "eval_file": eval_info,
-        "questions": len(work),
-        "missing": missing,
-        "rejected": rejected,
-        "settings": settings,
-    }
-    paths = write_results(out_dir, name, records, summary, extra)
+    # one run per results name: a second eval writing the same files is refused (lock.py)
+    with run_lock(cache_root / f"{name}.run", what="eval"):
+        store = open_cache(args, name, cache_root, settings)
+        gen_work = [generation_input(w) for w in work]
+        failed_msgs = generate(gen_work, store, args, tok, api_key)
+        # score now, against the current items: cached outputs never carry stale scores
+        records = collect_records(work, gen_work, store)
+        missing = len(work) - len(records)
+        rejected = [
+            {"item_id": r["item_id"], "source": r["source"], "error": r["error"]}
+            for r in records
+            if r.get("error")
+        ]
+        summary = summarize(records)
+        extra = {
+            "eval_file": eval_info,
+            "questions": len(work),
+            "missing": missing,
+            "rejected": rejected,
+            "settings": settings,
+        }
+        paths = write_results(out_dir, name, records, summary, extra)
     return print_report(paths, summary, eval_info, rejected, missing, len(work), failed_msgs)

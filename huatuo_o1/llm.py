@@ -45,6 +45,7 @@ import httpx
 import openai
 
 from huatuo_o1.io import InputError, clean_json, clean_text
+from huatuo_o1.redact import mask_secrets, mask_url
 
 # USD per 1M tokens (input, output); public list prices. Override with --price IN,OUT.
 PRICES_PER_1M: dict[str, tuple[float, float]] = {
@@ -170,20 +171,6 @@ class Usage:
 current_item_usage: contextvars.ContextVar[Usage | None] = contextvars.ContextVar(
     "current_item_usage", default=None
 )
-
-
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]+@")
-_KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*]{6,}")
-
-
-def mask_url(url: str | None) -> str | None:
-    """`url` with any user name and password replaced by *** (`http://***@host/v1`)."""
-    return _URL_USERINFO.sub(r"\1***@", url) if url else url
-
-
-def mask_secrets(text: str) -> str:
-    """`text` with URL credentials and `sk-...` API keys masked; for anything shown or saved."""
-    return _KEY_LIKE.sub("sk-***", _URL_USERINFO.sub(r"\1***@", text))
 
 
 def check_api_url(api_url: str | None, flag: str = "--api_url") -> None:

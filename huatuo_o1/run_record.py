@@ -6,8 +6,8 @@
   user is logged in (a `WANDB_API_KEY` or a `wandb login` entry in ~/.netrc) and offline otherwise
   (an explicit `WANDB_MODE` wins), and says which in one line.
 - Secrets: a flag whose name contains key, token, secret or password holds a secret when its
-  value is text; so do credentials inside URLs (`https://user:pass@host`). `mask_secrets` and
-  `scrub_argv` replace them with `***`. `setup_wandb` scrubs `sys.argv` itself, because wandb
+  value is text; so do credentials inside URLs (`https://user:pass@host`). redact.py's
+  `mask_record` and `scrub_argv` replace them with `***`. `setup_wandb` scrubs `sys.argv` itself, because wandb
   copies the command line into its run files.
 - `write_run_args`: `run_args.json` in the run folder, with every flag the run used (secrets
   masked) under `"flags"`, next to the run's identity keys (what resume compares).
@@ -20,18 +20,16 @@ import enum
 import logging
 import netrc
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from huatuo_o1.redact import mask_record, scrub_argv
+
 log = logging.getLogger(__name__)
 
-MASK = "***"
-SECRET_WORDS = ("key", "token", "secret", "password")
 DEFAULT_WANDB_PROJECT = "huatuo-o1"
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 
 
 WANDB_PROJECT_HELP = f"wandb project (default: $WANDB_PROJECT, else {DEFAULT_WANDB_PROJECT})."
@@ -44,55 +42,6 @@ class TrackingArguments:
 
     wandb_project: str | None = field(default=None, metadata={"help": WANDB_PROJECT_HELP})
     wandb_entity: str | None = field(default=None, metadata={"help": WANDB_ENTITY_HELP})
-
-
-def is_secret_name(name: str) -> bool:
-    """A flag name that announces a secret (judge_api_key, hub_token, password, ...)."""
-    low = name.lower().lstrip("-")
-    return any(word in low for word in SECRET_WORDS)
-
-
-def mask_url_credentials(text: str) -> str:
-    """`scheme://user:pass@host/...` -> `scheme://***@host/...` anywhere in `text`."""
-    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
-
-
-def mask_secrets(value, name: str = ""):
-    """A copy of `value` (dicts and lists walked) with secret-named texts and URL credentials masked.
-    Numbers, booleans and None stay (`max_new_tokens: 512` is no secret)."""
-    if isinstance(value, dict):
-        return {k: mask_secrets(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [mask_secrets(v, name) for v in value]
-    if isinstance(value, str):
-        if value and is_secret_name(name):
-            return MASK
-        return mask_url_credentials(value)
-    return value
-
-
-def scrub_argv(argv: list[str]) -> list[str]:
-    """The command line with the values of secret flags (`--x_key V`, `--x_key=V`) and URL
-    credentials masked."""
-    out: list[str] = []
-    hide_next = False
-    for arg in argv:
-        if hide_next and not arg.startswith("--"):
-            out.append(MASK)
-            hide_next = False
-            continue
-        hide_next = False
-        if arg.startswith("--"):
-            name, eq, _ = arg.partition("=")
-            if is_secret_name(name):
-                if eq:
-                    out.append(f"{name}={MASK}")
-                else:
-                    out.append(arg)
-                    hide_next = True
-                continue
-        out.append(mask_url_credentials(arg))
-    return out
 
 
 def _jsonable(value):
@@ -127,7 +76,7 @@ def write_run_args(path: str | Path, identity: dict, *arg_objects) -> dict:
     secrets masked, under "flags". Returns what was written."""
     from huatuo_o1.io import atomic_write_json
 
-    record = {**identity, "flags": mask_secrets(collect_flags(*arg_objects))}
+    record = {**identity, "flags": mask_record(collect_flags(*arg_objects))}
     atomic_write_json(Path(path), record)
     return record
 

@@ -46,8 +46,8 @@ from huatuo_o1.llm import (
     TransientAPIError,
     Usage,
     current_item_usage,
-    mask_secrets,
 )
+from huatuo_o1.redact import mask_secrets
 
 log = logging.getLogger(__name__)
 

@@ -190,3 +190,28 @@ def test_sources_picks_sources_and_names_unknown_ones(tmp_path):
     assert [(i, it["source"]) for i, it in select_items(items, 1, "A")] == [(1, "A")]
     with pytest.raises(InputError, match="Z not in the eval file"):
         select_items(items, None, "A,Z")
+
+
+def test_second_eval_with_the_same_results_name_is_refused(tmp_path):
+    """Two evaluations writing the same result files: the second is refused in one line, exit 2,
+    before any request (a live run holds `<cache>/<name>.run`); once it is gone the run goes on."""
+    from huatuo_o1 import lock
+
+    proc, _ = _eval(tmp_path, {"S": [GOOD]})
+    assert proc.returncode == 0, proc.stderr
+    name = next((tmp_path / "out").glob("result_*.json")).stem[len("result_") :]
+    folder = tmp_path / "out" / ".eval_cache" / f"{name}.run"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        folder.mkdir(parents=True)
+        rec = {**lock.owner_record("eval"), "pid": holder.pid, "start_time": lock.start_time(holder.pid)}
+        (folder / lock.LOCK_NAME).write_text(json.dumps(rec))
+        proc, requests = _eval(tmp_path, {"S": [GOOD]}, "--no_resume")
+        assert proc.returncode == 2 and requests == []
+        assert len(proc.stderr.strip().splitlines()) == 1 and "is in use by eval" in proc.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    proc, _ = _eval(tmp_path, {"S": [GOOD]})
+    assert proc.returncode == 0, proc.stderr
+    assert not (folder / lock.LOCK_NAME).exists()  # released when the run ends

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from huatuo_o1 import testing_search as sm
-from huatuo_o1.llm import FatalAPIError, LLMClient, TransientAPIError, mask_secrets, mask_url
+from huatuo_o1.llm import FatalAPIError, LLMClient, TransientAPIError
+from huatuo_o1.redact import mask_secrets, mask_url
 from huatuo_o1.testing import FakeOpenAIServer, FakeResponse
 from tests.helpers import REPO
 

@@ -8,11 +8,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from huatuo_o1.redact import MASK, mask_record, scrub_argv
 from huatuo_o1.run_record import (
-    MASK,
     TrackingArguments,
-    mask_secrets,
-    scrub_argv,
     setup_wandb,
     wandb_logged_in,
     write_run_args,
@@ -31,7 +29,7 @@ def test_mask_secrets_by_name_and_url_credentials():
         "nested": {"api_key": "SECRET", "urls": ["http://a:SECRET@h", "http://plain/h"]},
         "learning_rate": 1e-5,
     }
-    masked = mask_secrets(flags)
+    masked = mask_record(flags)
     assert "SECRET" not in json.dumps(masked)
     assert masked["judge_api_key"] == MASK and masked["hub_token"] == MASK
     assert masked["judge_api_url"] == "https://***@judge.example/v1"

@@ -1,0 +1,73 @@
+"""Secrets never reach a file, a log or a message: the one place that masks them.
+
+In plain words:
+  - Credentials inside a URL (`https://user:pass@host/v1`) become `https://***@host/v1`.
+  - Text that is shown or saved (error lines, summaries) also loses anything shaped like an OpenAI
+    key (`sk-...`).
+  - A flag whose name contains key, token, secret or password holds a secret when its value is
+    text: run records keep `***` instead (`--judge_api_key`, `--hub_token`), and a command line
+    copied into a file (wandb does that) gets the same treatment (`scrub_argv`).
+"""
+
+from __future__ import annotations
+
+import re
+
+MASK = "***"
+SECRET_WORDS = ("key", "token", "secret", "password")
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]+@")
+_KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*]{6,}")
+
+
+def mask_url(url: str | None) -> str | None:
+    """`url` with any user name and password replaced by *** (`http://***@host/v1`)."""
+    return _URL_USERINFO.sub(rf"\1{MASK}@", url) if url else url
+
+
+def mask_secrets(text: str) -> str:
+    """`text` with URL credentials and `sk-...` API keys masked; for anything shown or saved."""
+    return _KEY_LIKE.sub("sk-***", _URL_USERINFO.sub(rf"\1{MASK}@", text))
+
+
+def is_secret_name(name: str) -> bool:
+    """A flag name that announces a secret (judge_api_key, hub_token, password, ...)."""
+    low = name.lower().lstrip("-")
+    return any(word in low for word in SECRET_WORDS)
+
+
+def mask_record(value, name: str = ""):
+    """A copy of `value` (dicts and lists walked) with secret-named texts and URL credentials masked.
+    Numbers, booleans and None stay (`max_new_tokens: 512` is no secret)."""
+    if isinstance(value, dict):
+        return {k: mask_record(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_record(v, name) for v in value]
+    if isinstance(value, str):
+        if value and is_secret_name(name):
+            return MASK
+        return mask_url(value)
+    return value
+
+
+def scrub_argv(argv: list[str]) -> list[str]:
+    """The command line with the values of secret flags (`--x_key V`, `--x_key=V`) and URL
+    credentials masked."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next and not arg.startswith("--"):
+            out.append(MASK)
+            hide_next = False
+            continue
+        hide_next = False
+        if arg.startswith("--"):
+            name, eq, _ = arg.partition("=")
+            if is_secret_name(name):
+                if eq:
+                    out.append(f"{name}={MASK}")
+                else:
+                    out.append(arg)
+                    hide_next = True
+                continue
+        out.append(mask_url(arg))
+    return out
