@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, fields
 
 from huatuo_o1.formats import extract_final_answer
 from huatuo_o1.io import InputError
+from huatuo_o1.redact import mask_url
 
 UNKNOWN_ANSWER = "I do not know the answer."
 
@@ -261,7 +262,7 @@ class LLMJudgeVerifier(Verifier):
         self.failures = 0
 
     def __repr__(self) -> str:  # never shows the key
-        return f"LLMJudgeVerifier(model={self.judge_model!r}, url={self.api_url!r})"
+        return f"LLMJudgeVerifier(model={self.judge_model!r}, url={mask_url(self.api_url)!r})"
 
     async def _judge_all(self, answers, references) -> list[bool]:
         # Lazy imports keep `openai` out of the classifier path. A fresh client per batch: its

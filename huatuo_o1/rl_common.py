@@ -19,7 +19,6 @@ Nothing here imports trl: GRPO and verifier training do not load trl's experimen
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,7 +170,7 @@ def make_verifier(
             script_args.verifier,
             reward_model_path,
             judge_model=script_args.judge_model,
-            api_key=script_args.judge_api_key or os.environ.get("OPENAI_API_KEY"),
+            api_key=script_args.judge_api_key,  # the client falls back to OPENAI_API_KEY (llm.resolve_api_key)
             api_url=script_args.judge_api_url,
             max_concurrency=script_args.judge_max_concurrency,
             max_length=script_args.verifier_max_length,
