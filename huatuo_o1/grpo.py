@@ -131,7 +131,8 @@ def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
     # the verifier is loaded whole (not ZeRO-3-partitioned): trl never runs a reward function
     # through an engine that would gather its weights
     verifier = make_verifier(script_args, script_args.reward_model_path, dtype=frozen_dtype, **remote)
-    policy = load_pretrained(AutoModelForCausalLM, policy_path, "policy model", dtype=dtype, **remote)
+    attn = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
+    policy = load_pretrained(AutoModelForCausalLM, policy_path, "policy model", dtype=dtype, **remote, **attn)
     if choose_pad_token(tokenizer, policy.generation_config, avoid_ids=prompt_token_ids(data)):
         policy.resize_token_embeddings(len(tokenizer))
     set_pad_id(policy, tokenizer.pad_token_id)

@@ -563,6 +563,7 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args, resume_
             log.warning("trl's PPO loop ignores %s: no effect on this run", ", ".join(args.ignored_flags))
     train_dtype, frozen_dtype = model_dtypes(torch_dtype(model_args.dtype), args.bf16, is_deepspeed_run(args))
     remote = {"trust_remote_code": script_args.trust_remote_code}
+    attn = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
 
     tokenizer, data = load_tokenizer_and_data(policy_path, script_args, args.seed, **remote)
     check_one_batch(len(data.train), len(data.eval), args)
@@ -580,9 +581,11 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args, resume_
             start_policy = str(ckpt)
         if (ckpt / VALUE_DIR / "config.json").exists():
             value_path = str(ckpt / VALUE_DIR)
-    policy = load_pretrained(AutoModelForCausalLM, start_policy, "policy model", dtype=train_dtype, **remote)
+    policy = load_pretrained(
+        AutoModelForCausalLM, start_policy, "policy model", dtype=train_dtype, **remote, **attn
+    )
     ref_policy = load_pretrained(
-        AutoModelForCausalLM, policy_path, "policy model", dtype=frozen_dtype, **remote
+        AutoModelForCausalLM, policy_path, "policy model", dtype=frozen_dtype, **remote, **attn
     )
     value_model = load_pretrained(
         AutoModelForSequenceClassification,
@@ -591,6 +594,7 @@ def build_ppo_trainer(script_args: PPOScriptArguments, args, model_args, resume_
         num_labels=1,
         dtype=train_dtype,
         **remote,
+        **attn,
     )
     if args.gradient_checkpointing:
         enable_gradient_checkpointing((policy, value_model), args.gradient_checkpointing_kwargs)

@@ -75,7 +75,7 @@ def test_ignored_flags_get_one_warning(tmp_path, data_file, tiny_lm_dir, caplog)
     _, a, _ = RL_stage2.parse_args(_argv(tiny_lm_dir, data_file, tmp_path))
     assert a.ignored_flags == []
     extra = ["--eval_strategy", "steps", "--eval_steps", "5", "--dataloader_num_workers", "2", "--bf16", "True",
-             "--use_cpu", "True"]  # fmt: skip
+             "--use_cpu", "True", "--attn_implementation", "eager"]  # fmt: skip
     s, a, m = RL_stage2.parse_args(_argv(tiny_lm_dir, data_file, tmp_path, *extra))
     assert a.ignored_flags == ["--eval_strategy", "--eval_steps", "--dataloader_num_workers"]
     with caplog.at_level(logging.WARNING):
@@ -86,6 +86,9 @@ def test_ignored_flags_get_one_warning(tmp_path, data_file, tiny_lm_dir, caplog)
     # bf16 training without DeepSpeed: the frozen reference in bf16, the trained models in fp32
     assert trainer.ref_model.dtype == torch.bfloat16
     assert trainer.policy_model.dtype == torch.float32 and trainer.value_model.dtype == torch.float32
+    # --attn_implementation (trl's ModelConfig flag) reaches the three trained/reference models
+    for model in (trainer.policy_model, trainer.ref_model, trainer.value_model):
+        assert model.config._attn_implementation == "eager"
 
 
 def _one_update(tmp_path, data_file, lm, *extra):
