@@ -22,6 +22,7 @@ Shared by SFT (SFT_stage1.py) and PPO (RL_stage2.py); one implementation of each
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -202,3 +203,21 @@ def save_final_policy(trainer, out: str | Path) -> Path:
     if trainer.accelerator.is_main_process:
         trainer.processing_class.save_pretrained(out)
     return out
+
+
+def resume_field(
+    where: str = "checkpoint-N in --output_dir",
+    restores: str = "weights, optimizer, scheduler, data position",
+    same: str = "the same model and data",
+):
+    """The `--resume` flag every training script declares: `--resume`, `--resume True|False`, or absent
+    (None: resume when a complete checkpoint exists; see `resume_point`)."""
+    return dataclasses.field(
+        default=None,
+        metadata={
+            "help": f"Continue from the newest complete {where} ({restores}) if it was trained from {same}. "
+            "Default: resume when one exists; False: start over.",
+            "nargs": "?",
+            "const": True,
+        },
+    )

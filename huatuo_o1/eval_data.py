@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from huatuo_o1.io import InputError, OutputError
+from huatuo_o1.io import InputError, atomic_write_bytes
 
 PAPER_EVAL_URL = (
     "https://raw.githubusercontent.com/FreedomIntelligence/HuatuoGPT-o1/main/evaluation/data/eval_data.json"
@@ -75,27 +73,6 @@ def download(url: str = PAPER_EVAL_URL, timeout: float = 60.0) -> bytes:
         ) from None
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise OutputError(f"cannot write {path} ({e.strerror or type(e).__name__})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path} ({e.strerror or type(e).__name__})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def install(data: bytes, dest: str | Path, origin: str, expected: str = PAPER_EVAL_BLOB) -> Path:
     """Write `data` to `dest` only if its git blob id is `expected`; InputError (nothing written)
     otherwise."""
@@ -106,7 +83,7 @@ def install(data: bytes, dest: str | Path, origin: str, expected: str = PAPER_EV
             f"({len(data)} bytes); nothing written"
         )
     dest = Path(dest)
-    _atomic_write_bytes(dest, data)
+    atomic_write_bytes(dest, data)
     return dest
 
 

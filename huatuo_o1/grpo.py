@@ -22,7 +22,7 @@ from pathlib import Path
 
 from trl import GRPOConfig
 
-from huatuo_o1.checkpoints import RUN_ARGS_FILE, resume_point, run_identity, save_final_policy
+from huatuo_o1.checkpoints import RUN_ARGS_FILE, resume_field, resume_point, run_identity, save_final_policy
 from huatuo_o1.io import InputError
 from huatuo_o1.lock import locked
 from huatuo_o1.plots import RL_CURVES, make_plot_callback
@@ -72,16 +72,7 @@ class GRPOScriptArguments(RLScriptArguments):
     reward_model_path: str | None = field(
         default=None, metadata={"help": "Verifier: a 2-label sequence classifier folder or hub name."}
     )
-    resume: bool | None = field(
-        default=None,
-        metadata={
-            "help": "Continue from the newest complete checkpoint-N in --output_dir (weights, optimizer, "
-            "scheduler, data position) if it was trained from the same model and data. Default: resume when "
-            "one exists; False: start over.",
-            "nargs": "?",
-            "const": True,
-        },
-    )
+    resume: bool | None = resume_field()
 
 
 @dataclass

@@ -161,7 +161,7 @@ def _json_bytes(obj: Any, indent: int | None) -> bytes:
         return json.dumps(clean_json(obj), ensure_ascii=False, indent=indent, allow_nan=False).encode()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Temp file in the same folder, fsync, rename. OSError (disk full, no permission, a file where a
     folder should be) becomes OutputError naming the path; the old file, if any, is untouched."""
     try:
@@ -186,12 +186,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
     """Write `obj` as standard JSON, atomically (see the module doc); OutputError when it cannot."""
-    _write_atomic(Path(path), _json_bytes(obj, indent))  # encoded before any file exists
+    atomic_write_bytes(Path(path), _json_bytes(obj, indent))  # encoded before any file exists
 
 
 def atomic_write_jsonl(path: str | Path, rows: Iterable[Any]) -> None:
     """One JSON value per line, atomically, with the same cleaning as `atomic_write_json`."""
-    _write_atomic(Path(path), b"".join(_json_bytes(r, None) + b"\n" for r in rows))
+    atomic_write_bytes(Path(path), b"".join(_json_bytes(r, None) + b"\n" for r in rows))
 
 
 def _probe(folder: Path) -> None:

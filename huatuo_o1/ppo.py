@@ -95,6 +95,7 @@ from trl.experimental.ppo import PPOConfig, PPOTrainer  # noqa: E402
 from huatuo_o1.checkpoints import (
     RUN_ARGS_FILE,
     has_trainer_state,
+    resume_field,
     resume_point,
     run_identity,
     save_final_policy,
@@ -503,16 +504,9 @@ class PPOScriptArguments(RLScriptArguments):
         default=False,
         metadata={"help": "Allow model code from the models' repositories (the original always passed it)."},
     )
-    resume: bool | None = field(
-        default=None,
-        metadata={
-            "help": "Continue from the newest complete checkpoint-N in --output_dir (policy, value model, "
-            "optimizer, scheduler, data position) if it was trained from the same model, data and "
-            "result-changing flags (a larger --total_episodes continues it). Default: resume when one "
-            "exists; False: start over.",
-            "nargs": "?",
-            "const": True,
-        },
+    resume: bool | None = resume_field(
+        restores="policy, value model, optimizer, scheduler, data position",
+        same="the same model, data and result-changing flags (a larger --total_episodes continues it)",
     )
 
 

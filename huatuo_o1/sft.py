@@ -36,6 +36,7 @@ from pathlib import Path
 
 from huatuo_o1.checkpoints import (
     RUN_ARGS_FILE,
+    resume_field,
     resume_point,
     run_identity,
     save_final_policy,
@@ -138,14 +139,10 @@ class SFTArguments:
             "padding to the longest example."
         },
     )
-    resume: bool | None = field(
-        default=None,
-        metadata={
-            "help": "Continue from the newest complete checkpoint in <output_dir>/<experiment_name> "
-            "(optimizer, scheduler, data position). Default: resume when one exists; False: start over.",
-            "nargs": "?",
-            "const": True,
-        },
+    resume: bool | None = resume_field(
+        where="checkpoint in <output_dir>/<experiment_name>",
+        restores="optimizer, scheduler, data position",
+        same="the same model, data and result-changing flags (a larger --max_steps continues it)",
     )
     max_steps: int = field(
         default=-1, metadata={"help": "Stop after this many optimizer steps (-1: n_epochs)."}

@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from huatuo_o1.checkpoints import RUN_ARGS_FILE, resume_point, run_identity
+from huatuo_o1.checkpoints import RUN_ARGS_FILE, resume_field, resume_point, run_identity
 from huatuo_o1.contract import VERIFIER_LABEL, VERIFIER_REFERENCE, VERIFIER_RESPONSE
 from huatuo_o1.io import InputError, atomic_write_json, load_records, require_fields
 from huatuo_o1.lock import locked
@@ -74,16 +74,7 @@ class VerifierScriptArguments(TrackingArguments):
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow model code from the backbone's repository."}
     )
-    resume: bool | None = field(
-        default=None,
-        metadata={
-            "help": "Continue from the newest complete checkpoint-N in --output_dir (weights, optimizer, "
-            "scheduler, data position) if it was trained from the same model and data. Default: resume when "
-            "one exists; False: start over.",
-            "nargs": "?",
-            "const": True,
-        },
-    )
+    resume: bool | None = resume_field()
 
 
 def parse_label(value, i: int, path) -> int:
