@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from huatuo_o1.io import InputError, OutputError
+from huatuo_o1.io import InputError, OutputError, check_writable_dir
 
 LOCK_NAME = ".huatuo_run.lock"
 
@@ -146,15 +146,7 @@ def _describe(rec: dict) -> str:
 def acquire(folder: str | Path, what: str) -> Path:
     """Take the lock of `folder` (created if needed) for this process; LockBusy if a live run holds it,
     OutputError if the folder cannot be written. Returns the lock file's path."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise OutputError(f"output folder {folder} is a file, not a folder") from None
-    except NotADirectoryError:
-        raise OutputError(f"output folder {folder}: a part of the path is a file, not a folder") from None
-    except OSError as e:
-        raise OutputError(f"output folder {folder} cannot be created: {e.strerror or e}") from None
+    folder = check_writable_dir(folder, "output folder")
     path = folder / LOCK_NAME
     mine = owner_record(what)
     tmp = folder / f"{LOCK_NAME}.{os.getpid()}.new"
