@@ -7,6 +7,8 @@ One concern per module (the data formats they exchange: docs/data_formats.md):
   runner        bounded-concurrency item processing with progress, resume and failure limits
   io            reading inputs (one-line errors), atomic writes, per-item result stores
   cli           boolean flags, exit codes, the API stages' main()
+  lock          one run per output folder: a lock file naming its owner (pid + start time)
+  redact        secrets masked before anything is shown or written (URL credentials, keys, secret flags)
   prompts       every prompt the pipeline sends, English and Chinese
   parsing       robust JSON and verdict extraction from LLM replies
   formats       the model's `## Thinking` / `## Final Response` format (docs/data_formats.md §4)
