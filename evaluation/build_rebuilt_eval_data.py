@@ -14,7 +14,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 
+from huatuo_o1.cli import run_main  # noqa: E402
 from huatuo_o1.eval_rebuild import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

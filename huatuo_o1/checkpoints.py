@@ -1,6 +1,7 @@
 """Training runs and their checkpoints: what a run is, where it stops, whether a rerun may continue it.
 
-Shared by SFT (SFT_stage1.py) and PPO (RL_stage2.py); one implementation of each rule:
+Shared by SFT (SFT_stage1.py), PPO (RL_stage2.py), GRPO (RL_stage2_grpo.py) and verifier training
+(train_verifier.py); one implementation of each rule:
 
 - Run identity: the sources a run was trained from (model and data, local paths made absolute
   so `./x` and `/abs/x` agree) plus the result-changing settings (learning rate, batch sizes,

@@ -48,6 +48,7 @@ from huatuo_o1.io import (
 from huatuo_o1.llm import (
     LLMClient,
     Usage,
+    check_api_url,
     check_client_args,
     client_from_args,
     dry_run_report,
@@ -308,6 +309,9 @@ def check_args(args) -> None:
     models = [m.strip() for m in (args.difficulty_models or "").split(",") if m.strip()]
     if models and not args.difficulty_api_url:
         raise InputError("--difficulty_models needs --difficulty_api_url (the endpoint serving those models)")
+    check_api_url(args.difficulty_api_url, "--difficulty_api_url")
+    if args.difficulty_num_process is not None and args.difficulty_num_process < 1:
+        raise InputError(f"--difficulty_num_process must be at least 1 (got {args.difficulty_num_process})")
     if len(set(models)) != len(models):
         raise InputError(f"--difficulty_models names a model twice: {args.difficulty_models}")
     if args.difficulty_max_tokens < 1:

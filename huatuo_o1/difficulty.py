@@ -105,8 +105,9 @@ class DifficultyFilter:
 
     async def _answer(self, model: str, item: dict, letter: str) -> dict:
         rec = self.cached(model, item)
-        if rec is not None:
-            return rec
+        if rec is not None:  # the saved answer, scored again: an edited answer_idx changes the verdict
+            correct, extracted = is_correct(rec["output"], item, letter)
+            return {**rec, "extracted": extracted, "correct": correct}
         prompt = eval_prompt(item)
         output = await self.clients[model].chat(prompt, **self.settings)
         correct, extracted = is_correct(output, item, letter)

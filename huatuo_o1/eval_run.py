@@ -5,7 +5,7 @@ eval file (`load_eval_file`, `select_items`), check the output folder can be wri
 (`check_output_dir`), build the prompts (`build_work`), open the resume cache (`open_cache`),
 generate (`generate`: backend choice), score (`collect_records`), write the files
 (`write_results`) and print (`print_report`). The API key is resolved once
-(llm.resolve_api_key: the flag, then OPENAI_API_KEY).
+(llm.resolve_api_key: the flag, then OPENAI_API_KEY for OpenAI's own API only).
 
 Steps:
   1. Read the eval file (docs/data_formats.md §6: source -> items, or a plain list = source `normal`) and
@@ -109,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="Any OpenAI-compatible endpoint instead of the local port (vLLM, OpenAI...).",
     )
     g.add_argument(
-        "--api_key", type=str, default=None, help="API key (default: OPENAI_API_KEY). Never printed or saved."
+        "--api_key",
+        type=str,
+        default=None,
+        help="API key (default: OPENAI_API_KEY when --api_url is OpenAI's API; other servers get none). "
+        "Never printed or saved.",
     )
     g.add_argument(
         "--served_model_name",
@@ -689,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
     from huatuo_o1.eval_backends import load_tokenizer
     from huatuo_o1.eval_data import describe_eval_file
     from huatuo_o1.eval_scoring import summarize
-    from huatuo_o1.llm import resolve_api_key
+    from huatuo_o1.llm import is_openai_url, resolve_api_key
 
     args = build_parser().parse_args(argv)
     check_args(args)
@@ -697,7 +701,9 @@ def main(argv: list[str] | None = None) -> int:
         from huatuo_o1.serving import find_sglang_python
 
         args.sglang_python = find_sglang_python(args.sglang_python)
-    api_key = resolve_api_key(args.api_key)  # the one place: the flag, then OPENAI_API_KEY
+    # the one place: the flag, then OPENAI_API_KEY, but only for OpenAI's own API; a local or other
+    # server (SGLang, vLLM, a gateway) never receives the user's OpenAI key unless --api_key says so
+    api_key = resolve_api_key(args.api_key, use_env=is_openai_url(args.api_url))
 
     items = load_eval_file(args.eval_file)
     eval_info = describe_eval_file(args.eval_file)

@@ -29,6 +29,7 @@ from huatuo_o1.plots import RL_CURVES, make_plot_callback
 from huatuo_o1.rewards import RewardConfig, Verifier, score_responses
 from huatuo_o1.rl_common import (
     REPORT_TO_HELP,
+    SCRIPT_RESULT_FLAGS,
     WARMUP_RATIO_HELP,
     RLScriptArguments,
     apply_compat_defaults,
@@ -103,8 +104,9 @@ def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
     check_local(policy_path, "policy model")
     check_local(script_args.reward_model_path, "reward model")
     check_rl_flags(args, model_args)
+    batch_line = apply_global_batch(args)  # every rank: it may set the accumulation
     if args.process_index == 0:
-        log.info(apply_global_batch(args))
+        log.info(batch_line)
     dtype = torch_dtype(model_args.dtype)
     _, frozen_dtype = model_dtypes(dtype, args.bf16, deepspeed=False)
     remote = {"trust_remote_code": args.trust_remote_code}  # GRPOConfig's own flag
@@ -144,12 +146,34 @@ def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
     return trainer
 
 
+# trl GRPOConfig flags that change the trained policy (a larger --max_steps continues a run)
+GRPO_RESULT_FLAGS = (
+    "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_generations",
+    "max_completion_length", "temperature", "top_p", "beta", "epsilon", "loss_type", "num_iterations",
+    "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "optim", "seed", "bf16", "fp16",
+)  # fmt: skip
+
+
+def grpo_identity(script_args: GRPOScriptArguments, args, model_args) -> dict:
+    """What a checkpoint must have been trained from to be resumed by this run: policy, data,
+    verifier and the result-changing flags (as PPO's identity)."""
+    settings = {name: getattr(args, name, None) for name in GRPO_RESULT_FLAGS}
+    settings.update({name: getattr(script_args, name, None) for name in SCRIPT_RESULT_FLAGS})
+    settings["dtype"] = model_args.dtype
+    return run_identity(
+        {
+            "model_name_or_path": model_args.model_name_or_path,
+            "dataset_name": script_args.dataset_name,
+            "reward_model_path": script_args.reward_model_path,
+        },
+        settings,
+    )
+
+
 # one run per output folder (lock.py)
 @locked("grpo", lambda script_args, args, model_args: args.output_dir)
 def train_grpo(script_args: GRPOScriptArguments, args, model_args) -> Path:
-    identity = run_identity(
-        {"model_name_or_path": model_args.model_name_or_path, "dataset_name": script_args.dataset_name}
-    )
+    identity = grpo_identity(script_args, args, model_args)
     resume_from = resume_point(args.output_dir, script_args.resume, identity, "use another --output_dir")
     trainer = build_grpo_trainer(script_args, args, model_args)  # checks flags first
     setup_wandb(args.report_to, script_args, run_dir=args.output_dir)

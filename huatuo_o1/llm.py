@@ -255,6 +255,15 @@ def _http_client(timeout: float):
         return None
 
 
+def is_openai_url(api_url: str | None) -> bool:
+    """Whether `api_url` is OpenAI's own API (the host OPENAI_API_KEY belongs to)."""
+    try:
+        host = urlsplit(api_url.strip()).hostname if api_url else None
+    except ValueError:
+        return False
+    return bool(host) and (host == "openai.com" or host.endswith(".openai.com"))
+
+
 def resolve_api_key(flag_value: str | None, use_env: bool = True) -> str | None:
     """The one fallback order for an API key: the flag's value, then OPENAI_API_KEY (unless
     use_env is False, e.g. a key that must not leave for another host); None when neither."""

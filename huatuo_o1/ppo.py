@@ -108,6 +108,7 @@ from huatuo_o1.plots import RL_CURVES, make_plot_callback
 from huatuo_o1.rewards import RewardConfig, Verifier, score_responses
 from huatuo_o1.rl_common import (
     REPORT_TO_HELP,
+    SCRIPT_RESULT_FLAGS,
     WARMUP_RATIO_HELP,
     RLScriptArguments,
     apply_compat_defaults,
@@ -650,10 +651,6 @@ PPO_RESULT_FLAGS = (
     "num_ppo_epochs", "response_length", "temperature", "stop_token", "stop_token_id", "missing_eos_penalty",
     "whiten_rewards", "kl_coef", "kl_estimator", "cliprange", "vf_coef", "cliprange_value", "gamma", "lam",
     "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "optim", "seed", "bf16", "fp16",
-)  # fmt: skip
-SCRIPT_RESULT_FLAGS = (
-    "verifier", "judge_model", "correct_reward", "incorrect_reward", "malformed_reward", "reward_threshold",
-    "verifier_max_length", "eval_fraction", "max_eval_samples", "max_prompt_length",
 )  # fmt: skip
 
 

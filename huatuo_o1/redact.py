@@ -29,10 +29,18 @@ def mask_secrets(text: str) -> str:
     return _KEY_LIKE.sub("sk-***", _URL_USERINFO.sub(rf"\1{MASK}@", text))
 
 
+# Flags named like secrets that hold none (a tokenizer's special tokens).
+NOT_SECRET = frozenset({"stop_token", "pad_token", "eos_token", "bos_token"})
+
+
 def is_secret_name(name: str) -> bool:
-    """A flag name that announces a secret (judge_api_key, hub_token, password, ...)."""
+    """A flag name that announces a secret: one of its words is key, token, secret or password
+    (judge_api_key, hub_token, wandb_apikey, db_password), not `max_tokens` or `stop_token`."""
     low = name.lower().lstrip("-")
-    return any(word in low for word in SECRET_WORDS)
+    if low in NOT_SECRET:
+        return False
+    words = re.split(r"[_\-.]", low)
+    return any(w in SECRET_WORDS or w.endswith(("apikey", "password", "secret")) for w in words)
 
 
 def mask_record(value, name: str = ""):

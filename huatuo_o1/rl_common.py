@@ -2,7 +2,7 @@
 
 - `RLScriptArguments`: the dataset and reward flags of RL_stage2.py and RL_stage2_grpo.py (the
   reward values and threshold are `rewards.RewardConfig`'s own fields, declared once there).
-- `apply_compat_defaults`: the original's `--warmup_ratio`, bf16 only where a GPU is, wandb offline.
+- `apply_compat_defaults`: the original's `--warmup_ratio`, bf16 only where a GPU is.
 - `load_tokenizer_and_data`: the policy tokenizer (left padding) and the RL rows built with it.
 - `load_pretrained`: `from_pretrained` with a one-line error; `check_local` for path-looking flags.
 - `make_verifier`: the reward's verifier chosen by `--verifier`.
@@ -26,6 +26,7 @@ from huatuo_o1.io import InputError
 from huatuo_o1.multi_gpu import outside_zero3_init
 from huatuo_o1.rewards import VERIFIER_MAX_LENGTH, RewardConfig
 from huatuo_o1.run_record import TrackingArguments
+from huatuo_o1.train_checks import local_path_missing
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,11 @@ class RLScriptArguments(RewardConfig, TrackingArguments):
         return RewardConfig.of(self)
 
 
+# RL script flags that change the trained policy (PPO and GRPO resume only a run made with the same).
+SCRIPT_RESULT_FLAGS = (
+    "verifier", "judge_model", "correct_reward", "incorrect_reward", "malformed_reward", "reward_threshold",
+    "verifier_max_length", "eval_fraction", "max_eval_samples", "max_prompt_length",
+)  # fmt: skip
 REPORT_TO_HELP = (
     "Loggers: wandb (default; online when logged in, else offline; WANDB_MODE wins), tensorboard, none ..."
 )
@@ -182,7 +188,7 @@ def make_verifier(
 
 def check_local(path: str | None, what: str) -> None:
     """A path-looking argument (./x, /x, ~/x) must exist; anything else may be a hub name."""
-    if path and path.startswith((".", "/", "~")) and not Path(path).expanduser().exists():
+    if local_path_missing(path):
         raise InputError(f"{what} not found: {path}")
 
 

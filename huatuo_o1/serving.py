@@ -46,6 +46,7 @@ import urllib.request
 from pathlib import Path
 
 from huatuo_o1.io import InputError
+from huatuo_o1.lock import start_time  # field 22 of /proc/PID/stat, as run locks record it
 
 
 def run_dir() -> Path:
@@ -180,16 +181,6 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
-
-
-def start_time(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat (start time in clock ticks since boot); None if no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": field 3 onwards
-    return int(fields[19])
 
 
 def group_members(pgid: int) -> list[int]:

@@ -42,6 +42,7 @@ from huatuo_o1.checkpoints import (
     save_final_policy,
     write_identity,
 )
+from huatuo_o1.contract import split_config
 from huatuo_o1.io import InputError
 from huatuo_o1.lock import locked
 from huatuo_o1.multi_gpu import accumulation_for, global_batch_line, world_size
@@ -157,7 +158,7 @@ class SFTArguments:
     report_to: str = field(
         default="wandb",
         metadata={
-            "help": "none, wandb (offline unless WANDB_MODE says otherwise, as the original) or tensorboard."
+            "help": "none, wandb (online when logged in, else offline; WANDB_MODE wins) or tensorboard."
         },
     )
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping (0: off)."})
@@ -263,11 +264,12 @@ def set_global_batch(args: SFTArguments) -> str:
 
 def sft_identity(args: SFTArguments) -> dict:
     """What a checkpoint must have been trained from to be resumed by this run: model, data and the
-    result-changing flags."""
-    return run_identity(
-        {"model_path": args.model_path, "data_path": args.data_path},
-        {name: getattr(args, name) for name in RESULT_FLAGS},
-    )
+    result-changing flags. A hub set is named in its canonical form, so `org/name:en` and
+    `org/name --data_config en` are the same data."""
+    data, config = split_config(args.data_path, args.data_config)
+    flags = {name: getattr(args, name) for name in RESULT_FLAGS}
+    flags["data_config"] = config
+    return run_identity({"model_path": args.model_path, "data_path": data}, flags)
 
 
 def _make_run_args_callback(identity: dict):

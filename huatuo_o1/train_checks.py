@@ -28,7 +28,8 @@ def parse_dataclasses(parser, argv: list[str] | None):
     return parsed
 
 
-def _local_path_missing(path: str | None) -> bool:
+def local_path_missing(path: str | None) -> bool:
+    """A path-looking argument (./x, /x, ~/x) that does not exist; anything else may be a hub name."""
     return bool(path) and path.startswith((".", "/", "~")) and not Path(path).expanduser().exists()
 
 
@@ -63,5 +64,5 @@ def check_training_flags(
         if value not in ATTN_IMPLEMENTATIONS and not value.startswith("kernels-community/"):
             raise InputError(f"{name} must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, got {value!r}")
     for name, path in model_paths:
-        if _local_path_missing(path):
+        if local_path_missing(path):
             raise InputError(f"{name}: model folder not found: {path}")

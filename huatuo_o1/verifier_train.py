@@ -46,6 +46,15 @@ _TRUE = {"true", "1", "yes", "correct"}
 _FALSE = {"false", "0", "no", "incorrect"}
 
 
+# Flags that change the trained verifier: a checkpoint is resumed only by a run with the same values
+# (a larger --max_steps continues a run).
+VERIFIER_TRAINING_FLAGS = (
+    "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
+    "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "optim", "seed", "bf16", "fp16",
+)  # fmt: skip
+VERIFIER_SCRIPT_FLAGS = ("max_length", "eval_fraction", "max_eval_samples", "dtype")
+
+
 @dataclass
 class VerifierScriptArguments(TrackingArguments):
     """Data, backbone and evaluation arguments of train_verifier.py."""
@@ -211,7 +220,11 @@ def train_verifier(script_args: VerifierScriptArguments, training_args) -> dict:
 
     out = Path(training_args.output_dir)
     identity = run_identity(
-        {"model_name_or_path": script_args.model_name_or_path, "data_path": script_args.data_path}
+        {"model_name_or_path": script_args.model_name_or_path, "data_path": script_args.data_path},
+        {
+            **{name: getattr(training_args, name, None) for name in VERIFIER_TRAINING_FLAGS},
+            **{name: getattr(script_args, name) for name in VERIFIER_SCRIPT_FLAGS},
+        },
     )
     resume_from = resume_point(out, script_args.resume, identity, "use another --output_dir")
     setup_wandb(training_args.report_to, script_args, run_dir=out)

@@ -82,7 +82,6 @@ run "4_grpo_zero3" 120 "${LAUNCH[@]}" RL_stage2_grpo.py --model_name_or_path "$O
   --bf16 True --report_to none --logging_steps 1 --save_strategy no --resume False
 
 SAMPLE=evaluation/data/eval_sample.json
-[ -f "$SAMPLE" ] || SAMPLE=evaluation/data/eval_data.json
 run "5_eval_hf" 90 "$PY" evaluation/eval.py --model_name "$OUT/ppo/final" --eval_file "$SAMPLE" --backend hf \
   --max_new_tokens 256 --batch_size 32 --seed 0 --output_dir "$OUT/eval"
 tail -n 12 "$OUT/5_eval_hf.log"
