@@ -9,8 +9,9 @@ learning-rate schedule is recomputed for that step (it is a function of the step
 be restored is the optimizer's moments (AdamW starts afresh, so the first updates after resume
 are larger than they would have been) and the random-number state. `resume_note` is the one line
 that says so. Under DeepSpeed, transformers insists on loading an engine checkpoint
-(`global_step*/`), which a weights-only checkpoint lacks: `skip_engine_load` lets the Trainer
-resume from the HF weights instead (the model is loaded from the checkpoint folder beforehand).
+(`global_step*/`) and `scheduler.pt`, which a weights-only checkpoint lacks: `skip_engine_load` lets
+the Trainer resume from the HF weights instead (the model is loaded from the checkpoint folder
+beforehand), and the SFT trainer skips the optimizer/scheduler load for such a checkpoint.
 """
 
 from __future__ import annotations

@@ -300,6 +300,13 @@ def _make_trainer_class():
             self._pad_token_id = pad_token_id
             self._reset_counters()
 
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            # a weights-only checkpoint has neither (under DeepSpeed transformers would insist on
+            # scheduler.pt); the schedule is moved to the restored step by make_schedule_callback
+            if checkpoint is not None and is_weights_only(checkpoint):
+                return
+            super()._load_optimizer_and_scheduler(checkpoint)
+
         def get_decay_parameter_names(self, model):
             if not self._original_decay:
                 return super().get_decay_parameter_names(model)

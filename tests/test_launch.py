@@ -92,25 +92,31 @@ def rl_data(tmp_path):
 
 @pytest.mark.parametrize("config", CONFIGS)
 def test_sft_under_deepspeed(config, tmp_path, tiny_lm_dir, sft_data):
+    """ZeRO-3 resumes from a full checkpoint (engine state); ZeRO-2 from a weights-only one
+    (--save_only_model), which has no engine folder and no scheduler.pt."""
+    weights_only = config == "deepspeed_zero2.yaml"
+
     def run(steps):
         return launch(config, "SFT_stage1.py", "--model_path", tiny_lm_dir, "--data_path", sft_data,
                       "--output_dir", tmp_path / "ckpts", "--log_dir", tmp_path / "logs", "--max_seq_len", "128",
                       "--report_to", "none", "--gradient_checkpointing", "False", "--train_bsz_per_gpu", "2",
                       "--gradient_accumulation_steps", "1", "--max_steps", steps, "--save_steps", "1",
-                      cwd=tmp_path)  # fmt: skip
+                      "--save_only_model", str(weights_only), cwd=tmp_path)  # fmt: skip
 
     run_dir = tmp_path / "ckpts" / "sft_stage1"
     r = run(2)
     assert "effective global batch: 2 per device x 1 accumulation x 1 process(es) = 2" in r.stderr
     assert global_step(run_dir / "checkpoint-2") == 2
+    assert any((run_dir / "checkpoint-1").glob("global_step*")) != weights_only
     assert_loadable(run_dir)
     assert (run_dir / "plots" / "loss.png").exists()
-    if config == "deepspeed_zero3.yaml":  # as if stopped after step 1: the same command resumes from it
-        shutil.rmtree(run_dir / "checkpoint-2")
-        r = run(2)
-        assert "resuming from" in r.stderr and "checkpoint-1" in r.stderr
-        assert global_step(run_dir / "checkpoint-2") == 2
-        assert_loadable(run_dir)
+    # as if stopped after step 1: the same command resumes from checkpoint-1
+    shutil.rmtree(run_dir / "checkpoint-2")
+    r = run(2)
+    assert "resuming from" in r.stderr and "checkpoint-1" in r.stderr
+    assert ("holds model weights only" in r.stderr) == weights_only
+    assert global_step(run_dir / "checkpoint-2") == 2
+    assert_loadable(run_dir)
 
 
 # ------------------------------------------------------------------------------------ PPO

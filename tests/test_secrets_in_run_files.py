@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_judge_key_and_url_credentials_never_reach_run_files(tmp_path, tiny_lm_dir):
+def test_judge_key_never_reaches_run_or_wandb_files(tmp_path, tiny_lm_dir):
     data = tmp_path / "rl.json"
     data.write_text(json.dumps([{"Open-ended Verifiable Question": f"Q{i}?", "Ground-True Answer": f"a{i}"}
                                 for i in range(6)]))  # fmt: skip
