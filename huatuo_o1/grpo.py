@@ -22,10 +22,9 @@ from pathlib import Path
 
 from trl import GRPOConfig
 
-from huatuo_o1.checkpoints import RUN_ARGS_FILE, resume_field, resume_point, run_identity, save_final_policy
+from huatuo_o1.checkpoints import resume_field, resume_point, run_identity
 from huatuo_o1.io import InputError
 from huatuo_o1.lock import locked
-from huatuo_o1.plots import RL_CURVES, make_plot_callback
 from huatuo_o1.rewards import RewardConfig, Verifier, score_responses
 from huatuo_o1.rl_common import (
     REPORT_TO_HELP,
@@ -35,16 +34,15 @@ from huatuo_o1.rl_common import (
     apply_compat_defaults,
     check_local,
     choose_pad_token,
-    final_dir,
     load_pretrained,
     load_tokenizer_and_data,
     make_verifier,
     prompt_token_ids,
     set_pad_id,
     torch_dtype,
+    train_and_save,
 )
 from huatuo_o1.rl_options import apply_global_batch, check_rl_flags, model_dtypes
-from huatuo_o1.run_record import setup_wandb, write_run_args
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +174,4 @@ def train_grpo(script_args: GRPOScriptArguments, args, model_args) -> Path:
     identity = grpo_identity(script_args, args, model_args)
     resume_from = resume_point(args.output_dir, script_args.resume, identity, "use another --output_dir")
     trainer = build_grpo_trainer(script_args, args, model_args)  # checks flags first
-    setup_wandb(args.report_to, script_args, run_dir=args.output_dir)
-    if args.process_index == 0:
-        write_run_args(Path(args.output_dir) / RUN_ARGS_FILE, identity, script_args, args, model_args)
-    trainer.add_callback(make_plot_callback(args.output_dir, RL_CURVES))
-    trainer.train(resume_from_checkpoint=resume_from)
-    return save_final_policy(trainer, final_dir(args.output_dir, args.run_name))
+    return train_and_save(trainer, identity, resume_from, script_args, args, model_args)

@@ -93,18 +93,15 @@ from transformers import TrainerCallback  # noqa: E402
 from trl.experimental.ppo import PPOConfig, PPOTrainer  # noqa: E402
 
 from huatuo_o1.checkpoints import (
-    RUN_ARGS_FILE,
     has_trainer_state,
     resume_field,
     resume_point,
     run_identity,
-    save_final_policy,
     write_identity,
 )
 from huatuo_o1.io import InputError
 from huatuo_o1.lock import locked
 from huatuo_o1.multi_gpu import embedding_rows
-from huatuo_o1.plots import RL_CURVES, make_plot_callback
 from huatuo_o1.rewards import RewardConfig, Verifier, score_responses
 from huatuo_o1.rl_common import (
     REPORT_TO_HELP,
@@ -114,13 +111,13 @@ from huatuo_o1.rl_common import (
     apply_compat_defaults,
     check_local,
     choose_pad_token,
-    final_dir,
     load_pretrained,
     load_tokenizer_and_data,
     make_verifier,
     prompt_token_ids,
     set_pad_id,
     torch_dtype,
+    train_and_save,
 )
 from huatuo_o1.rl_data import PromptTable
 from huatuo_o1.rl_options import (
@@ -133,7 +130,6 @@ from huatuo_o1.rl_options import (
     is_deepspeed_run,
     model_dtypes,
 )
-from huatuo_o1.run_record import setup_wandb, write_run_args
 from huatuo_o1.save_only_model import fast_forward_scheduler, is_weights_only, resume_note
 
 log = logging.getLogger(__name__)
@@ -688,9 +684,4 @@ def train_ppo(script_args: PPOScriptArguments, args, model_args) -> Path:
         args.output_dir, script_args.resume, identity, "use another --output_dir", is_complete_checkpoint
     )
     trainer = build_ppo_trainer(script_args, args, model_args, resume_from=resume_from)  # checks flags first
-    setup_wandb(args.report_to, script_args, run_dir=args.output_dir)
-    if args.process_index == 0:
-        write_run_args(Path(args.output_dir) / RUN_ARGS_FILE, identity, script_args, args, model_args)
-    trainer.add_callback(make_plot_callback(args.output_dir, RL_CURVES))
-    trainer.train(resume_from_checkpoint=resume_from)
-    return save_final_policy(trainer, final_dir(args.output_dir, args.run_name))
+    return train_and_save(trainer, identity, resume_from, script_args, args, model_args)

@@ -234,3 +234,19 @@ def load_tokenizer_and_data(
 def prompt_token_ids(data) -> set[int]:
     """Every token id of the RL prompts (train and eval): a pad must be none of them."""
     return {i for r in data.train + data.eval for i in r["input_ids"]}
+
+
+def train_and_save(trainer, identity: dict, resume_from: str | None, script_args, args, model_args) -> Path:
+    """The part every RL run (PPO, GRPO) ends with: wandb's project and mode, run_args.json with every
+    flag (rank 0), the curves written when training ends, training, and the final policy saved as a
+    plain HF folder in <output_dir>/<run_name>."""
+    from huatuo_o1.checkpoints import RUN_ARGS_FILE, save_final_policy
+    from huatuo_o1.plots import RL_CURVES, make_plot_callback
+    from huatuo_o1.run_record import setup_wandb, write_run_args
+
+    setup_wandb(args.report_to, script_args, run_dir=args.output_dir)
+    if args.process_index == 0:
+        write_run_args(Path(args.output_dir) / RUN_ARGS_FILE, identity, script_args, args, model_args)
+    trainer.add_callback(make_plot_callback(args.output_dir, RL_CURVES))
+    trainer.train(resume_from_checkpoint=resume_from)
+    return save_final_policy(trainer, final_dir(args.output_dir, args.run_name))

@@ -144,7 +144,9 @@ def test_ppo_two_batches_train_log_and_save(tmp_path, data_file, tiny_lm_dir, ti
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import RL_stage2
-    from huatuo_o1.ppo import build_ppo_trainer, final_dir, save_final_policy
+    from huatuo_o1.checkpoints import save_final_policy
+    from huatuo_o1.ppo import build_ppo_trainer
+    from huatuo_o1.rl_common import final_dir
 
     script_args, args, model_args = RL_stage2.parse_args(
         _ppo_args(
@@ -319,7 +321,8 @@ def test_save_under_deepspeed_takes_the_policy_from_the_engine(tmp_path, data_fi
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import RL_stage2
-    from huatuo_o1.ppo import build_ppo_trainer, save_final_policy
+    from huatuo_o1.checkpoints import save_final_policy
+    from huatuo_o1.ppo import build_ppo_trainer
 
     s, a, m = RL_stage2.parse_args(
         _ppo_args(tiny_lm_dir, "unused", data_file, tmp_path / "o", "--verifier", "exact", "--total_episodes", "4")
@@ -468,8 +471,8 @@ def test_ppo_resumes_at_the_saved_update(tmp_path, data_file, tiny_lm_dir, tiny_
     from transformers import AutoModelForCausalLM
 
     import RL_stage2
-    from huatuo_o1.checkpoints import newest_complete_checkpoint
-    from huatuo_o1.ppo import build_ppo_trainer, is_complete_checkpoint, save_final_policy, train_ppo
+    from huatuo_o1.checkpoints import newest_complete_checkpoint, save_final_policy
+    from huatuo_o1.ppo import build_ppo_trainer, is_complete_checkpoint, train_ppo
 
     out, straight = tmp_path / "ckpts", tmp_path / "straight"
 
