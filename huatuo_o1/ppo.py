@@ -647,6 +647,7 @@ PPO_RESULT_FLAGS = (
     "num_ppo_epochs", "response_length", "temperature", "stop_token", "stop_token_id", "missing_eos_penalty",
     "whiten_rewards", "kl_coef", "kl_estimator", "cliprange", "vf_coef", "cliprange_value", "gamma", "lam",
     "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "optim", "seed", "bf16", "fp16",
+    "global_batch_size",
 )  # fmt: skip
 
 
@@ -654,6 +655,10 @@ def ppo_identity(script_args: PPOScriptArguments, args, model_args) -> dict:
     """What a checkpoint must have been trained from to be resumed by this run: policy, data,
     verifier and value-model sources and the result-changing flags."""
     settings = {name: getattr(args, name, None) for name in PPO_RESULT_FLAGS}
+    if settings[
+        "global_batch_size"
+    ]:  # the accumulation follows the GPU count: the global batch is the recipe
+        settings["gradient_accumulation_steps"] = None
     settings.update({name: getattr(script_args, name) for name in SCRIPT_RESULT_FLAGS})
     settings["dtype"] = model_args.dtype
     return run_identity(

@@ -269,6 +269,9 @@ def sft_identity(args: SFTArguments) -> dict:
     data, config = split_config(args.data_path, args.data_config)
     flags = {name: getattr(args, name) for name in RESULT_FLAGS}
     flags["data_config"] = config
+    if args.global_batch_size:  # the accumulation follows the GPU count: the global batch is the recipe
+        flags["gradient_accumulation_steps"] = None
+    flags["global_batch_size"] = args.global_batch_size
     return run_identity({"model_path": args.model_path, "data_path": data}, flags)
 
 

@@ -241,3 +241,37 @@ def test_sft_resumes_from_the_newest_intact_checkpoint(tiny_lm_dir, tmp_path, ca
     assert len(skipped) == 1 and "checkpoint-2" in skipped[0]
     assert any(f"resuming from {run / 'checkpoint-1'}" in r.getMessage() for r in caplog.records)
     assert json.loads(state.read_text())["global_step"] == 2  # step 2 was redone and saved whole
+
+
+def test_resume_identity_follows_the_recipe_not_the_gpu_count(tmp_path, monkeypatch):
+    """With --global_batch_size the accumulation is derived from the process count: the identity
+    records the global batch instead, so the same recipe resumes on another GPU count and a
+    changed global batch is refused; a hub set named `org/x:en` or `org/x --data_config en` is one."""
+    import RL_stage2
+    from huatuo_o1.ppo import ppo_identity
+    from huatuo_o1.sft import parse_args, set_global_batch, sft_identity
+
+    def sft_id(world: int, *extra) -> dict:
+        monkeypatch.setenv("WORLD_SIZE", str(world))
+        args = parse_args(
+            ["--model_path", "m", "--data_path", "org/set:en", "--train_bsz_per_gpu", "2", *extra]
+        )
+        set_global_batch(args)
+        return sft_identity(args)
+
+    assert sft_id(1, "--global_batch_size", "16") == sft_id(2, "--global_batch_size", "16")
+    assert sft_id(1, "--global_batch_size", "16") != sft_id(1, "--global_batch_size", "32")
+    assert sft_id(1) != sft_id(2, "--gradient_accumulation_steps", "4")  # plain accumulation still counts
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    same = parse_args(
+        ["--model_path", "m", "--data_path", "org/set", "--data_config", "en", "--train_bsz_per_gpu", "2"]
+    )
+    assert sft_identity(same) == sft_id(1)
+
+    def ppo_id(world: int, gb: str) -> dict:
+        monkeypatch.setenv("WORLD_SIZE", str(world))
+        argv = ppo_argv("lm", "v", tmp_path / "d.json", tmp_path / "o", "--global_batch_size", gb)
+        return ppo_identity(*RL_stage2.parse_args(argv))
+
+    assert ppo_id(1, "8") == ppo_id(2, "8")
+    assert ppo_id(1, "8") != ppo_id(1, "16")
