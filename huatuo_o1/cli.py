@@ -12,6 +12,7 @@ import typing
 from collections.abc import Awaitable, Callable, Iterable
 
 from huatuo_o1.io import InputError, OutputError
+from huatuo_o1.multi_gpu import end_distributed
 
 EXIT_BAD_INPUT = 2
 
@@ -59,6 +60,7 @@ def run_main(main: Callable[[], int | None]) -> None:
 
     try:
         code = main()
+        end_distributed()  # a finished distributed run closes its process group before exiting
     except (InputError, OutputError, FatalAPIError) as e:
         print(f"error: {mask_secrets(' '.join(str(e).split()))}", file=sys.stderr)  # one line, no credentials
         sys.exit(EXIT_BAD_INPUT)

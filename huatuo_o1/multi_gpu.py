@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 
 from huatuo_o1.io import InputError
 
@@ -80,3 +81,13 @@ def outside_zero3_init():
         yield
     finally:
         hf_ds.set_hf_deepspeed_config(active)
+
+
+def end_distributed() -> None:
+    """Tear down the process group a distributed launch opened, before the interpreter exits.
+    Left open, gloo's worker threads can still be running during interpreter shutdown and abort the
+    process ("terminate called without an active exception", SIGABRT after a finished 2-process CPU
+    run); the launcher then reports the whole run as failed."""
+    dist = sys.modules.get("torch.distributed")  # never imports torch for the API stages
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
