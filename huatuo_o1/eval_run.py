@@ -38,12 +38,11 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from huatuo_o1.cli import str2bool
 from huatuo_o1.eval_backends import GenerationSettings
-from huatuo_o1.io import InputError, ItemStore, atomic_write_json
+from huatuo_o1.io import InputError, ItemStore, atomic_write_json, check_writable_dir
 from huatuo_o1.lock import run_lock
 from huatuo_o1.redact import mask_url
 
@@ -463,18 +462,10 @@ def generation_input(work: dict) -> dict:
 
 
 def check_output_dir(out_dir: Path, folders: list[Path], names: list[str]) -> None:
-    """InputError before any request when results (in out_dir, named `names`), the cache or the
-    server log (in `folders`) could not be written."""
+    """One line before any request when results (in out_dir, named `names`), the cache or the
+    server log (in `folders`) could not be written (io.check_writable_dir for each folder)."""
     for folder in (out_dir, *folders):
-        if folder.exists() and not folder.is_dir():
-            raise InputError(f"cannot write results: {folder} is a file, not a folder")
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-check-", suffix=".tmp")
-            os.close(fd)
-            os.unlink(tmp)
-        except OSError as e:
-            raise InputError(f"cannot write results to {folder} ({e.strerror or type(e).__name__})") from None
+        check_writable_dir(folder, "results folder")
     for n in names:
         if (out_dir / n).is_dir():
             raise InputError(f"cannot write results: {out_dir / n} is a folder")
