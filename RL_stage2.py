@@ -9,8 +9,8 @@
 All trl `PPOConfig` / `TrainingArguments` flags work (see --help). A rerun of the same command
 resumes from the newest complete `<output_dir>/checkpoint-N` (policy, value model, optimizer,
 scheduler, RNG, data position) when it was trained from the same model, data and result-changing
-flags (huatuo_o1.checkpoints); `--resume False` starts over. The logic lives in huatuo_o1/ppo.py (trainer wiring,
-reward hook, resume), huatuo_o1/rewards.py and huatuo_o1/rl_data.py.
+flags (huatuo_o1.train.checkpoints); `--resume False` starts over. The logic lives in huatuo_o1/rl/ppo.py (trainer wiring,
+reward hook, resume), huatuo_o1/rl/rewards.py and huatuo_o1/rl/data.py.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ def parse_args(argv=None):
     from transformers import HfArgumentParser
     from trl import ModelConfig
 
-    from huatuo_o1.ppo import MedicalPPOConfig, PPOScriptArguments
-    from huatuo_o1.train_checks import parse_dataclasses
+    from huatuo_o1.rl.ppo import MedicalPPOConfig, PPOScriptArguments
+    from huatuo_o1.train.checks import parse_dataclasses
 
     parser = HfArgumentParser((PPOScriptArguments, MedicalPPOConfig, ModelConfig))
     return tuple(parse_dataclasses(parser, argv))
@@ -31,7 +31,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     from huatuo_o1.cli import setup_training_logging
-    from huatuo_o1.ppo import train_ppo
+    from huatuo_o1.rl.ppo import train_ppo
 
     setup_training_logging()
     script_args, training_args, model_args = parse_args(argv)

@@ -6,7 +6,7 @@
         --dataset_name FreedomIntelligence/medical-o1-verifiable-problem \
         --num_generations 8 --max_completion_length 1300 --beta 0.03 --use_vllm True ...
 
-All trl `GRPOConfig` flags work (see --help); logic in huatuo_o1/grpo.py.
+All trl `GRPOConfig` flags work (see --help); logic in huatuo_o1/rl/grpo.py.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ def parse_args(argv=None):
     from transformers import HfArgumentParser
     from trl import ModelConfig
 
-    from huatuo_o1.grpo import GRPOScriptArguments, MedicalGRPOConfig
-    from huatuo_o1.train_checks import parse_dataclasses
+    from huatuo_o1.rl.grpo import GRPOScriptArguments, MedicalGRPOConfig
+    from huatuo_o1.train.checks import parse_dataclasses
 
     parser = HfArgumentParser((GRPOScriptArguments, MedicalGRPOConfig, ModelConfig))
     return tuple(parse_dataclasses(parser, argv))
@@ -27,7 +27,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     from huatuo_o1.cli import setup_training_logging
-    from huatuo_o1.grpo import train_grpo
+    from huatuo_o1.rl.grpo import train_grpo
 
     setup_training_logging()
     script_args, training_args, model_args = parse_args(argv)

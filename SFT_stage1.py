@@ -3,11 +3,11 @@
     python SFT_stage1.py --model_path <model> --data_path <sft.json>                    # one process (CPU/GPU)
     accelerate launch --config_file ./configs/deepspeed_zero3.yaml --num_processes 8 SFT_stage1.py ...
 
-All logic lives in huatuo_o1/sft.py (trainer wiring) and huatuo_o1/sft_data.py (data).
+All logic lives in huatuo_o1/train/sft.py (trainer wiring) and huatuo_o1/train/sft_data.py (data).
 """
 
 from huatuo_o1.cli import run_main
-from huatuo_o1.sft import main
+from huatuo_o1.train.sft import main
 
 if __name__ == "__main__":
     run_main(main)

@@ -11,7 +11,7 @@ rules, the small-models difficulty filter, the LLM filter (--filter_data), the L
         --difficulty_models gemma-2-9b-it,Llama-3.1-8B-Instruct,Qwen2.5-7B-Instruct \
         --difficulty_api_url http://127.0.0.1:8000/v1 --model_name gpt-4o --api_key [key]
 
-See huatuo_o1/construct.py for the method. Output: one file per item under
+See huatuo_o1/datagen/construct.py for the method. Output: one file per item under
 <output_dir>/<task>/ (resume state), the small models' answers under <output_dir>/<task>_difficulty/,
 and the merged <output_dir>/<task>_final_<N>.json with its _summary.json.
 """
@@ -19,7 +19,7 @@ and the merged <output_dir>/<task>_final_<N>.json with its _summary.json.
 import argparse
 
 from huatuo_o1.cli import run_async_stage, run_main, str2bool
-from huatuo_o1.construct import run
+from huatuo_o1.datagen.construct import run
 from huatuo_o1.llm import add_client_args, parse_price
 from huatuo_o1.prompts import LANGUAGES
 from huatuo_o1.runner import add_run_args

@@ -7,7 +7,7 @@ The paper's search (depth 3, 3 attempts) is one flag away: add --paper_settings 
 --max_search_depth / --max_search_attempts still win). Without it the original code's defaults hold:
 depth 2, 1 attempt, label guidance on.
 
-See huatuo_o1/search.py for the method. Output: one trace file per item under
+See huatuo_o1/datagen/search.py for the method. Output: one trace file per item under
 <output_dir>/<task>/ (resume state; task = <data file stem>_CoT_search), the merged SFT file
 <output_dir>/<task>_final_<N>.json (N kept items) and <...>_summary.json beside it.
 """
@@ -15,10 +15,10 @@ See huatuo_o1/search.py for the method. Output: one trace file per item under
 import argparse
 
 from huatuo_o1.cli import add_dataclass_args, run_async_stage, run_main
+from huatuo_o1.datagen.search import SearchConfig, run
 from huatuo_o1.llm import add_client_args
 from huatuo_o1.prompts import LANGUAGES
 from huatuo_o1.runner import add_run_args
-from huatuo_o1.search import SearchConfig, run
 
 # The original code's defaults, and the paper's search (arXiv 2412.18925 §4: depth 3, 3 attempts)
 ORIGINAL_SETTINGS = {k: getattr(SearchConfig, k) for k in ("max_search_depth", "max_search_attempts")}

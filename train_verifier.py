@@ -5,7 +5,7 @@
         --num_train_epochs 2 --learning_rate 1e-5 --per_device_train_batch_size 8
 
 Reports held-out accuracy and a threshold sweep (verifier_eval.json next to the model). The
-result is a plain HF folder for RL_stage2.py --reward_model_path. Logic: huatuo_o1/verifier_train.py.
+result is a plain HF folder for RL_stage2.py --reward_model_path. Logic: huatuo_o1/rl/verifier_train.py.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import sys
 def parse_args(argv=None):
     from transformers import HfArgumentParser, TrainingArguments
 
-    from huatuo_o1.train_checks import parse_dataclasses
-    from huatuo_o1.verifier_train import VerifierScriptArguments
+    from huatuo_o1.rl.verifier_train import VerifierScriptArguments
+    from huatuo_o1.train.checks import parse_dataclasses
 
     parser = HfArgumentParser((VerifierScriptArguments, TrainingArguments))
     return tuple(parse_dataclasses(parser, argv))
@@ -25,7 +25,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     from huatuo_o1.cli import setup_training_logging
-    from huatuo_o1.verifier_train import train_verifier
+    from huatuo_o1.rl.verifier_train import train_verifier
 
     setup_training_logging()
     script_args, training_args = parse_args(argv)

@@ -26,10 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from construct_verifiable_medical_problems import main as stage1_main  # noqa: E402
-from huatuo_o1.construct import load_mcq_items  # noqa: E402
+from huatuo_o1.datagen.construct import load_mcq_items  # noqa: E402
 from huatuo_o1.parsing import extract_json, parse_filter_verdict  # noqa: E402
 from huatuo_o1.prompts import filter_prompt, rewrite_prompt  # noqa: E402
-from huatuo_o1.testing import FakeOpenAIServer  # noqa: E402
+from huatuo_o1.testing.openai_server import FakeOpenAIServer  # noqa: E402
 
 
 def responder(req):

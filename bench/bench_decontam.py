@@ -8,7 +8,7 @@ a medical-sounding vocabulary, and --items training questions of the same kind; 
 whitespace changed (newlines, double spaces) so normalisation matters; a few are copies of a whole
 eval question.
 
-  - ours     : huatuo_o1.decontam.EvalIndex (numpy hashed windows, bitmap prefilter, exact check),
+  - ours     : huatuo_o1.datagen.decontam.EvalIndex (numpy hashed windows, bitmap prefilter, exact check),
                index build included in the time;
   - baseline : the straightforward way: a Python set of every normalised 64-character window of
                the eval questions, and every window of every item looked up in it (same answers).
@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from huatuo_o1.decontam import WINDOW, EvalIndex, normalize  # noqa: E402
+from huatuo_o1.datagen.decontam import WINDOW, EvalIndex, normalize  # noqa: E402
 
 STEMS = (
     "A {age}-year-old {sex} has {sym} for {dur}.",

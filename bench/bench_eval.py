@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_eval.py [--questions 2000] [--latency 0.5] [--in_flight 64]
 
-The server (huatuo_o1.testing.FakeOpenAIServer, in its own process) answers every question after a
+The server (huatuo_o1.testing.openai_server.FakeOpenAIServer, in its own process) answers every question after a
 latency; a request holding a batch of questions answers when its slowest question is done (as a
 batching inference server does). With N questions in flight and latency L the ideal throughput is
 N / L questions/s (Little's law); we print achieved / ideal for:
@@ -26,12 +26,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from huatuo_o1.eval_backends import GenerationSettings, run_server  # noqa: E402
-from huatuo_o1.eval_run import generation_input, item_id, make_record  # noqa: E402
+from huatuo_o1.eval.backends import GenerationSettings, run_server  # noqa: E402
+from huatuo_o1.eval.run import generation_input, item_id, make_record  # noqa: E402
 from huatuo_o1.io import ItemStore  # noqa: E402
 from huatuo_o1.llm import LLMClient  # noqa: E402
 from huatuo_o1.prompts import eval_prompt  # noqa: E402
-from huatuo_o1.testing import FakeOpenAIServer, FakeResponse  # noqa: E402
+from huatuo_o1.testing.openai_server import FakeOpenAIServer, FakeResponse  # noqa: E402
 
 
 def make_items(n: int) -> list[dict]:
@@ -84,7 +84,7 @@ def run_ours(url: str, items: list[dict], in_flight: int) -> float:
 def run_original(url: str, items: list[dict], batch_size: int) -> float:
     import openai
 
-    from huatuo_o1.eval_scoring import score_output
+    from huatuo_o1.eval.scoring import score_output
 
     client = openai.OpenAI(base_url=url, api_key="EMPTY", max_retries=0, timeout=600)
     results = []

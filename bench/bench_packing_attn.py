@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from huatuo_o1.sft_data import IGNORE_INDEX, make_collator  # noqa: E402
+from huatuo_o1.train.sft_data import IGNORE_INDEX, make_collator  # noqa: E402
 
 
 def lengths(n: int, seed: int, median: float = 700, sigma: float = 0.5, cap: int = 2048) -> list[int]:

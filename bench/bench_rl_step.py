@@ -55,7 +55,7 @@ def make_data(path: Path, n: int) -> None:
 
 def bench_ppo(policy, verifier, data, work, a) -> dict:
     import RL_stage2
-    from huatuo_o1.ppo import build_ppo_trainer
+    from huatuo_o1.rl.ppo import build_ppo_trainer
 
     argv = [
         "--model_name_or_path", str(policy), "--reward_model_path", str(verifier), "--dataset_name", str(data),
@@ -95,7 +95,7 @@ def bench_ppo(policy, verifier, data, work, a) -> dict:
 
 def bench_grpo(policy, verifier, data, work, a) -> dict:
     import RL_stage2_grpo
-    from huatuo_o1.grpo import build_grpo_trainer
+    from huatuo_o1.rl.grpo import build_grpo_trainer
 
     argv = [
         "--model_name_or_path", str(policy), "--reward_model_path", str(verifier), "--dataset_name", str(data),
@@ -128,7 +128,7 @@ def main() -> None:
 
     import torch
 
-    from huatuo_o1.testing import build_tiny_causal_lm, build_tiny_classifier
+    from huatuo_o1.testing.tiny_models import build_tiny_causal_lm, build_tiny_classifier
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

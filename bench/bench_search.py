@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_search.py [--items 200] [--latency 0.05] [--concurrency 5 50]
 
 Harness (same as stage 1): a loopback OpenAI-protocol server in its own process answers every
-request after a fixed latency with the scripted search model (huatuo_o1/testing_search.py). The
+request after a fixed latency with the scripted search model (huatuo_o1/testing/search.py). The
 200 items need a scripted mix of depths: right at once (4 calls), after 1 refinement (6), after 2
 (8), never -> label-guided (9). With C requests in flight and latency L, the ideal throughput is
 items / (total calls * L / C); each design's items/s is reported as a ratio of that ideal.
@@ -35,17 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import openai  # noqa: E402
 
 import search_for_complex_reasoning_path as script  # noqa: E402
-from huatuo_o1 import testing_search as sm  # noqa: E402
-from huatuo_o1.parsing import parse_verdict  # noqa: E402
-from huatuo_o1.prompts import (  # noqa: E402
-    final_response_prompt,
-    init_cot_prompt,
-    label_guided_prompt,
-    natural_reasoning_prompt,
-    refine_prompt,
-    verify_prompt,
-)
-from huatuo_o1.search import (  # noqa: E402
+from huatuo_o1.datagen.search import (  # noqa: E402
     GT,
     OPEN_Q,
     draw_strategy,
@@ -55,7 +45,17 @@ from huatuo_o1.search import (  # noqa: E402
     previous_reasoning,
     stream_of_search,
 )
-from huatuo_o1.testing import FakeOpenAIServer  # noqa: E402
+from huatuo_o1.parsing import parse_verdict  # noqa: E402
+from huatuo_o1.prompts import (  # noqa: E402
+    final_response_prompt,
+    init_cot_prompt,
+    label_guided_prompt,
+    natural_reasoning_prompt,
+    refine_prompt,
+    verify_prompt,
+)
+from huatuo_o1.testing import search as sm  # noqa: E402
+from huatuo_o1.testing.openai_server import FakeOpenAIServer  # noqa: E402
 
 DEPTH_MIX = (0, 0, 1, 2, 9)  # 9 > max depth 2: label-guided
 CALLS = {0: 4, 1: 6, 2: 8, 9: 9}

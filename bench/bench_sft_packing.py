@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from huatuo_o1.sft_data import load_sft_records, make_collator, tokenize_records  # noqa: E402
+from huatuo_o1.train.sft_data import load_sft_records, make_collator, tokenize_records  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct"
@@ -57,7 +57,7 @@ def tokenizer():
 
     if (SMOLLM2 / "tokenizer.json").exists():
         return AutoTokenizer.from_pretrained(SMOLLM2), "SmolLM2-135M-Instruct"
-    from huatuo_o1.testing import build_tiny_tokenizer
+    from huatuo_o1.testing.tiny_models import build_tiny_tokenizer
 
     return build_tiny_tokenizer(tempfile.mkdtemp()), "tiny test tokenizer"
 

@@ -1,7 +1,7 @@
 """verl reward throughput: concurrent per-response calls scored together vs one forward pass each.
 
 verl 0.9.1's naive reward manager calls `compute_score` once per response, many at once from a
-reward worker's thread pool. Ours: huatuo_o1.verl_reward.compute_score, whose shared classifier
+reward worker's thread pool. Ours: huatuo_o1.rl.verl_reward.compute_score, whose shared classifier
 scores the calls that queue up during a pass together in the next one. Baseline, measured in the
 same run: the same threads and the same loaded classifier, each call its own forward pass (one
 response), taking turns on the model, as a per-call reward function sharing one model would.
@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from huatuo_o1 import verl_reward  # noqa: E402
-from huatuo_o1.rewards import score_responses  # noqa: E402
-from huatuo_o1.testing import build_tiny_classifier  # noqa: E402
+from huatuo_o1.rl import verl_reward  # noqa: E402
+from huatuo_o1.rl.rewards import score_responses  # noqa: E402
+from huatuo_o1.testing.tiny_models import build_tiny_classifier  # noqa: E402
 
 WELL = "## Thinking\n\nThe findings point to one diagnosis.\n\n## Final Response\n\n{}"
 

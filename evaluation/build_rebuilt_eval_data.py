@@ -6,7 +6,7 @@ Its item set differs from the paper's evaluation/data/eval_data.json (other PubM
 MMLU-Pro categories, GPQA options in another order): its numbers are not comparable with the
 paper's Table 1, and eval.py says so when it scores it. For the paper's file run
 `python evaluation/get_eval_data.py`. Needs the Hugging Face hub (GPQA is gated).
-All logic lives in huatuo_o1/eval_rebuild.py.
+All logic lives in huatuo_o1/eval/rebuild.py.
 """
 
 import os
@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 
 from huatuo_o1.cli import run_main  # noqa: E402
-from huatuo_o1.eval_rebuild import main  # noqa: E402
+from huatuo_o1.eval.rebuild import main  # noqa: E402
 
 if __name__ == "__main__":
     run_main(main)

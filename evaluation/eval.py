@@ -8,7 +8,7 @@
     python evaluation/eval.py --model_name $model_name --eval_file ... --launch_server   # starts and stops SGLang
     python evaluation/eval.py --model_name models/SmolLM2-135M-Instruct --eval_file evaluation/data/eval_sample.json --backend hf
 
-All logic lives in huatuo_o1/eval_run.py (flow), eval_backends.py (generation), eval_original.py
+All logic lives in huatuo_o1/eval/run.py (flow), eval_backends.py (generation), eval_original.py
 (the original's numbers), eval_scoring.py (our reading and the summaries), eval_data.py (the
 paper's file), eval_chart.py (the chart) and serving.py (SGLang process).
 """
@@ -19,7 +19,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 
 from huatuo_o1.cli import run_main  # noqa: E402
-from huatuo_o1.eval_run import main  # noqa: E402
+from huatuo_o1.eval.run import main  # noqa: E402
 
 if __name__ == "__main__":
     run_main(main)

@@ -13,7 +13,7 @@
 #    reused); when the leader is gone, a live member of the group must carry the recorded token
 #    in its environment (group ids are reused too). Each such group is sent SIGTERM, then SIGKILL
 #    after 20 s if still alive. Every pid file is removed; for one that is not proven ours nothing
-#    is signalled and one line says why (same rules as `python -m huatuo_o1.serving stop`).
+#    is signalled and one line says why (same rules as `python -m huatuo_o1.eval.serving stop`).
 # 2. Only when nothing is recorded (the server was started by hand with the README's
 #    `python -m sglang.launch_server ... --port PORT &`): the processes of this user whose arguments
 #    are exactly `-m sglang.launch_server` are stopped with their children, if they run on PORT (when

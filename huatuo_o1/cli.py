@@ -12,7 +12,7 @@ import typing
 from collections.abc import Awaitable, Callable, Iterable
 
 from huatuo_o1.io import InputError, OutputError
-from huatuo_o1.multi_gpu import end_distributed
+from huatuo_o1.train.multi_gpu import end_distributed
 
 EXIT_BAD_INPUT = 2
 

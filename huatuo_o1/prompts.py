@@ -143,7 +143,7 @@ def verify_prompt(response: str, reference: str, language: str = "en") -> str:
 # ---------------------------------------------------------------------------------------------
 # Stage 2: search
 # ---------------------------------------------------------------------------------------------
-# Fixed by the method (parsing in huatuo_o1/search.py and released data depend on them): the tags
+# Fixed by the method (parsing in huatuo_o1/datagen/search.py and released data depend on them): the tags
 # <question>, <previous reasoning>, <Thought Process>, <Internal Thinking>, <Question>; the JSON keys
 # "CoT" (steps with "action" in "Inner Thinking" (+ "title") / "Final Conclusion" / "Verification",
 # and "content") and "NaturalReasoning". The action names stay in English in both languages.

@@ -5,7 +5,7 @@
 
 Writes <data stem>_clean.json (the items that pass, in order) and <data stem>_contaminated.json
 (each dropped item with `decontamination_reason`) beside the input, or --output / --dropped_output,
-and prints the counts. See huatuo_o1/decontam.py for the rule and how it is computed.
+and prints the counts. See huatuo_o1/datagen/decontam.py for the rule and how it is computed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from huatuo_o1.cli import run_main  # noqa: E402
-from huatuo_o1.decontam import QUESTION_FIELDS, EvalIndex, screen  # noqa: E402
+from huatuo_o1.datagen.decontam import QUESTION_FIELDS, EvalIndex, screen  # noqa: E402
 from huatuo_o1.io import InputError, atomic_write_json, load_records  # noqa: E402
 
 DEFAULT_AGAINST = Path(__file__).resolve().parents[1] / "evaluation" / "data" / "eval_data.json"

@@ -4,8 +4,8 @@
         --tokenizer FreedomIntelligence/HuatuoGPT-o1-8B --output_dir data/verl
 
 Same rows, prompts and split as RL_stage2.py with the same --seed / --eval_fraction /
---max_eval_samples / --max_prompt_length. The logic lives in huatuo_o1/verl_data.py; the reward
-verl calls is huatuo_o1/verl_reward.py; launch recipes are in recipes/verl/.
+--max_eval_samples / --max_prompt_length. The logic lives in huatuo_o1/rl/verl_data.py; the reward
+verl calls is huatuo_o1/rl/verl_reward.py; launch recipes are in recipes/verl/.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ DATA_FLAGS = ("eval_fraction", "max_eval_samples", "max_prompt_length")  # RL_st
 
 def parse_args(argv=None) -> argparse.Namespace:
     from huatuo_o1.cli import add_dataclass_args
-    from huatuo_o1.rl_common import RLScriptArguments
-    from huatuo_o1.verl_data import DATA_SOURCE
+    from huatuo_o1.rl.common import RLScriptArguments
+    from huatuo_o1.rl.verl_data import DATA_SOURCE
 
     rl = {f.name: f for f in dataclasses.fields(RLScriptArguments)}
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -45,7 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     import logging
 
-    from huatuo_o1.verl_data import export_verl_data
+    from huatuo_o1.rl.verl_data import export_verl_data
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)

@@ -26,7 +26,7 @@ def answer(model_path: str, question: str, max_new_tokens: int = 256) -> str:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from huatuo_o1.sft_data import ensure_chat_template, render
+    from huatuo_o1.train.sft_data import ensure_chat_template, render
 
     tok = AutoTokenizer.from_pretrained(model_path)
     ensure_chat_template(tok)

@@ -6,7 +6,7 @@
 
 Writes <data stem>_sft_<N>.json (input of search_for_complex_reasoning_path.py) and
 <data stem>_rl_<N>.json (input of RL_stage2.py) beside the input, or --sft_output / --rl_output.
-See huatuo_o1/stage1_split.py for the rules (no overlap, hashed order, closed-set items).
+See huatuo_o1/datagen/stage1_split.py for the rules (no overlap, hashed order, closed-set items).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from huatuo_o1.cli import run_main  # noqa: E402
+from huatuo_o1.datagen.stage1_split import split  # noqa: E402
 from huatuo_o1.io import atomic_write_json, load_records  # noqa: E402
-from huatuo_o1.stage1_split import split  # noqa: E402
 
 
 def parse_args(argv=None):

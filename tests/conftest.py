@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def tiny_lm_dir(tmp_path_factory):
     """A tiny random causal LM + ChatML tokenizer saved as an HF folder (built once per session)."""
-    from huatuo_o1.testing import build_tiny_causal_lm
+    from huatuo_o1.testing.tiny_models import build_tiny_causal_lm
 
     return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny_lm"))
 
@@ -38,7 +38,7 @@ def tiny_lm_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_verifier_dir(tmp_path_factory):
     """A tiny random 2-label sequence classifier with its own (different) tokenizer."""
-    from huatuo_o1.testing import build_tiny_classifier
+    from huatuo_o1.testing.tiny_models import build_tiny_classifier
 
     return build_tiny_classifier(tmp_path_factory.mktemp("tiny_verifier"))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from huatuo_o1.testing import FakeOpenAIServer, FakeResponse
+from huatuo_o1.testing.openai_server import FakeOpenAIServer, FakeResponse
 from tests.helpers import REPO, run_script
 
 SCRIPT = "construct_verifiable_medical_problems.py"

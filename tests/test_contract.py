@@ -52,8 +52,8 @@ def test_hub_name_with_config_reaches_datasets_offline(monkeypatch):
 
 def test_sft_and_rl_load_through_the_same_loader(tmp_path):
     """SFT's --data_config and RL's suffix name the same thing; a conflict is refused by both."""
-    from huatuo_o1.rl_data import load_verifiable_problems
-    from huatuo_o1.sft_data import load_sft_records
+    from huatuo_o1.rl.data import load_verifiable_problems
+    from huatuo_o1.train.sft_data import load_sft_records
 
     with pytest.raises(InputError, match="but --data_config says"):
         load_sft_records("org/name:zh", "en")

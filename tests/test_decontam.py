@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from huatuo_o1.decontam import WINDOW, EvalIndex, load_eval_questions, normalize, screen
+from huatuo_o1.datagen.decontam import WINDOW, EvalIndex, load_eval_questions, normalize, screen
 from huatuo_o1.io import InputError
 from tests.helpers import run_script
 

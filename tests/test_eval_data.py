@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from huatuo_o1.eval_data import PAPER_EVAL_BLOB, PAPER_EVAL_URL, file_blob_id, git_blob_id, install, main
+from huatuo_o1.eval.data import PAPER_EVAL_BLOB, PAPER_EVAL_URL, file_blob_id, git_blob_id, install, main
 from huatuo_o1.io import InputError
 
 ROOT = Path(__file__).resolve().parents[1]

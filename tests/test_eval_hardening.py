@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from huatuo_o1.eval_run import main
-from huatuo_o1.testing import FakeOpenAIServer
+from huatuo_o1.eval.run import main
+from huatuo_o1.testing.openai_server import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = {"question": "Q1 which?", "options": {"A": "Aspirin", "B": "Heparin"}, "answer_idx": "B"}
@@ -126,7 +126,7 @@ def test_credentials_in_the_url_never_reach_a_file_or_output(tmp_path, capsys):
 
 
 def test_summary_says_which_file_was_scored(tmp_path, capsys, monkeypatch):
-    from huatuo_o1 import eval_data
+    from huatuo_o1.eval import data as eval_data
 
     with FakeOpenAIServer(lambda r: "The answer is B.") as srv:
         (tmp_path / "e.json").write_text(json.dumps({"S": [GOOD]}))
@@ -173,7 +173,7 @@ def test_trust_remote_code_flag_reaches_the_hf_backend(tiny_lm_dir, tmp_path):
     args = ["--model_name", str(tiny_lm_dir), "--eval_file", str(tmp_path / "e.json"), "--backend", "hf"]
     args += ["--max_new_tokens", "2", "--output_dir", str(tmp_path / "out"), "--quiet", "--trust_remote_code"]
     assert main(args) == 0
-    from huatuo_o1.eval_run import build_parser
+    from huatuo_o1.eval.run import build_parser
 
     parse = build_parser().parse_args
     assert parse(["--eval_file", "x", "--trust_remote_code"]).trust_remote_code is True
@@ -182,7 +182,7 @@ def test_trust_remote_code_flag_reaches_the_hf_backend(tiny_lm_dir, tmp_path):
 
 
 def test_sources_picks_sources_and_names_unknown_ones(tmp_path):
-    from huatuo_o1.eval_run import select_items
+    from huatuo_o1.eval.run import select_items
     from huatuo_o1.io import InputError
 
     items = [{**GOOD, "source": s} for s in ("A", "B", "A", "C")]

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import random
 
-from huatuo_o1.eval_backends import postprocess_output
-from huatuo_o1.eval_original import original_extract, original_scores
+from huatuo_o1.eval.backends import postprocess_output
+from huatuo_o1.eval.original import original_extract, original_scores
 
 SOURCES = {  # source -> list of option sets (texts chosen so some contain others or sit in words)
     "MedQA_USLME_test": [
@@ -207,7 +207,7 @@ def test_each_extraction_equals_original():
 
 def test_the_results_pipeline_writes_the_original_figures():
     """score_output -> summarize / original_layout, as eval_run writes result_*.json."""
-    from huatuo_o1.eval_scoring import original_layout, score_output, summarize
+    from huatuo_o1.eval.scoring import original_layout, score_output, summarize
 
     records = [
         {**r, **score_output(r["output"], r["options"], r["answer_idx"])} for r in _records(make_cases())

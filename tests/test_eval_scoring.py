@@ -1,8 +1,8 @@
-"""Answer extraction and scores of evaluation (huatuo_o1/eval_scoring.py)."""
+"""Answer extraction and scores of evaluation (huatuo_o1/eval/scoring.py)."""
 
 import pytest
 
-from huatuo_o1.eval_scoring import format_table, match_choice, score_output, summarize
+from huatuo_o1.eval.scoring import format_table, match_choice, score_output, summarize
 
 OPTS = {"A": "Aspirin", "B": "Heparin", "C": "Warfarin", "D": "Insulin"}
 
@@ -143,7 +143,7 @@ def test_n_samples_statistics():
 def test_max_tokens_cuts_the_question_not_the_options(tiny_lm_dir):
     from transformers import AutoTokenizer
 
-    from huatuo_o1.eval_backends import PromptBuilder
+    from huatuo_o1.eval.backends import PromptBuilder
 
     tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
     item = {"question": "The patient presents with fever and cough. " * 30 + "Which drug?", "options": OPTS}
@@ -170,7 +170,7 @@ def test_max_tokens_cuts_the_question_not_the_options(tiny_lm_dir):
 
 
 def builder_ok(tok) -> int:
-    from huatuo_o1.eval_backends import PromptBuilder
+    from huatuo_o1.eval.backends import PromptBuilder
 
     b = PromptBuilder(tok, max_tokens=120)
     b.build({"question": "short?", "options": OPTS})

@@ -12,8 +12,8 @@ WELL = "## Thinking\n\nReasoning.\n\n## Final Response\n\n{}"
 
 
 def test_reward_func_rows_and_metrics():
-    from huatuo_o1.grpo import MedicalRewardFunc
-    from huatuo_o1.rewards import ExactMatchVerifier
+    from huatuo_o1.rl.grpo import MedicalRewardFunc
+    from huatuo_o1.rl.rewards import ExactMatchVerifier
 
     logged = {}
     f = MedicalRewardFunc(ExactMatchVerifier())
@@ -37,7 +37,7 @@ def test_grpo_few_steps(tmp_path, tiny_lm_dir, tiny_verifier_dir):
     from transformers import AutoModelForCausalLM
 
     import RL_stage2_grpo
-    from huatuo_o1.grpo import build_grpo_trainer
+    from huatuo_o1.rl.grpo import build_grpo_trainer
 
     data = tmp_path / "d.json"
     data.write_text(json.dumps([{OPEN_QUESTION: f"Q{i}?", GROUND_TRUTH: f"a{i}"} for i in range(10)]))
@@ -57,7 +57,7 @@ def test_grpo_few_steps(tmp_path, tiny_lm_dir, tiny_verifier_dir):
     assert all(h["rewards/medical_verifier/mean"] == pytest.approx(0.5) for h in logs)  # all malformed
     assert all("reward/well_formed" in h and "reward/correct" in h for h in logs)
 
-    from huatuo_o1.rl_common import final_dir
+    from huatuo_o1.rl.common import final_dir
 
     trainer.save_model(str(final_dir(a.output_dir, a.run_name)))
     AutoModelForCausalLM.from_pretrained(out / "g")

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from huatuo_o1 import testing_search as sm
 from huatuo_o1.llm import FatalAPIError, LLMClient, TransientAPIError
 from huatuo_o1.redact import mask_secrets, mask_url
-from huatuo_o1.testing import FakeOpenAIServer, FakeResponse
+from huatuo_o1.testing import search as sm
+from huatuo_o1.testing.openai_server import FakeOpenAIServer, FakeResponse
 from tests.helpers import REPO
 
 CONSTRUCT = "construct_verifiable_medical_problems.py"

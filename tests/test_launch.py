@@ -213,7 +213,7 @@ def test_verifier_p_true_under_zero3_equals_plain(tmp_path, tiny_verifier_dir):
     sys.path.insert(0, str(Path(__file__).parent))
     from zero3_verifier_probe import REFERENCES, RESPONSES
 
-    from huatuo_o1.rl_common import RLScriptArguments, make_verifier
+    from huatuo_o1.rl.common import RLScriptArguments, make_verifier
 
     out = tmp_path / "probe.json"
     launch("deepspeed_zero3.yaml", "tests/zero3_verifier_probe.py", tiny_verifier_dir, out, cwd=tmp_path)
@@ -232,7 +232,7 @@ def test_verifier_p_true_under_zero3_equals_plain(tmp_path, tiny_verifier_dir):
 def test_global_batch_is_the_same_on_one_and_two_processes(tmp_path, tiny_lm_dir, sft_data):
     """--global_batch_size 4 with 1 example per device: accumulation 4 on one process, 2 on two;
     the same 4 examples per step and the same 2 optimizer steps over the 8 examples."""
-    from huatuo_o1.sft import main
+    from huatuo_o1.train.sft import main
 
     def argv(out):
         return ["--model_path", str(tiny_lm_dir), "--data_path", str(sft_data), "--output_dir", str(out),

@@ -17,7 +17,7 @@ from huatuo_o1.llm import (
     normalize_base_url,
     price_for,
 )
-from huatuo_o1.testing import FakeOpenAIServer, FakeResponse
+from huatuo_o1.testing.openai_server import FakeOpenAIServer, FakeResponse
 
 KEY = "sk-fake-unit-test-key-0123456789"
 

@@ -14,7 +14,7 @@ import pytest
 
 from huatuo_o1 import lock
 from huatuo_o1.io import InputError
-from huatuo_o1.testing import FakeOpenAIServer
+from huatuo_o1.testing.openai_server import FakeOpenAIServer
 from tests.helpers import REPO, run_script
 
 CONSTRUCT = "construct_verifiable_medical_problems.py"

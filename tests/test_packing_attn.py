@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from huatuo_o1.sft_data import IGNORE_INDEX, make_collator
+from huatuo_o1.train.sft_data import IGNORE_INDEX, make_collator
 
 
 def _model(attn: str):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 
-from huatuo_o1 import testing_search as sm
-from huatuo_o1.testing import FakeOpenAIServer
+from huatuo_o1.testing import search as sm
+from huatuo_o1.testing.openai_server import FakeOpenAIServer
 from tests.helpers import run_script
 
 OPEN_Q, GT = "Open-ended Verifiable Question", "Ground-True Answer"

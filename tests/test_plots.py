@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from huatuo_o1.plots import RL_CURVES, SFT_CURVES, make_plot_callback, write_plots
+from huatuo_o1.train.plots import RL_CURVES, SFT_CURVES, make_plot_callback, write_plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -12,8 +12,8 @@ import torch
 
 from huatuo_o1.contract import GROUND_TRUTH, OPEN_QUESTION
 from huatuo_o1.io import InputError
-from huatuo_o1.rewards import ExactMatchVerifier
-from huatuo_o1.rl_data import PromptTable, build_rl_data, prompt_ids, split_eval
+from huatuo_o1.rl.data import PromptTable, build_rl_data, prompt_ids, split_eval
+from huatuo_o1.rl.rewards import ExactMatchVerifier
 
 ROOT = Path(__file__).resolve().parents[1]
 WELL = "## Thinking\n\nReasoning.\n\n## Final Response\n\n{}"
@@ -66,7 +66,7 @@ def test_prompt_table_longest_exact_prefix():
 def test_choose_pad_token_llama3_and_qwen_like(tiny_lm_dir):
     from transformers import AutoTokenizer, GenerationConfig
 
-    from huatuo_o1.rl_common import choose_pad_token
+    from huatuo_o1.rl.common import choose_pad_token
 
     # Llama-3.1-like: pad unset, <|end_of_text|> is a generation stop token -> use the reserved pad token
     tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
@@ -99,7 +99,7 @@ def test_reward_hook_inside_trl_get_reward_maps_each_row_to_its_reference(data_f
     from transformers import AutoTokenizer
     from trl.experimental.utils import get_reward
 
-    from huatuo_o1.ppo import RewardHook
+    from huatuo_o1.rl.ppo import RewardHook
 
     tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
     data = build_rl_data(str(data_file), tok, seed=0)
@@ -144,9 +144,9 @@ def test_ppo_two_batches_train_log_and_save(tmp_path, data_file, tiny_lm_dir, ti
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import RL_stage2
-    from huatuo_o1.checkpoints import save_final_policy
-    from huatuo_o1.ppo import build_ppo_trainer
-    from huatuo_o1.rl_common import final_dir
+    from huatuo_o1.rl.common import final_dir
+    from huatuo_o1.rl.ppo import build_ppo_trainer
+    from huatuo_o1.train.checkpoints import save_final_policy
 
     script_args, args, model_args = RL_stage2.parse_args(
         _ppo_args(
@@ -220,7 +220,7 @@ def test_ppo_scores_reach_trl_at_the_pinned_position_for_the_right_rows(tmp_path
     import trl.experimental.ppo.ppo_trainer as ppo_mod
 
     import RL_stage2
-    from huatuo_o1.ppo import build_ppo_trainer
+    from huatuo_o1.rl.ppo import build_ppo_trainer
 
     recs = [{OPEN_QUESTION: f"Case {i}: which drug?", GROUND_TRUTH: "drug A" if i % 2 else "drug B"}
             for i in range(12)]  # fmt: skip
@@ -321,8 +321,8 @@ def test_save_under_deepspeed_takes_the_policy_from_the_engine(tmp_path, data_fi
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import RL_stage2
-    from huatuo_o1.checkpoints import save_final_policy
-    from huatuo_o1.ppo import build_ppo_trainer
+    from huatuo_o1.rl.ppo import build_ppo_trainer
+    from huatuo_o1.train.checkpoints import save_final_policy
 
     s, a, m = RL_stage2.parse_args(
         _ppo_args(tiny_lm_dir, "unused", data_file, tmp_path / "o", "--verifier", "exact", "--total_episodes", "4")
@@ -408,8 +408,8 @@ def test_ppo_with_llm_judge_over_loopback_server(tmp_path, data_file, tiny_lm_di
     import logging
 
     import RL_stage2
-    from huatuo_o1.ppo import build_ppo_trainer
-    from huatuo_o1.testing import FakeOpenAIServer
+    from huatuo_o1.rl.ppo import build_ppo_trainer
+    from huatuo_o1.testing.openai_server import FakeOpenAIServer
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
     caplog.set_level(logging.DEBUG)
@@ -434,7 +434,7 @@ def test_ppo_with_llm_judge_over_loopback_server(tmp_path, data_file, tiny_lm_di
 
 
 def test_hub_dataset_name_goes_through_datasets(monkeypatch):
-    from huatuo_o1.rl_data import load_verifiable_problems
+    from huatuo_o1.rl.data import load_verifiable_problems
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -448,7 +448,7 @@ def test_hook_split_uses_the_common_prompt_end(tiny_lm_dir):
     at the batch's common prompt end (trl's context_length)."""
     from transformers import AutoTokenizer
 
-    from huatuo_o1.ppo import RewardHook
+    from huatuo_o1.rl.ppo import RewardHook
 
     tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
     t = PromptTable()
@@ -471,8 +471,8 @@ def test_ppo_resumes_at_the_saved_update(tmp_path, data_file, tiny_lm_dir, tiny_
     from transformers import AutoModelForCausalLM
 
     import RL_stage2
-    from huatuo_o1.checkpoints import newest_complete_checkpoint, save_final_policy
-    from huatuo_o1.ppo import build_ppo_trainer, is_complete_checkpoint, train_ppo
+    from huatuo_o1.rl.ppo import build_ppo_trainer, is_complete_checkpoint, train_ppo
+    from huatuo_o1.train.checkpoints import newest_complete_checkpoint, save_final_policy
 
     out, straight = tmp_path / "ckpts", tmp_path / "straight"
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from huatuo_o1.io import InputError
-from huatuo_o1.rl_options import apply_global_batch, model_dtypes
+from huatuo_o1.rl.options import apply_global_batch, model_dtypes
 
 
 @pytest.fixture()
@@ -70,7 +70,7 @@ def test_model_dtypes_under_bf16():
 
 def test_ignored_flags_get_one_warning(tmp_path, data_file, tiny_lm_dir, caplog):
     import RL_stage2
-    from huatuo_o1.ppo import build_ppo_trainer
+    from huatuo_o1.rl.ppo import build_ppo_trainer
 
     _, a, _ = RL_stage2.parse_args(_argv(tiny_lm_dir, data_file, tmp_path))
     assert a.ignored_flags == []
@@ -93,7 +93,7 @@ def test_ignored_flags_get_one_warning(tmp_path, data_file, tiny_lm_dir, caplog)
 
 def _one_update(tmp_path, data_file, lm, *extra):
     import RL_stage2
-    from huatuo_o1.ppo import build_ppo_trainer
+    from huatuo_o1.rl.ppo import build_ppo_trainer
 
     s, a, m = RL_stage2.parse_args(_argv(lm, data_file, tmp_path, *extra))
     trainer = build_ppo_trainer(s, a, m)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from huatuo_o1.rewards import (
+from huatuo_o1.rl.rewards import (
     UNKNOWN_ANSWER,
     ClassifierVerifier,
     ExactMatchVerifier,
@@ -187,7 +187,7 @@ def test_classifier_truncation_keeps_template_tail(tiny_verifier_dir, answer):
 
 
 def test_llm_judge_through_loopback_server():
-    from huatuo_o1.testing import FakeOpenAIServer, FakeResponse
+    from huatuo_o1.testing.openai_server import FakeOpenAIServer, FakeResponse
 
     def responder(req):
         # The verification prompt carries both answers; judge True when they agree.

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from huatuo_o1.redact import MASK, mask_record, scrub_argv
-from huatuo_o1.run_record import (
+from huatuo_o1.train.run_record import (
     TrackingArguments,
     setup_wandb,
     wandb_logged_in,

@@ -1,6 +1,6 @@
 """Stage 2 (search_for_complex_reasoning_path.py) against the loopback OpenAI-protocol server.
 
-The scripted model (huatuo_o1/testing_search.py) is judged right after exactly d refinements of an
+The scripted model (huatuo_o1/testing/search.py) is judged right after exactly d refinements of an
 item whose Ground-True Answer is `scripted_answer(question, d)`.
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 import search_for_complex_reasoning_path as script
-from huatuo_o1 import testing_search as sm
-from huatuo_o1.search import draw_strategy, parse_cot, stream_of_search
-from huatuo_o1.testing import FakeOpenAIServer, FakeResponse
+from huatuo_o1.datagen.search import draw_strategy, parse_cot, stream_of_search
+from huatuo_o1.testing import search as sm
+from huatuo_o1.testing.openai_server import FakeOpenAIServer, FakeResponse
 
 ROOT = Path(__file__).resolve().parents[1]
 OPEN_Q, GT = "Open-ended Verifiable Question", "Ground-True Answer"

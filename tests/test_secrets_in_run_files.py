@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from huatuo_o1.testing import FakeOpenAIServer
+from huatuo_o1.testing.openai_server import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

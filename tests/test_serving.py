@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from huatuo_o1 import serving
-from huatuo_o1.testing import FakeOpenAIServer
+from huatuo_o1.eval import serving
+from huatuo_o1.testing.openai_server import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -286,7 +286,7 @@ def test_server_that_exits_before_answering_is_a_one_line_error(
     fake_sglang, tiny_lm_dir, tmp_path, monkeypatch, capsys
 ):
     from huatuo_o1.cli import run_main
-    from huatuo_o1.eval_run import main
+    from huatuo_o1.eval.run import main
 
     monkeypatch.setenv("FAKE_SGLANG_EXIT", "1")
     monkeypatch.setattr(sys, "argv", _eval_cmd(tiny_lm_dir, tmp_path, _free_port())[1:])
@@ -346,7 +346,7 @@ def test_timeout_and_sigterm_while_waiting_stop_the_server(fake_sglang, tmp_path
 
 
 def test_sglang_python_that_cannot_import_sglang_is_refused(tmp_path):
-    from huatuo_o1.eval_run import main
+    from huatuo_o1.eval.run import main
     from huatuo_o1.io import InputError
 
     (tmp_path / "e.json").write_text("[]")
@@ -396,7 +396,7 @@ def test_pgid_zero_one_or_our_own_group_is_never_signalled(fake_sglang, tmp_path
     # the command-line stop says why as well
     pf.write_text(json.dumps({"pgid": 0, "port": 30000}))
     proc = subprocess.run(
-        [sys.executable, "-m", "huatuo_o1.serving", "stop"],
+        [sys.executable, "-m", "huatuo_o1.eval.serving", "stop"],
         capture_output=True,
         text=True,
         timeout=60,

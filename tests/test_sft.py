@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from huatuo_o1.formats import format_response
-from huatuo_o1.sft_data import (
+from huatuo_o1.train.sft_data import (
     IGNORE_INDEX,
     PaddedCollator,
     end_of_turn_ids,
@@ -94,7 +94,7 @@ def test_truncation_keeps_the_prompt_and_counts(tiny_lm_dir):
 
 
 def load_sft_records_from(records):
-    from huatuo_o1.sft_data import _check_records
+    from huatuo_o1.train.sft_data import _check_records
 
     return _check_records(records, "mem")
 
@@ -123,7 +123,7 @@ def test_question_falls_back_to_open_ended_field(tmp_path):
 )
 def test_bad_data_fails_before_loading_the_model(tmp_path, capsys, content, message):
     from huatuo_o1.cli import run_main
-    from huatuo_o1.sft import main
+    from huatuo_o1.train.sft import main
 
     data = tmp_path / "data.json"
     if content is not None:
@@ -168,7 +168,7 @@ def test_packed_examples_do_not_attend_to_each_other(tiny_lm_dir, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, TrainingArguments
 
-    from huatuo_o1.sft import _make_trainer_class
+    from huatuo_o1.train.sft import _make_trainer_class
 
     tok = tokenizer_of(tiny_lm_dir)
     examples, _ = tokenize_records(tok, load_sft_records_from(make_records(3)), max_seq_len=512)
@@ -220,7 +220,7 @@ def test_sft_teaches_thinking_format_and_saves_loadable_checkpoints(tiny_lm_dir,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from huatuo_o1.sft import main
+    from huatuo_o1.train.sft import main
 
     data = write_json(tmp_path / "d.json", make_records(4))
     argv = sft_argv(tiny_lm_dir, data, tmp_path / "ckpts", "--n_epochs", "40", "--learning_rate", "3e-3",
@@ -245,7 +245,7 @@ def test_sft_teaches_thinking_format_and_saves_loadable_checkpoints(tiny_lm_dir,
 def test_resume_after_interruption_continues_from_saved_step(tiny_lm_dir, tmp_path):
     from transformers import TrainerCallback
 
-    from huatuo_o1.sft import parse_args, train
+    from huatuo_o1.train.sft import parse_args, train
 
     data = write_json(tmp_path / "d.json", make_records(8))
     extra = ("--max_steps", "6", "--save_steps", "2", "--learning_rate", "1e-3", "--max_ckpts", "2")
@@ -281,7 +281,7 @@ def test_resume_after_interruption_continues_from_saved_step(tiny_lm_dir, tmp_pa
 
 def test_resume_refuses_a_checkpoint_of_another_model_or_data(tiny_lm_dir, tmp_path, capsys):
     from huatuo_o1.cli import run_main
-    from huatuo_o1.sft import main, parse_args, sft_identity
+    from huatuo_o1.train.sft import main, parse_args, sft_identity
 
     data = write_json(tmp_path / "d.json", make_records(4))
     other = write_json(tmp_path / "other.json", make_records(5))
@@ -324,7 +324,7 @@ def test_accelerate_launch_single_cpu_process(tiny_lm_dir, tmp_path):
 
 @pytest.mark.gpu
 def test_sft_on_gpu_with_bf16(tiny_lm_dir, tmp_path):
-    from huatuo_o1.sft import main
+    from huatuo_o1.train.sft import main
 
     data = write_json(tmp_path / "d.json", make_records(4))
     assert main(sft_argv(tiny_lm_dir, data, tmp_path / "ckpts", "--max_steps", "2", "--bf16")) == 0
@@ -336,8 +336,8 @@ def test_model_without_chat_template_gets_llama3_template_and_stops_at_eot(tmp_p
 
     from transformers import AutoConfig, AutoTokenizer
 
-    from huatuo_o1.sft import main
-    from huatuo_o1.testing import build_tiny_causal_lm
+    from huatuo_o1.testing.tiny_models import build_tiny_causal_lm
+    from huatuo_o1.train.sft import main
 
     base = build_tiny_causal_lm(tmp_path / "base", chat_template=False)
     data = write_json(tmp_path / "d.json", make_records(2))

@@ -50,7 +50,7 @@ def _stop_after(steps: int):
 
 
 def _run(argv, callbacks=()):
-    from huatuo_o1.sft import parse_args, train
+    from huatuo_o1.train.sft import parse_args, train
 
     return train(parse_args(argv), callbacks=list(callbacks))
 
@@ -60,7 +60,7 @@ def _expected_losses(model_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from huatuo_o1.sft_data import ensure_chat_template, tokenize_records
+    from huatuo_o1.train.sft_data import ensure_chat_template, tokenize_records
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     ensure_chat_template(tok)

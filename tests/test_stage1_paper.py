@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import huatuo_o1.construct as construct
+import huatuo_o1.datagen.construct as construct
+from huatuo_o1.datagen.question_rules import check
 from huatuo_o1.parsing import parse_filter_verdict
 from huatuo_o1.prompts import filter_prompt, verify_prompt
-from huatuo_o1.question_rules import check
-from huatuo_o1.testing import FakeOpenAIServer, FakeResponse
+from huatuo_o1.testing.openai_server import FakeOpenAIServer, FakeResponse
 from tests.helpers import run_script
 
 SCRIPT = "construct_verifiable_medical_problems.py"

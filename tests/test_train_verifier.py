@@ -37,8 +37,8 @@ def test_tiny_verifier_learns_toy_set(tmp_path, tiny_verifier_dir):
     from transformers import AutoConfig, AutoTokenizer
 
     import train_verifier
-    from huatuo_o1.rewards import ClassifierVerifier
-    from huatuo_o1.verifier_train import train_verifier as run
+    from huatuo_o1.rl.rewards import ClassifierVerifier
+    from huatuo_o1.rl.verifier_train import train_verifier as run
 
     tiny_verifier_dir = _backbone_with_pad_eos(tiny_verifier_dir, tmp_path / "backbone")
     data = tmp_path / "v.jsonl"
@@ -66,14 +66,14 @@ def test_tiny_verifier_learns_toy_set(tmp_path, tiny_verifier_dir):
 
 
 def test_threshold_sweep_numbers():
-    from huatuo_o1.verifier_train import threshold_sweep
+    from huatuo_o1.rl.verifier_train import threshold_sweep
 
     (row,) = threshold_sweep([0.9, 0.6, 0.3, 0.1], [1, 0, 1, 0], [0.5])
     assert row == {"threshold": 0.5, "accuracy": 0.5, "precision": 0.5, "recall": 0.5, "f1": 0.5}
 
 
 def test_bad_label_is_input_error(tmp_path):
-    from huatuo_o1.verifier_train import load_examples
+    from huatuo_o1.rl.verifier_train import load_examples
 
     p = tmp_path / "v.json"
     p.write_text(json.dumps([{"response": "a", "reference": "b", "label": "maybe"}]))

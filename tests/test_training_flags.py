@@ -17,7 +17,7 @@ def _exit(main, argv, capsys) -> tuple[int, str]:
 
 
 def _sft_main():
-    from huatuo_o1.sft import main
+    from huatuo_o1.train.sft import main
 
     return main
 

@@ -89,7 +89,7 @@ def test_ppo_with_fewer_rows_than_one_batch_stops_at_once(tmp_path, tiny_lm_dir,
 
 def test_ppo_batch_check_comes_before_any_model_is_loaded(tmp_path, tiny_lm_dir):
     import RL_stage2
-    from huatuo_o1.ppo import build_ppo_trainer
+    from huatuo_o1.rl.ppo import build_ppo_trainer
 
     data = rl_data(tmp_path / "d.json", 6)  # 5 train rows < 2 x 4
     argv = ppo_argv(tiny_lm_dir, tmp_path, data, tmp_path / "o", "--gradient_accumulation_steps", "4")
@@ -101,7 +101,7 @@ def test_ppo_batch_check_comes_before_any_model_is_loaded(tmp_path, tiny_lm_dir)
 def test_empty_epoch_raises_instead_of_spinning():
     from torch.utils.data import DataLoader
 
-    from huatuo_o1.ppo import _EpochBatches
+    from huatuo_o1.rl.ppo import _EpochBatches
 
     batches = _EpochBatches(DataLoader(list(range(3)), batch_size=4, shuffle=True, drop_last=True), seed=0)
     with pytest.raises(InputError, match="no full batch"):
@@ -113,7 +113,7 @@ def test_empty_epoch_raises_instead_of_spinning():
 
 def test_sft_refuses_to_resume_with_changed_result_flags(tiny_lm_dir, tmp_path, capsys):
     from huatuo_o1.cli import run_main
-    from huatuo_o1.sft import main, parse_args, sft_identity
+    from huatuo_o1.train.sft import main, parse_args, sft_identity
 
     data = write_json(tmp_path / "d.json", sft_records(4))
     old = sft_argv(tiny_lm_dir, data, tmp_path / "ckpts", "--learning_rate", "1e-3")
@@ -137,7 +137,7 @@ def test_sft_refuses_to_resume_with_changed_result_flags(tiny_lm_dir, tmp_path, 
 
 def test_ppo_refuses_to_resume_with_changed_result_flags(tmp_path, tiny_lm_dir, tiny_verifier_dir):
     import RL_stage2
-    from huatuo_o1.ppo import ppo_identity, train_ppo
+    from huatuo_o1.rl.ppo import ppo_identity, train_ppo
 
     data = rl_data(tmp_path / "d.json", 12)
     out = tmp_path / "o"
@@ -160,7 +160,7 @@ def test_ppo_refuses_to_resume_with_changed_result_flags(tmp_path, tiny_lm_dir, 
 
 
 def test_an_older_run_args_without_settings_is_still_trusted(tmp_path):
-    from huatuo_o1.checkpoints import check_resumable, run_identity
+    from huatuo_o1.train.checkpoints import check_resumable, run_identity
 
     ckpt = tmp_path / "checkpoint-1"
     ckpt.mkdir()
@@ -187,7 +187,7 @@ def make_ckpt(run: Path, step: int, *, state: str | None = None, weights: bytes 
 
 
 def test_torn_newest_checkpoints_are_skipped_with_one_line_each(tmp_path, caplog):
-    from huatuo_o1.checkpoints import newest_complete_checkpoint
+    from huatuo_o1.train.checkpoints import newest_complete_checkpoint
 
     run = tmp_path / "run"
     good = make_ckpt(run, 1)
@@ -195,7 +195,7 @@ def test_torn_newest_checkpoints_are_skipped_with_one_line_each(tmp_path, caplog
     make_ckpt(run, 2, weights=whole[: len(whole) - 16])  # data cut short
     make_ckpt(run, 3, state='{"global_step": 3, "log_hi')  # truncated trainer_state.json
     make_ckpt(run, 4, weights=b"")  # empty weights
-    with caplog.at_level(logging.WARNING, logger="huatuo_o1.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="huatuo_o1.train.checkpoints"):
         assert newest_complete_checkpoint(run) == str(good)
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 3
@@ -207,8 +207,8 @@ def test_torn_newest_checkpoints_are_skipped_with_one_line_each(tmp_path, caplog
 
 
 def test_ppo_checkpoint_with_an_empty_value_model_is_skipped(tmp_path, caplog):
-    from huatuo_o1.checkpoints import newest_complete_checkpoint
-    from huatuo_o1.ppo import is_complete_checkpoint
+    from huatuo_o1.rl.ppo import is_complete_checkpoint
+    from huatuo_o1.train.checkpoints import newest_complete_checkpoint
 
     run = tmp_path / "run"
     for step in (1, 2):
@@ -217,7 +217,7 @@ def test_ppo_checkpoint_with_an_empty_value_model_is_skipped(tmp_path, caplog):
         write_json(ckpt / "value_model" / "config.json", {})
     (run / "checkpoint-2" / "value_model" / "model.safetensors").write_bytes(b"")
     (run / "checkpoint-1" / "optimizer.pt").write_bytes(b"x")
-    with caplog.at_level(logging.WARNING, logger="huatuo_o1.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="huatuo_o1.train.checkpoints"):
         assert newest_complete_checkpoint(run, is_complete_checkpoint) == str(run / "checkpoint-1")
     assert "value_model/model.safetensors is empty" in caplog.text
     (run / "checkpoint-1" / "optimizer.pt").write_bytes(b"")
@@ -227,7 +227,7 @@ def test_ppo_checkpoint_with_an_empty_value_model_is_skipped(tmp_path, caplog):
 def test_sft_resumes_from_the_newest_intact_checkpoint(tiny_lm_dir, tmp_path, caplog):
     """A real run: its newest checkpoint's trainer_state.json is then cut; the rerun skips it with
     one line, resumes from the one before, and finishes (it used to stop with a traceback)."""
-    from huatuo_o1.sft import parse_args, train
+    from huatuo_o1.train.sft import parse_args, train
 
     data = write_json(tmp_path / "d.json", sft_records(4))
     argv = sft_argv(tiny_lm_dir, data, tmp_path / "ckpts", "--max_steps", "2", "--save_steps", "1",
@@ -248,8 +248,8 @@ def test_resume_identity_follows_the_recipe_not_the_gpu_count(tmp_path, monkeypa
     records the global batch instead, so the same recipe resumes on another GPU count and a
     changed global batch is refused; a hub set named `org/x:en` or `org/x --data_config en` is one."""
     import RL_stage2
-    from huatuo_o1.ppo import ppo_identity
-    from huatuo_o1.sft import parse_args, set_global_batch, sft_identity
+    from huatuo_o1.rl.ppo import ppo_identity
+    from huatuo_o1.train.sft import parse_args, set_global_batch, sft_identity
 
     def sft_id(world: int, *extra) -> dict:
         monkeypatch.setenv("WORLD_SIZE", str(world))

@@ -18,13 +18,13 @@ import time
 import pytest
 import torch
 
-from huatuo_o1 import verl_reward
 from huatuo_o1.contract import GROUND_TRUTH, OPEN_QUESTION
 from huatuo_o1.io import InputError
-from huatuo_o1.rewards import score_responses
-from huatuo_o1.rl_data import build_rl_data, prompt_ids, prompt_text
-from huatuo_o1.verl_data import VERL_COLUMNS
-from huatuo_o1.verl_reward import VerlRewardSettings, compute_score, compute_score_batch
+from huatuo_o1.rl import verl_reward
+from huatuo_o1.rl.data import build_rl_data, prompt_ids, prompt_text
+from huatuo_o1.rl.rewards import score_responses
+from huatuo_o1.rl.verl_data import VERL_COLUMNS
+from huatuo_o1.rl.verl_reward import VerlRewardSettings, compute_score, compute_score_batch
 from tests.helpers import REPO, run_script
 
 WELL = "## Thinking\n\nFever and cough suggest pneumonia.\n\n## Final Response\n\n{}"
@@ -131,7 +131,7 @@ def _ppo_and_verl_rewards(tok, verifier, reward_kwargs, answers_for):
     verl's naive manager (the response decoded without special tokens, then compute_score)."""
     from trl.experimental.utils import get_reward
 
-    from huatuo_o1.ppo import RewardHook
+    from huatuo_o1.rl.ppo import RewardHook
 
     data = build_rl_data(str(DEMO), tok, seed=0)
     rows = data.train[:5]
@@ -170,7 +170,7 @@ def _mixed_answers(rows):
 def test_compute_score_equals_ppo_reward_exact(tiny_lm_dir):
     from transformers import AutoTokenizer
 
-    from huatuo_o1.rewards import ExactMatchVerifier
+    from huatuo_o1.rl.rewards import ExactMatchVerifier
 
     tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
     ppo, verl = _ppo_and_verl_rewards(tok, ExactMatchVerifier(), {"verifier": "exact"}, _mixed_answers)
@@ -180,7 +180,7 @@ def test_compute_score_equals_ppo_reward_exact(tiny_lm_dir):
 def test_compute_score_equals_ppo_reward_classifier(tiny_lm_dir, tiny_verifier_dir):
     from transformers import AutoTokenizer
 
-    from huatuo_o1.rl_common import RLScriptArguments, make_verifier
+    from huatuo_o1.rl.common import RLScriptArguments, make_verifier
 
     tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
     kwargs = {"verifier": "classifier", "reward_model_path": str(tiny_verifier_dir), "verifier_device": "cpu"}
@@ -206,8 +206,8 @@ def test_compute_score_equals_ppo_reward_classifier(tiny_lm_dir, tiny_verifier_d
 def test_compute_score_equals_ppo_reward_llm_judge(tiny_lm_dir, monkeypatch):
     from transformers import AutoTokenizer
 
-    from huatuo_o1.rewards import LLMJudgeVerifier
-    from huatuo_o1.testing import FakeOpenAIServer
+    from huatuo_o1.rl.rewards import LLMJudgeVerifier
+    from huatuo_o1.testing.openai_server import FakeOpenAIServer
 
     def responder(req):  # True when the reference appears twice (in the answer and as reference)
         p = req.prompt
@@ -242,7 +242,7 @@ def test_batch_entry_point_equals_per_response_calls(tiny_verifier_dir):
 
 
 def test_classifier_is_loaded_once_per_process(tiny_verifier_dir, monkeypatch):
-    from huatuo_o1 import rewards
+    from huatuo_o1.rl import rewards
 
     loads = []
     real = rewards.ClassifierVerifier.from_pretrained.__func__
@@ -269,7 +269,7 @@ def test_classifier_is_loaded_once_per_process(tiny_verifier_dir, monkeypatch):
 
 
 def test_concurrent_calls_are_scored_in_one_pass():
-    from huatuo_o1.rewards import Verifier
+    from huatuo_o1.rl.rewards import Verifier
 
     class Recording(Verifier):
         def __init__(self):
@@ -363,7 +363,7 @@ def test_recipes_are_valid_shell_and_carry_the_papers_settings():
         text = (recipes / name).read_text()
         assert "ppo_args.sh" in text and "verl.trainer.main_ppo" in text and "trainer.nnodes" not in text
     args = (recipes / "ppo_args.sh").read_text()
-    assert 'reward.custom_reward_function.path="$REPO/huatuo_o1/verl_reward.py"' in args
+    assert 'reward.custom_reward_function.path="$REPO/huatuo_o1/rl/verl_reward.py"' in args
     assert "reward.custom_reward_function.name=compute_score" in args
     for setting in (
         "actor_rollout_ref.actor.optim.lr=5e-7",
@@ -391,7 +391,7 @@ def test_recipes_are_valid_shell_and_carry_the_papers_settings():
     lines = launched()
     assert lines[:2] == ["-m", "verl.trainer.main_ppo"] and lines[-1] == "x=1"
     assert "trainer.nnodes=1" in lines and "trainer.n_gpus_per_node=4" in lines
-    assert f"reward.custom_reward_function.path={REPO}/huatuo_o1/verl_reward.py" in lines
+    assert f"reward.custom_reward_function.path={REPO}/huatuo_o1/rl/verl_reward.py" in lines
     # the classifier served on the GPUs by default, the same model as the reward function's
     assert "reward.reward_model.enable=True" in lines
     verifier = "reward.reward_model.model_path=FreedomIntelligence/medical_o1_verifier_3B"
@@ -474,7 +474,7 @@ def _verifier_with_pad_as_eos(src, dst):
 
 @pytest.mark.parametrize("pad_is_eos", [False, True])
 def test_served_classifier_equals_in_process_classifier(tmp_path, tiny_verifier_dir, pad_is_eos):
-    from huatuo_o1.rl_common import RLScriptArguments, make_verifier
+    from huatuo_o1.rl.common import RLScriptArguments, make_verifier
 
     vdir = str(
         _verifier_with_pad_as_eos(tiny_verifier_dir, tmp_path / "v") if pad_is_eos else tiny_verifier_dir

@@ -24,8 +24,8 @@ def main(verifier_dir: str, out_path: str) -> None:
     from transformers import AutoModelForSequenceClassification, TrainingArguments
     from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
-    from huatuo_o1.multi_gpu import embedding_rows
-    from huatuo_o1.rl_common import RLScriptArguments, make_verifier
+    from huatuo_o1.rl.common import RLScriptArguments, make_verifier
+    from huatuo_o1.train.multi_gpu import embedding_rows
 
     args = TrainingArguments(output_dir=tempfile.mkdtemp(), report_to=[], use_cpu=True)
     zero3 = is_deepspeed_zero3_enabled()

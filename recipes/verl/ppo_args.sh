@@ -70,7 +70,7 @@ PPO_ARGS=(
   critic.fsdp.optimizer_offload="$OFFLOAD"
   reward.num_workers="$REWARD_WORKERS"
   reward.reward_manager.name=naive
-  reward.custom_reward_function.path="$REPO/huatuo_o1/verl_reward.py"
+  reward.custom_reward_function.path="$REPO/huatuo_o1/rl/verl_reward.py"
   reward.custom_reward_function.name=compute_score
   +reward.custom_reward_function.reward_kwargs.verifier="$VERIFIER_KIND"
   +reward.custom_reward_function.reward_kwargs.reward_model_path="$VERIFIER"
@@ -90,7 +90,7 @@ PPO_ARGS=(
 
 # The classifier on GPUs: verl serves reward.reward_model.model_path with vLLM (colocated with the
 # actor, woken up only while rewards are computed) and passes its router's address to our
-# compute_score, which sends it the verifier's exact input ids (huatuo_o1/verl_reward.py).
+# compute_score, which sends it the verifier's exact input ids (huatuo_o1/rl/verl_reward.py).
 if [ "$VERIFIER_KIND" = classifier ] && [ "$VERIFIER_ON_GPU" = True ]; then
   PPO_ARGS+=(
     reward.reward_model.enable=True

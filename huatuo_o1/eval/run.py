@@ -41,7 +41,7 @@ import sys
 from pathlib import Path
 
 from huatuo_o1.cli import str2bool
-from huatuo_o1.eval_backends import GenerationSettings
+from huatuo_o1.eval.backends import GenerationSettings
 from huatuo_o1.io import InputError, ItemStore, atomic_write_json, check_writable_dir
 from huatuo_o1.lock import run_lock
 from huatuo_o1.redact import mask_url
@@ -433,7 +433,7 @@ def item_id(index_in_source: int, item: dict) -> str:
 
 def make_record(work: dict, outputs: list[str], error: str | None = None) -> dict:
     """One results-file record: the item, its prompt, the output(s) scored against the item now."""
-    from huatuo_o1.eval_scoring import score_output
+    from huatuo_o1.eval.scoring import score_output
 
     item = work["item"]
     scored = [{"output": o, **score_output(o, item["options"], item["answer_idx"])} for o in outputs]
@@ -473,7 +473,7 @@ def check_output_dir(out_dir: Path, folders: list[Path], names: list[str]) -> No
 
 def build_work(indexed: list[tuple[int, dict]], args, tok) -> list[dict]:
     """One work item per question: its id, the item, the user turn and the text sent."""
-    from huatuo_o1.eval_backends import PromptBuilder
+    from huatuo_o1.eval.backends import PromptBuilder
 
     builder = PromptBuilder(
         tok, use_chat_template=args.use_chat_template and not args.use_chat_api, max_tokens=args.max_tokens
@@ -513,7 +513,7 @@ def generate(gen_work: list[dict], store: ItemStore, args, tok, api_key: str | N
     """Generate the unfinished questions with the chosen backend; the failure messages."""
     gen = generation_settings(args)
     if args.backend == "hf":
-        from huatuo_o1.eval_backends import HFGenerator, run_hf
+        from huatuo_o1.eval.backends import HFGenerator, run_hf
 
         if args.seed is not None:
             from transformers import set_seed
@@ -535,7 +535,7 @@ def _run_server(work: list[dict], store: ItemStore, args, gen: GenerationSetting
     import asyncio
     import contextlib
 
-    from huatuo_o1.eval_backends import run_server, served_model_id
+    from huatuo_o1.eval.backends import run_server, served_model_id
     from huatuo_o1.io import fingerprint
     from huatuo_o1.llm import LLMClient, normalize_base_url
 
@@ -545,7 +545,7 @@ def _run_server(work: list[dict], store: ItemStore, args, gen: GenerationSetting
     base_url = normalize_base_url(args.api_url) if args.api_url else f"http://127.0.0.1:{args.port}/v1"
     server_ctx = contextlib.nullcontext()
     if args.launch_server:
-        from huatuo_o1.serving import SGLangServer
+        from huatuo_o1.eval.serving import SGLangServer
 
         server_ctx = SGLangServer(
             args.model_name,
@@ -604,7 +604,7 @@ COLUMN_NOTES = {
 def write_results(out_dir: Path, name: str, records: list[dict], summary: dict, extra: dict) -> dict:
     """The results file, the original layout (per run too with k samples), the summary and the
     chart; returns their paths by kind."""
-    from huatuo_o1.eval_scoring import original_layout, original_runs, overall
+    from huatuo_o1.eval.scoring import original_layout, original_runs, overall
 
     paths = {
         "results": out_dir / f"{name}.json",
@@ -618,7 +618,7 @@ def write_results(out_dir: Path, name: str, records: list[dict], summary: dict, 
     if len(runs) > 1:
         for j, run in enumerate(runs, 1):
             atomic_write_json(out_dir / f"result_{name}_run{j}.json", run)
-    from huatuo_o1.eval_chart import write_chart
+    from huatuo_o1.eval.chart import write_chart
 
     chart = write_chart(summary, paths["chart"], title=name)
     if chart is None:
@@ -647,8 +647,8 @@ def print_report(
     failed_msgs: list[str],
 ) -> int:
     """The table and where the files are; the exit code (1 while questions have no answer)."""
-    from huatuo_o1.eval_data import not_paper_file_note
-    from huatuo_o1.eval_scoring import format_table
+    from huatuo_o1.eval.data import not_paper_file_note
+    from huatuo_o1.eval.scoring import format_table
 
     print(f"*{paths['results'].name}*")
     print(format_table(summary))
@@ -681,15 +681,15 @@ def print_report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from huatuo_o1.eval_backends import load_tokenizer
-    from huatuo_o1.eval_data import describe_eval_file
-    from huatuo_o1.eval_scoring import summarize
+    from huatuo_o1.eval.backends import load_tokenizer
+    from huatuo_o1.eval.data import describe_eval_file
+    from huatuo_o1.eval.scoring import summarize
     from huatuo_o1.llm import is_openai_url, resolve_api_key
 
     args = build_parser().parse_args(argv)
     check_args(args)
     if args.launch_server:
-        from huatuo_o1.serving import find_sglang_python
+        from huatuo_o1.eval.serving import find_sglang_python
 
         args.sglang_python = find_sglang_python(args.sglang_python)
     # the one place: the flag, then OPENAI_API_KEY, but only for OpenAI's own API; a local or other

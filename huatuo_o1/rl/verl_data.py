@@ -4,7 +4,7 @@ verl (0.9.1) reads `data.train_files` / `data.val_files` with its `RLHFDataset`:
 the chat messages in the `prompt` column (`data.prompt_key`), which verl's rollout turns into token
 ids with the policy tokenizer's chat template and the generation prompt. Its reward workers hand
 `data_source`, `reward_model["ground_truth"]` and `extra_info` to the custom reward function
-(huatuo_o1.verl_reward).
+(huatuo_o1.rl.verl_reward).
 
 What this module does:
 
@@ -130,7 +130,7 @@ def export_verl_data(
 ) -> ExportSummary:
     """Build the RL data as RL_stage2.py does and write verl's train.parquet and val.parquet."""
     from huatuo_o1.io import atomic_write_json
-    from huatuo_o1.rl_common import RLScriptArguments, load_tokenizer_and_data
+    from huatuo_o1.rl.common import RLScriptArguments, load_tokenizer_and_data
 
     rl_args = RLScriptArguments(
         dataset_name=data_path,

@@ -1,6 +1,6 @@
 """verl's custom reward function: the same reward as RL_stage2.py, for verl's reward workers.
 
-Plug it in with verl's `reward.custom_reward_function.path=<repo>/huatuo_o1/verl_reward.py` and
+Plug it in with verl's `reward.custom_reward_function.path=<repo>/huatuo_o1/rl/verl_reward.py` and
 `name=compute_score` (one response per call, verl's default `naive` reward manager) or
 `name=compute_score_batch` (a whole batch per call: verl's batch signature, for a batch reward
 manager). Settings come from `reward.custom_reward_function.reward_kwargs`, named like
@@ -19,7 +19,7 @@ RL_stage2.py's flags:
   details                false (default): a float; true: a dict with `score`, `well_formed`,
                          `correct` and `p_true`, which verl keeps as per-sample extra info
 
-The reward itself is huatuo_o1.rewards.score_responses with the verifier rl_common.make_verifier
+The reward itself is huatuo_o1.rl.rewards.score_responses with the verifier rl_common.make_verifier
 builds for RL_stage2.py, from RL_stage2.py's own flag declarations (rl_common.RLScriptArguments):
 same format check, same verifier input, same threshold and values (tested).
 
@@ -59,20 +59,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-if __name__ != "huatuo_o1.verl_reward":  # loaded by file path (verl's custom_reward_function.path)
-    _root = str(Path(__file__).resolve().parents[1])
+if __name__ != "huatuo_o1.rl.verl_reward":  # loaded by file path (verl's custom_reward_function.path)
+    _root = str(Path(__file__).resolve().parents[2])
     if _root not in sys.path:
         sys.path.insert(0, _root)
 
 from huatuo_o1.io import InputError  # noqa: E402
-from huatuo_o1.rewards import (  # noqa: E402
+from huatuo_o1.rl.common import RLScriptArguments, make_verifier  # noqa: E402
+from huatuo_o1.rl.rewards import (  # noqa: E402
     VERIFIER_KINDS,
     ClassifierVerifier,
     RewardConfig,
     Verifier,
     score_responses,
 )
-from huatuo_o1.rl_common import RLScriptArguments, make_verifier  # noqa: E402
 
 # RL_stage2.py's flags that are reward_kwargs here, under the same names and defaults (the data
 # flags belong to scripts/export_verl_data.py; the judge's key is never a reward_kwarg).

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from huatuo_o1.io import InputError
-from huatuo_o1.multi_gpu import outside_zero3_init
-from huatuo_o1.rewards import VERIFIER_MAX_LENGTH, RewardConfig
-from huatuo_o1.run_record import TrackingArguments
-from huatuo_o1.train_checks import local_path_missing
+from huatuo_o1.rl.rewards import VERIFIER_MAX_LENGTH, RewardConfig
+from huatuo_o1.train.checks import local_path_missing
+from huatuo_o1.train.multi_gpu import outside_zero3_init
+from huatuo_o1.train.run_record import TrackingArguments
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def make_verifier(
     """The verifier, loaded whole even under ZeRO-3: it is called as a plain module (GRPO's reward
     function; inside PPO's reward hook, which trl's engine partitions again itself), and a model
     loaded partitioned outside an engine would run on empty weights."""
-    from huatuo_o1.rewards import build_verifier
+    from huatuo_o1.rl.rewards import build_verifier
 
     with outside_zero3_init():
         return build_verifier(
@@ -207,7 +207,7 @@ def load_tokenizer_and_data(
     (PPO and GRPO alike)."""
     from transformers import AutoTokenizer
 
-    from huatuo_o1.rl_data import build_rl_data
+    from huatuo_o1.rl.data import build_rl_data
 
     tokenizer = load_pretrained(
         AutoTokenizer,
@@ -240,9 +240,9 @@ def train_and_save(trainer, identity: dict, resume_from: str | None, script_args
     """The part every RL run (PPO, GRPO) ends with: wandb's project and mode, run_args.json with every
     flag (rank 0), the curves written when training ends, training, and the final policy saved as a
     plain HF folder in <output_dir>/<run_name>."""
-    from huatuo_o1.checkpoints import RUN_ARGS_FILE, save_final_policy
-    from huatuo_o1.plots import RL_CURVES, make_plot_callback
-    from huatuo_o1.run_record import setup_wandb, write_run_args
+    from huatuo_o1.train.checkpoints import RUN_ARGS_FILE, save_final_policy
+    from huatuo_o1.train.plots import RL_CURVES, make_plot_callback
+    from huatuo_o1.train.run_record import setup_wandb, write_run_args
 
     setup_wandb(args.report_to, script_args, run_dir=args.output_dir)
     if args.process_index == 0:

@@ -395,10 +395,10 @@ def stop_recorded(port: int | None = None, say=None) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m huatuo_o1.serving stop [PORT]"""
+    """python -m huatuo_o1.eval.serving stop [PORT]"""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] != "stop" or len(argv) > 2 or (len(argv) == 2 and not argv[1].isdigit()):
-        print("usage: python -m huatuo_o1.serving stop [PORT]", file=sys.stderr)
+        print("usage: python -m huatuo_o1.eval.serving stop [PORT]", file=sys.stderr)
         return 2
     got = stop_recorded(int(argv[1]) if len(argv) > 1 else None, say=print)
     print(f"stopped process group(s): {got}" if got else "no recorded SGLang server of ours is running")

@@ -1,5 +1,5 @@
 """Test double: a stateless scripted "GPT-4o" for the search stage, the responder behind
-`huatuo_o1.testing.FakeOpenAIServer` in the tests and the search benchmark (never used by a real run).
+`huatuo_o1.testing.openai_server.FakeOpenAIServer` in the tests and the search benchmark (never used by a real run).
 
 It recognises each stage-2 request by its fixed tags and answers like a well-behaved model:
   - <question> without <previous reasoning>: initial reasoning whose conclusion is

@@ -23,22 +23,22 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from huatuo_o1.checkpoints import RUN_ARGS_FILE, resume_field, resume_point, run_identity
 from huatuo_o1.contract import VERIFIER_LABEL, VERIFIER_REFERENCE, VERIFIER_RESPONSE
 from huatuo_o1.io import InputError, atomic_write_json, load_records, require_fields
 from huatuo_o1.lock import locked
-from huatuo_o1.multi_gpu import global_batch_line, world_size
-from huatuo_o1.plots import VERIFIER_CURVES, make_plot_callback
-from huatuo_o1.rewards import (
+from huatuo_o1.rl.common import choose_pad_token
+from huatuo_o1.rl.data import split_eval
+from huatuo_o1.rl.rewards import (
     DEFAULT_REWARD_THRESHOLD,
     VERIFIER_MAX_LENGTH,
     ClassifierVerifier,
     ensure_pad_token,
 )
-from huatuo_o1.rl_common import choose_pad_token
-from huatuo_o1.rl_data import split_eval
-from huatuo_o1.run_record import TrackingArguments, setup_wandb, write_run_args
-from huatuo_o1.train_checks import check_training_flags
+from huatuo_o1.train.checkpoints import RUN_ARGS_FILE, resume_field, resume_point, run_identity
+from huatuo_o1.train.checks import check_training_flags
+from huatuo_o1.train.multi_gpu import global_batch_line, world_size
+from huatuo_o1.train.plots import VERIFIER_CURVES, make_plot_callback
+from huatuo_o1.train.run_record import TrackingArguments, setup_wandb, write_run_args
 
 log = logging.getLogger(__name__)
 

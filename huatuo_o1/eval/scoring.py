@@ -40,7 +40,7 @@ import math
 import re
 from collections import Counter
 
-from huatuo_o1.eval_original import original_extract, original_scores
+from huatuo_o1.eval.original import original_extract, original_scores
 from huatuo_o1.formats import final_response_or_all
 
 LETTERS = "ABCDEFGHIJKLMN"

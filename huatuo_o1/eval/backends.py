@@ -30,7 +30,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from huatuo_o1.eval_original import clean_output
+from huatuo_o1.eval.original import clean_output
 from huatuo_o1.io import InputError
 from huatuo_o1.redact import mask_url
 

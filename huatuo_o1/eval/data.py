@@ -24,7 +24,7 @@ PAPER_EVAL_URL = (
     "https://raw.githubusercontent.com/FreedomIntelligence/HuatuoGPT-o1/main/evaluation/data/eval_data.json"
 )
 PAPER_EVAL_BLOB = "f437175670f14110c3328ab6d87a031b0ec9646c"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DEST = REPO_ROOT / "evaluation" / "data" / "eval_data.json"
 
 

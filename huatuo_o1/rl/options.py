@@ -26,8 +26,8 @@ import functools
 import logging
 import os
 
-from huatuo_o1.multi_gpu import accumulation_for, global_batch_line, world_size
-from huatuo_o1.train_checks import check_training_flags
+from huatuo_o1.train.checks import check_training_flags
+from huatuo_o1.train.multi_gpu import accumulation_for, global_batch_line, world_size
 
 log = logging.getLogger(__name__)
 

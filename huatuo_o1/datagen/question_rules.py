@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from huatuo_o1.decontam import normalize
+from huatuo_o1.datagen.decontam import normalize
 
 _INCORRECT_EN = [
     (re.compile(r"\bEXCEPT\b"), "EXCEPT"),

@@ -22,7 +22,7 @@ onto it and adds what the paper's recipe needs:
   folder when the run starts and copied into every checkpoint; a mismatch is a one-line error
   (exit 2) naming the differing flags and suggesting `--resume False` or another
   `--experiment_name`. A torn newest checkpoint is skipped for the newest intact one
-  (huatuo_o1.checkpoints).
+  (huatuo_o1.train.checkpoints).
 """
 
 from __future__ import annotations
@@ -34,7 +34,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from huatuo_o1.checkpoints import (
+from huatuo_o1.contract import split_config
+from huatuo_o1.io import InputError
+from huatuo_o1.lock import locked
+from huatuo_o1.rl.common import load_pretrained
+from huatuo_o1.train.checkpoints import (
     RUN_ARGS_FILE,
     resume_field,
     resume_point,
@@ -42,28 +46,29 @@ from huatuo_o1.checkpoints import (
     save_final_policy,
     write_identity,
 )
-from huatuo_o1.contract import split_config
-from huatuo_o1.io import InputError
-from huatuo_o1.lock import locked
-from huatuo_o1.multi_gpu import accumulation_for, global_batch_line, world_size
-from huatuo_o1.plots import SFT_CURVES, make_plot_callback
-from huatuo_o1.rl_common import load_pretrained
-from huatuo_o1.run_record import (
+from huatuo_o1.train.checks import check_training_flags, parse_dataclasses
+from huatuo_o1.train.multi_gpu import accumulation_for, global_batch_line, world_size
+from huatuo_o1.train.plots import SFT_CURVES, make_plot_callback
+from huatuo_o1.train.run_record import (
     WANDB_ENTITY_HELP,
     WANDB_PROJECT_HELP,
     TrackingArguments,
     setup_wandb,
     write_run_args,
 )
-from huatuo_o1.save_only_model import is_weights_only, make_schedule_callback, resume_note, skip_engine_load
-from huatuo_o1.sft_data import (
+from huatuo_o1.train.save_only_model import (
+    is_weights_only,
+    make_schedule_callback,
+    resume_note,
+    skip_engine_load,
+)
+from huatuo_o1.train.sft_data import (
     end_of_turn_ids,
     ensure_chat_template,
     load_sft_records,
     make_collator,
     tokenize_records,
 )
-from huatuo_o1.train_checks import check_training_flags, parse_dataclasses
 
 log = logging.getLogger("sft")
 

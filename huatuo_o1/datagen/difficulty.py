@@ -26,7 +26,7 @@ import json
 import re
 from pathlib import Path
 
-from huatuo_o1.eval_original import clean_output, original_extract
+from huatuo_o1.eval.original import clean_output, original_extract
 from huatuo_o1.io import atomic_write_json
 from huatuo_o1.llm import LLMClient
 from huatuo_o1.prompts import eval_prompt

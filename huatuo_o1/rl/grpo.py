@@ -4,11 +4,11 @@ GRPO (trl `GRPOTrainer`) samples `num_generations` responses per prompt and uses
 reward mean/std as the baseline, so it needs no value model; the paper used PPO only.
 
 - Dataset: the same docs/data_formats.md §2 loading, dropping, seed split and policy pad choice as
-  PPO (huatuo_o1.rl_data, huatuo_o1.rl_common); trl's experimental PPO is not imported. Prompts are one user turn in
+  PPO (huatuo_o1.rl.data, huatuo_o1.rl.common); trl's experimental PPO is not imported. Prompts are one user turn in
   conversational form, so trl applies the policy's chat template; each row carries its own
   "reference" column, which trl passes to the reward function row by row (exact by design).
 - Reward: `MedicalRewardFunc` decodes nothing itself (trl hands it the completion text) and
-  calls `huatuo_o1.rewards.score_responses`, the exact rule PPO uses, with the verifier chosen by
+  calls `huatuo_o1.rl.rewards.score_responses`, the exact rule PPO uses, with the verifier chosen by
   `--verifier`. It logs the share well-formed and the share correct through trl's `log_metric`.
 - Generation with vLLM is trl's `--use_vllm` (colocate or server mode), where vLLM is installed.
 """
@@ -22,11 +22,9 @@ from pathlib import Path
 
 from trl import GRPOConfig
 
-from huatuo_o1.checkpoints import resume_field, resume_point, run_identity
 from huatuo_o1.io import InputError
 from huatuo_o1.lock import locked
-from huatuo_o1.rewards import RewardConfig, Verifier, score_responses
-from huatuo_o1.rl_common import (
+from huatuo_o1.rl.common import (
     REPORT_TO_HELP,
     SCRIPT_RESULT_FLAGS,
     WARMUP_RATIO_HELP,
@@ -42,7 +40,9 @@ from huatuo_o1.rl_common import (
     torch_dtype,
     train_and_save,
 )
-from huatuo_o1.rl_options import apply_global_batch, check_rl_flags, model_dtypes
+from huatuo_o1.rl.options import apply_global_batch, check_rl_flags, model_dtypes
+from huatuo_o1.rl.rewards import RewardConfig, Verifier, score_responses
+from huatuo_o1.train.checkpoints import resume_field, resume_point, run_identity
 
 log = logging.getLogger(__name__)
 

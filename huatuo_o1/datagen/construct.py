@@ -30,12 +30,12 @@ import logging
 import os
 from pathlib import Path
 
-from huatuo_o1 import question_rules
 from huatuo_o1.contract import GROUND_TRUTH as GT
 from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
-from huatuo_o1.decontam import EvalIndex, screen
-from huatuo_o1.difficulty import EXPECTED_REPLY_TOKENS as EXPECTED_SMALL_REPLY
-from huatuo_o1.difficulty import DifficultyFilter
+from huatuo_o1.datagen import question_rules
+from huatuo_o1.datagen.decontam import EvalIndex, screen
+from huatuo_o1.datagen.difficulty import EXPECTED_REPLY_TOKENS as EXPECTED_SMALL_REPLY
+from huatuo_o1.datagen.difficulty import DifficultyFilter
 from huatuo_o1.io import (
     InputError,
     ItemStore,
@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 
 REWRITE_KEYS = (OPEN_Q, GT)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_EVAL_FILE = REPO / "evaluation" / "data" / "eval_data.json"
 # The steps that can drop an item, in the order they run (the summary's `dropped` keys).
 DROP_STEPS = ("decontamination", "min_length", "question_form", "difficulty", "gpt_filter")

@@ -13,7 +13,7 @@ backbone:
    `sequence_lengths` are);
 2. finds the row's reference answer by the exact prompt token ids (`PromptTable`), and checks
    that every row's prompt ends at the same column (trl's `context_length`);
-3. decodes the response with the policy tokenizer and scores it with `huatuo_o1.rewards`
+3. decodes the response with the policy tokenizer and scores it with `huatuo_o1.rl.rewards`
    (the verifier re-encodes it with its own tokenizer and template);
 4. returns the score broadcast over the sequence, so whatever position trl reads is the score.
 
@@ -72,8 +72,8 @@ update 1 and its checkpoints lack the value model, so we add, without forking `t
 - Not restored: the loop's `update` counter (it only spaces `--num_sample_generations` samples) and
   the `eps` metric, which counts resumed episodes over the new run's time.
 
-Shared with GRPO (huatuo_o1.rl_common): flags, data, model loading, pad choice, verifier; run
-identity, resume decision and the final save (huatuo_o1.checkpoints).
+Shared with GRPO (huatuo_o1.rl.common): flags, data, model loading, pad choice, verifier; run
+identity, resume decision and the final save (huatuo_o1.train.checkpoints).
 """
 
 from __future__ import annotations
@@ -92,18 +92,9 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 from transformers import TrainerCallback  # noqa: E402
 from trl.experimental.ppo import PPOConfig, PPOTrainer  # noqa: E402
 
-from huatuo_o1.checkpoints import (
-    has_trainer_state,
-    resume_field,
-    resume_point,
-    run_identity,
-    write_identity,
-)
 from huatuo_o1.io import InputError
 from huatuo_o1.lock import locked
-from huatuo_o1.multi_gpu import embedding_rows
-from huatuo_o1.rewards import RewardConfig, Verifier, score_responses
-from huatuo_o1.rl_common import (
+from huatuo_o1.rl.common import (
     REPORT_TO_HELP,
     SCRIPT_RESULT_FLAGS,
     WARMUP_RATIO_HELP,
@@ -119,8 +110,8 @@ from huatuo_o1.rl_common import (
     torch_dtype,
     train_and_save,
 )
-from huatuo_o1.rl_data import PromptTable
-from huatuo_o1.rl_options import (
+from huatuo_o1.rl.data import PromptTable
+from huatuo_o1.rl.options import (
     GLOBAL_BATCH_HELP,
     apply_global_batch,
     check_rl_flags,
@@ -130,7 +121,16 @@ from huatuo_o1.rl_options import (
     is_deepspeed_run,
     model_dtypes,
 )
-from huatuo_o1.save_only_model import fast_forward_scheduler, is_weights_only, resume_note
+from huatuo_o1.rl.rewards import RewardConfig, Verifier, score_responses
+from huatuo_o1.train.checkpoints import (
+    has_trainer_state,
+    resume_field,
+    resume_point,
+    run_identity,
+    write_identity,
+)
+from huatuo_o1.train.multi_gpu import embedding_rows
+from huatuo_o1.train.save_only_model import fast_forward_scheduler, is_weights_only, resume_note
 
 log = logging.getLogger(__name__)
 

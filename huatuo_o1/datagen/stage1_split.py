@@ -22,7 +22,7 @@ import hashlib
 
 from huatuo_o1.contract import GROUND_TRUTH as GT
 from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
-from huatuo_o1.decontam import normalize
+from huatuo_o1.datagen.decontam import normalize
 from huatuo_o1.io import InputError
 from huatuo_o1.prompts import format_options
 
