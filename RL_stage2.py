@@ -13,34 +13,8 @@ flags (huatuo_o1.train.checkpoints); `--resume False` starts over. The logic liv
 reward hook, resume), huatuo_o1/rl/rewards.py and huatuo_o1/rl/data.py.
 """
 
-from __future__ import annotations
-
-import sys
-
-
-def parse_args(argv=None):
-    from transformers import HfArgumentParser
-    from trl import ModelConfig
-
-    from huatuo_o1.rl.ppo import MedicalPPOConfig, PPOScriptArguments
-    from huatuo_o1.train.checks import parse_dataclasses
-
-    parser = HfArgumentParser((PPOScriptArguments, MedicalPPOConfig, ModelConfig))
-    return tuple(parse_dataclasses(parser, argv))
-
-
-def main(argv=None) -> int:
-    from huatuo_o1.cli import setup_training_logging
-    from huatuo_o1.rl.ppo import train_ppo
-
-    setup_training_logging()
-    script_args, training_args, model_args = parse_args(argv)
-    out = train_ppo(script_args, training_args, model_args)
-    print(f"final policy saved to {out}")
-    return 0
-
+from huatuo_o1.cli import run_main
+from huatuo_o1.rl.ppo import main
 
 if __name__ == "__main__":
-    from huatuo_o1.cli import run_main
-
-    run_main(lambda: main(sys.argv[1:]))
+    run_main(main)

@@ -9,34 +9,8 @@
 All trl `GRPOConfig` flags work (see --help); logic in huatuo_o1/rl/grpo.py.
 """
 
-from __future__ import annotations
-
-import sys
-
-
-def parse_args(argv=None):
-    from transformers import HfArgumentParser
-    from trl import ModelConfig
-
-    from huatuo_o1.rl.grpo import GRPOScriptArguments, MedicalGRPOConfig
-    from huatuo_o1.train.checks import parse_dataclasses
-
-    parser = HfArgumentParser((GRPOScriptArguments, MedicalGRPOConfig, ModelConfig))
-    return tuple(parse_dataclasses(parser, argv))
-
-
-def main(argv=None) -> int:
-    from huatuo_o1.cli import setup_training_logging
-    from huatuo_o1.rl.grpo import train_grpo
-
-    setup_training_logging()
-    script_args, training_args, model_args = parse_args(argv)
-    out = train_grpo(script_args, training_args, model_args)
-    print(f"final policy saved to {out}")
-    return 0
-
+from huatuo_o1.cli import run_main
+from huatuo_o1.rl.grpo import main
 
 if __name__ == "__main__":
-    from huatuo_o1.cli import run_main
-
-    run_main(lambda: main(sys.argv[1:]))
+    run_main(main)

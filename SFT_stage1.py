@@ -3,7 +3,7 @@
     python SFT_stage1.py --model_path <model> --data_path <sft.json>                    # one process (CPU/GPU)
     accelerate launch --config_file ./configs/deepspeed_zero3.yaml --num_processes 8 SFT_stage1.py ...
 
-All logic lives in huatuo_o1/train/sft.py (trainer wiring) and huatuo_o1/train/sft_data.py (data).
+The flags, parsing and trainer: huatuo_o1/train/sft.py; the data: huatuo_o1/train/sft_data.py.
 """
 
 from huatuo_o1.cli import run_main

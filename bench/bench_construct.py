@@ -17,19 +17,16 @@ import contextlib
 import io
 import json
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from construct_verifiable_medical_problems import main as stage1_main  # noqa: E402
-from huatuo_o1.datagen.construct import load_mcq_items  # noqa: E402
-from huatuo_o1.parsing import extract_json, parse_filter_verdict  # noqa: E402
-from huatuo_o1.prompts import filter_prompt, rewrite_prompt  # noqa: E402
-from huatuo_o1.testing.openai_server import FakeOpenAIServer  # noqa: E402
+from construct_verifiable_medical_problems import main as stage1_main
+from huatuo_o1.datagen.construct import load_mcq_items
+from huatuo_o1.parsing import extract_json, parse_filter_verdict
+from huatuo_o1.prompts import filter_prompt, rewrite_prompt
+from huatuo_o1.testing.openai_server import FakeOpenAIServer
 
 
 def responder(req):

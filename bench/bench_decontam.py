@@ -20,13 +20,9 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from huatuo_o1.datagen.decontam import WINDOW, EvalIndex, normalize  # noqa: E402
+from huatuo_o1.datagen.decontam import WINDOW, EvalIndex, normalize
 
 STEMS = (
     "A {age}-year-old {sex} has {sym} for {dur}.",

@@ -20,18 +20,15 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from huatuo_o1.eval.backends import GenerationSettings, run_server  # noqa: E402
-from huatuo_o1.eval.run import generation_input, item_id, make_record  # noqa: E402
-from huatuo_o1.io import ItemStore  # noqa: E402
-from huatuo_o1.llm import LLMClient  # noqa: E402
-from huatuo_o1.prompts import eval_prompt  # noqa: E402
-from huatuo_o1.testing.openai_server import FakeOpenAIServer, FakeResponse  # noqa: E402
+from huatuo_o1.eval.backends import GenerationSettings, run_server
+from huatuo_o1.eval.run import generation_input, item_id, make_record
+from huatuo_o1.io import ItemStore
+from huatuo_o1.llm import LLMClient
+from huatuo_o1.prompts import eval_prompt
+from huatuo_o1.testing.openai_server import FakeOpenAIServer, FakeResponse
 
 
 def make_items(n: int) -> list[dict]:

@@ -24,15 +24,11 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from huatuo_o1.train.sft_data import IGNORE_INDEX, make_collator  # noqa: E402
+from huatuo_o1.train.sft_data import IGNORE_INDEX, make_collator
 
 
 def lengths(n: int, seed: int, median: float = 700, sigma: float = 0.5, cap: int = 2048) -> list[int]:

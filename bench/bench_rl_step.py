@@ -17,12 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
@@ -54,8 +52,8 @@ def make_data(path: Path, n: int) -> None:
 
 
 def bench_ppo(policy, verifier, data, work, a) -> dict:
-    import RL_stage2
-    from huatuo_o1.rl.ppo import build_ppo_trainer
+    from huatuo_o1.rl import ppo
+    from huatuo_o1.rl.ppo_trainer import build_ppo_trainer
 
     argv = [
         "--model_name_or_path", str(policy), "--reward_model_path", str(verifier), "--dataset_name", str(data),
@@ -65,7 +63,7 @@ def bench_ppo(policy, verifier, data, work, a) -> dict:
         "--num_ppo_epochs", "1", "--num_sample_generations", "0", "--report_to", "none",
         "--save_strategy", "no", "--logging_steps", "1", "--verifier", a.verifier,
     ]  # fmt: skip
-    s, args, m = RL_stage2.parse_args(argv)
+    s, args, m = ppo.parse_args(argv)
     trainer = build_ppo_trainer(s, args, m)
     gen, rew = Timer(), Timer()
     trainer.policy_model.generate = gen.wrap(trainer.policy_model.generate)
@@ -94,8 +92,8 @@ def bench_ppo(policy, verifier, data, work, a) -> dict:
 
 
 def bench_grpo(policy, verifier, data, work, a) -> dict:
-    import RL_stage2_grpo
-    from huatuo_o1.rl.grpo import build_grpo_trainer
+    from huatuo_o1.rl import grpo
+    from huatuo_o1.rl.grpo_trainer import build_grpo_trainer
 
     argv = [
         "--model_name_or_path", str(policy), "--reward_model_path", str(verifier), "--dataset_name", str(data),
@@ -104,7 +102,7 @@ def bench_grpo(policy, verifier, data, work, a) -> dict:
         "--report_to", "none", "--save_strategy", "no", "--logging_steps", "1", "--verifier", a.verifier,
         "--use_vllm", str(a.use_vllm),
     ]  # fmt: skip
-    s, args, m = RL_stage2_grpo.parse_args(argv)
+    s, args, m = grpo.parse_args(argv)
     trainer = build_grpo_trainer(s, args, m)
     t = time.perf_counter()
     trainer.train()

@@ -24,18 +24,15 @@ import argparse
 import contextlib
 import io
 import json
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import openai
 
-import openai  # noqa: E402
-
-import search_for_complex_reasoning_path as script  # noqa: E402
-from huatuo_o1.datagen.search import (  # noqa: E402
+from huatuo_o1.datagen import search as script
+from huatuo_o1.datagen.search import (
     GT,
     OPEN_Q,
     draw_strategy,
@@ -45,8 +42,8 @@ from huatuo_o1.datagen.search import (  # noqa: E402
     previous_reasoning,
     stream_of_search,
 )
-from huatuo_o1.parsing import parse_verdict  # noqa: E402
-from huatuo_o1.prompts import (  # noqa: E402
+from huatuo_o1.parsing import parse_verdict
+from huatuo_o1.prompts import (
     final_response_prompt,
     init_cot_prompt,
     label_guided_prompt,
@@ -54,8 +51,8 @@ from huatuo_o1.prompts import (  # noqa: E402
     refine_prompt,
     verify_prompt,
 )
-from huatuo_o1.testing import search as sm  # noqa: E402
-from huatuo_o1.testing.openai_server import FakeOpenAIServer  # noqa: E402
+from huatuo_o1.testing import search as sm
+from huatuo_o1.testing.openai_server import FakeOpenAIServer
 
 DEPTH_MIX = (0, 0, 1, 2, 9)  # 9 > max depth 2: label-guided
 CALLS = {0: 4, 1: 6, 2: 8, 9: 9}

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from huatuo_o1.train.sft_data import load_sft_records, make_collator, tokenize_records  # noqa: E402
+from huatuo_o1.train.sft_data import load_sft_records, make_collator, tokenize_records
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct"

@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from huatuo_o1.rl import verl_reward  # noqa: E402
-from huatuo_o1.rl.rewards import score_responses  # noqa: E402
-from huatuo_o1.testing.tiny_models import build_tiny_classifier  # noqa: E402
+from huatuo_o1.rl import verl_reward
+from huatuo_o1.rl.rewards import score_responses
+from huatuo_o1.testing.tiny_models import build_tiny_classifier
 
 WELL = "## Thinking\n\nThe findings point to one diagnosis.\n\n## Final Response\n\n{}"
 

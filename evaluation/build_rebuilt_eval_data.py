@@ -9,13 +9,8 @@ paper's Table 1, and eval.py says so when it scores it. For the paper's file run
 All logic lives in huatuo_o1/eval/rebuild.py.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
-
-from huatuo_o1.cli import run_main  # noqa: E402
-from huatuo_o1.eval.rebuild import main  # noqa: E402
+from huatuo_o1.cli import run_main
+from huatuo_o1.eval.rebuild import main
 
 if __name__ == "__main__":
     run_main(main)

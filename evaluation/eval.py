@@ -13,13 +13,8 @@ All logic lives in huatuo_o1/eval/run.py (flow), eval_backends.py (generation), 
 paper's file), eval_chart.py (the chart) and serving.py (SGLang process).
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
-
-from huatuo_o1.cli import run_main  # noqa: E402
-from huatuo_o1.eval.run import main  # noqa: E402
+from huatuo_o1.cli import run_main
+from huatuo_o1.eval.run import main
 
 if __name__ == "__main__":
     run_main(main)

@@ -8,13 +8,8 @@ f437175670f14110c3328ab6d87a031b0ec9646c; otherwise one line and exit code 2, no
 All logic lives in huatuo_o1/eval/data.py.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
-
-from huatuo_o1.cli import run_main  # noqa: E402
-from huatuo_o1.eval.data import main  # noqa: E402
+from huatuo_o1.cli import run_main
+from huatuo_o1.eval.data import main
 
 if __name__ == "__main__":
     run_main(main)

@@ -1,5 +1,5 @@
-"""Small helpers shared by the top-level scripts: boolean flags, flags from a dataclass, the exit-code
-contract."""
+"""What every entry point shares: boolean flags, flags from a dataclass, `--help` that imports no
+training library, and the exit-code contract (`run_main`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import typing
 from collections.abc import Awaitable, Callable, Iterable
 
 from huatuo_o1.io import InputError, OutputError
-from huatuo_o1.train.multi_gpu import end_distributed
 
 EXIT_BAD_INPUT = 2
 
@@ -51,6 +50,33 @@ def add_dataclass_args(parser, cls, exclude: Iterable[str] = (), choices: dict |
         parser.add_argument(f"--{f.name}", **kwargs)
 
 
+HELP_ALL = "--help_all"
+
+
+def dataclass_parser(description: str, *classes, epilog: str | None = None) -> argparse.ArgumentParser:
+    """An argparse parser of our own argument dataclasses: the training scripts' `--help`, built
+    without importing torch or transformers. Their real parsing (`HfArgumentParser` over trl's and
+    transformers' argument classes too) imports both; `--help_all` shows that parser's help."""
+    p = argparse.ArgumentParser(
+        description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(HELP_ALL, action="store_true", help="List every flag, trl's and transformers' included.")
+    for cls in classes:
+        add_dataclass_args(p, cls)
+    return p
+
+
+def print_help_if_asked(argv: list[str], make_parser: Callable, make_full_parser: Callable) -> bool:
+    """`--help_all`: the full parser's help; `-h`/`--help`: the light one's. True when help was shown."""
+    if HELP_ALL in argv:
+        make_full_parser().print_help()
+        return True
+    if "-h" in argv or "--help" in argv:
+        make_parser().print_help()
+        return True
+    return False
+
+
 def run_main(main: Callable[[], int | None]) -> None:
     """Run a script's main(): known user errors become one stderr line (URL credentials and `sk-` keys
     masked) and exit code 2."""
@@ -60,7 +86,6 @@ def run_main(main: Callable[[], int | None]) -> None:
 
     try:
         code = main()
-        end_distributed()  # a finished distributed run closes its process group before exiting
     except (InputError, OutputError, FatalAPIError) as e:
         print(f"error: {mask_secrets(' '.join(str(e).split()))}", file=sys.stderr)  # one line, no credentials
         sys.exit(EXIT_BAD_INPUT)

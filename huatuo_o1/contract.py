@@ -20,10 +20,11 @@ every script; SFT's older `--data_config` flag is kept as an alias.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
-from huatuo_o1.io import InputError, load_records
+from huatuo_o1.io import InputError, load_records, read_text
 
 log = logging.getLogger(__name__)
 
@@ -125,3 +126,44 @@ def _load_with_datasets(name: str, config: str | None, split: str, what: str, so
             f"({type(e).__name__}: {detail})"
         ) from None
     return [dict(r) for r in ds]
+
+
+# ---------------------------------------------------------------------------------------------
+# §6 the evaluation file: read by evaluation and by decontamination alike
+
+
+def read_eval_file(path: str | Path) -> dict[str, list[dict]]:
+    """{source: [items]} of an evaluation file: an object mapping sources to lists of items, or a
+    bare list (source "normal"), as JSON or JSONL (a UTF-8 BOM is accepted). Every item is an object
+    with a non-empty `question` string; InputError (one line) naming the source and item otherwise.
+    What evaluation needs beyond that (options, answer_idx) it checks itself."""
+    path = Path(path)
+    text = read_text(path, "evaluation")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        try:
+            data = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError:
+            raise InputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}) nor JSONL") from None
+        if not data:
+            raise InputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply to be an eval file") from None
+    if isinstance(data, list):
+        data = {"normal": data}
+    if not isinstance(data, dict) or not data:
+        raise InputError(f"{path}: expected an object mapping sources to lists of items, or a list of items")
+    for source, items in data.items():
+        if not isinstance(items, list):
+            raise InputError(f"{path}: source {source!r} is not a list of items")
+        for i, it in enumerate(items, 1):
+            where = f"{path}: source {source!r} item {i}"
+            if not isinstance(it, dict):
+                raise InputError(f"{where} is not an object")
+            q = it.get(MCQ_QUESTION)
+            if q is not None and not isinstance(q, str):
+                raise InputError(f"{where}: question is a {type(q).__name__}, not a string")
+            if not (q or "").strip():
+                raise InputError(f"{where} has no question")
+    return data

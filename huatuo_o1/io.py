@@ -82,7 +82,7 @@ def _too_deep(obj: Any, limit: int) -> bool:
     return False
 
 
-def _read_text(path: Path, what: str) -> str:
+def read_text(path: Path, what: str) -> str:
     """The file's text; InputError (one line) when it is missing, a folder, unreadable or not UTF-8."""
     if not path.exists():
         raise InputError(f"{what} file not found: {path}")
@@ -111,7 +111,7 @@ def load_records(path: str | Path, what: str = "input") -> list[dict]:
 
     Lone surrogates in strings become U+FFFD and NaN/Infinity become null (see the module doc)."""
     path = Path(path)
-    text = _read_text(path, what)
+    text = read_text(path, what)
     if not text.strip():
         raise InputError(f"{what} file is empty: {path}")
     too_deep = f"nested deeper than {MAX_JSON_DEPTH} levels; not a pipeline record"

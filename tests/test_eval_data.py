@@ -1,4 +1,4 @@
-"""The paper's evaluation file: blob-id check, atomic install, offline message (issue 13, item 1)."""
+"""The paper's evaluation file: blob-id check, atomic install, offline message."""
 
 import http.server
 import json

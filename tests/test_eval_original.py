@@ -1,4 +1,4 @@
-"""The original layout reproduces the original evaluation's numbers (issue 13, item 3).
+"""The original layout reproduces the original evaluation's numbers.
 
 `make_cases` writes a few hundred model outputs in every answer style we know of (strict answers,
 option text after "The answer is", two letters, empty and blank outputs, `</s>`, leading spaces,

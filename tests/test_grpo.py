@@ -12,7 +12,7 @@ WELL = "## Thinking\n\nReasoning.\n\n## Final Response\n\n{}"
 
 
 def test_reward_func_rows_and_metrics():
-    from huatuo_o1.rl.grpo import MedicalRewardFunc
+    from huatuo_o1.rl.grpo_trainer import MedicalRewardFunc
     from huatuo_o1.rl.rewards import ExactMatchVerifier
 
     logged = {}
@@ -36,13 +36,13 @@ def test_reward_func_rows_and_metrics():
 def test_grpo_few_steps(tmp_path, tiny_lm_dir, tiny_verifier_dir):
     from transformers import AutoModelForCausalLM
 
-    import RL_stage2_grpo
-    from huatuo_o1.rl.grpo import build_grpo_trainer
+    from huatuo_o1.rl import grpo
+    from huatuo_o1.rl.grpo_trainer import build_grpo_trainer
 
     data = tmp_path / "d.json"
     data.write_text(json.dumps([{OPEN_QUESTION: f"Q{i}?", GROUND_TRUTH: f"a{i}"} for i in range(10)]))
     out = tmp_path / "ckpts"
-    s, a, m = RL_stage2_grpo.parse_args(
+    s, a, m = grpo.parse_args(
         ["--model_name_or_path", str(tiny_lm_dir), "--reward_model_path", str(tiny_verifier_dir),
          "--dataset_name", str(data), "--output_dir", str(out), "--run_name", "g",
          "--per_device_train_batch_size", "4", "--num_generations", "2", "--max_completion_length", "16",

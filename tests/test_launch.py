@@ -210,10 +210,8 @@ def test_verifier_p_true_under_zero3_equals_plain(tmp_path, tiny_verifier_dir):
     """Under ZeRO-3 a plain load is partitioned (0 rows); the RL scripts' verifier, called directly
     (GRPO) or through a DeepSpeed inference engine (PPO's reward hook), gives the same P(True) as
     without DeepSpeed."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from zero3_verifier_probe import REFERENCES, RESPONSES
-
     from huatuo_o1.rl.common import RLScriptArguments, make_verifier
+    from tests.zero3_verifier_probe import REFERENCES, RESPONSES
 
     out = tmp_path / "probe.json"
     launch("deepspeed_zero3.yaml", "tests/zero3_verifier_probe.py", tiny_verifier_dir, out, cwd=tmp_path)

@@ -1,4 +1,4 @@
-"""Issue 12 item 6: one run per output folder (huatuo_o1/lock.py), and its wiring into the API stages."""
+"""One run per output folder (huatuo_o1/lock.py), and its wiring into the API stages."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 12 item 6, training side: SFT, PPO, GRPO and verifier training refuse a folder in use by
+"""One run per output folder, training side: SFT, PPO, GRPO and verifier training refuse a folder in use by
 another run (one line, exit 2) before loading any model."""
 
 from __future__ import annotations

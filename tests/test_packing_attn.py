@@ -1,4 +1,4 @@
-"""Packing without flash-attn (issue 11, item 8): a packed row under sdpa or eager gives every example
+"""Packing without flash-attn: a packed row under sdpa or eager gives every example
 the loss it gets alone, so users without flash-attn train the same model, only slower (dense mask)."""
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def test_reward_hook_inside_trl_get_reward_maps_each_row_to_its_reference(data_f
     from transformers import AutoTokenizer
     from trl.experimental.utils import get_reward
 
-    from huatuo_o1.rl.ppo import RewardHook
+    from huatuo_o1.rl.ppo_trainer import RewardHook
 
     tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
     data = build_rl_data(str(data_file), tok, seed=0)
@@ -143,12 +143,12 @@ def test_ppo_two_batches_train_log_and_save(tmp_path, data_file, tiny_lm_dir, ti
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import RL_stage2
+    from huatuo_o1.rl import ppo
     from huatuo_o1.rl.common import final_dir
-    from huatuo_o1.rl.ppo import build_ppo_trainer
+    from huatuo_o1.rl.ppo_trainer import build_ppo_trainer
     from huatuo_o1.train.checkpoints import save_final_policy
 
-    script_args, args, model_args = RL_stage2.parse_args(
+    script_args, args, model_args = ppo.parse_args(
         _ppo_args(
             tiny_lm_dir,
             tiny_verifier_dir,
@@ -219,15 +219,15 @@ def test_ppo_scores_reach_trl_at_the_pinned_position_for_the_right_rows(tmp_path
     token (sequence_length + 1), or on the last token when the response fills response_length."""
     import trl.experimental.ppo.ppo_trainer as ppo_mod
 
-    import RL_stage2
-    from huatuo_o1.rl.ppo import build_ppo_trainer
+    from huatuo_o1.rl import ppo
+    from huatuo_o1.rl.ppo_trainer import build_ppo_trainer
 
     recs = [{OPEN_QUESTION: f"Case {i}: which drug?", GROUND_TRUTH: "drug A" if i % 2 else "drug B"}
             for i in range(12)]  # fmt: skip
     data = tmp_path / "ab.json"
     data.write_text(json.dumps(recs))
     policy, tok_id = build_formatted_policy(tiny_lm_dir, tmp_path / "policy")
-    s, a, m = RL_stage2.parse_args(
+    s, a, m = ppo.parse_args(
         _ppo_args(
             policy,
             "unused",
@@ -320,11 +320,11 @@ def test_save_under_deepspeed_takes_the_policy_from_the_engine(tmp_path, data_fi
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import RL_stage2
-    from huatuo_o1.rl.ppo import build_ppo_trainer
+    from huatuo_o1.rl import ppo
+    from huatuo_o1.rl.ppo_trainer import build_ppo_trainer
     from huatuo_o1.train.checkpoints import save_final_policy
 
-    s, a, m = RL_stage2.parse_args(
+    s, a, m = ppo.parse_args(
         _ppo_args(tiny_lm_dir, "unused", data_file, tmp_path / "o", "--verifier", "exact", "--total_episodes", "4")
     )  # fmt: skip
     trainer = build_ppo_trainer(s, a, m)
@@ -407,14 +407,14 @@ def test_cli_bad_input_exits_2(tmp_path, tiny_lm_dir):
 def test_ppo_with_llm_judge_over_loopback_server(tmp_path, data_file, tiny_lm_dir, monkeypatch, caplog):
     import logging
 
-    import RL_stage2
-    from huatuo_o1.rl.ppo import build_ppo_trainer
+    from huatuo_o1.rl import ppo
+    from huatuo_o1.rl.ppo_trainer import build_ppo_trainer
     from huatuo_o1.testing.openai_server import FakeOpenAIServer
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
     caplog.set_level(logging.DEBUG)
     with FakeOpenAIServer(lambda req: "True") as srv:
-        s, a, m = RL_stage2.parse_args(
+        s, a, m = ppo.parse_args(
             _ppo_args(tiny_lm_dir, "unused", data_file, tmp_path / "o", "--verifier", "llm", "--judge_model",
                       "fake-model", "--judge_api_url", srv.url, "--total_episodes", "4",
                       "--judge_api_key", "sk-flag-secret")
@@ -448,7 +448,7 @@ def test_hook_split_uses_the_common_prompt_end(tiny_lm_dir):
     at the batch's common prompt end (trl's context_length)."""
     from transformers import AutoTokenizer
 
-    from huatuo_o1.rl.ppo import RewardHook
+    from huatuo_o1.rl.ppo_trainer import RewardHook
 
     tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
     t = PromptTable()
@@ -470,8 +470,8 @@ def test_ppo_resumes_at_the_saved_update(tmp_path, data_file, tiny_lm_dir, tiny_
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    import RL_stage2
-    from huatuo_o1.rl.ppo import build_ppo_trainer, is_complete_checkpoint, train_ppo
+    from huatuo_o1.rl import ppo
+    from huatuo_o1.rl.ppo_trainer import build_ppo_trainer, is_complete_checkpoint, train_ppo
     from huatuo_o1.train.checkpoints import newest_complete_checkpoint, save_final_policy
 
     out, straight = tmp_path / "ckpts", tmp_path / "straight"
@@ -480,7 +480,7 @@ def test_ppo_resumes_at_the_saved_update(tmp_path, data_file, tiny_lm_dir, tiny_
         return _ppo_args(tiny_lm_dir, tiny_verifier_dir, data, out, "--total_episodes", str(episodes),
                          "--save_strategy", "steps", "--save_steps", "1")  # fmt: skip
 
-    assert RL_stage2.main(argv(4)) == 0  # 1 update of 4 episodes, checkpoint-1
+    assert ppo.main(argv(4)) == 0  # 1 update of 4 episodes, checkpoint-1
     ckpt1 = out / "checkpoint-1"
     for name in ("model.safetensors", "value_model/config.json", "value_model/model.safetensors", "optimizer.pt",
                  "scheduler.pt", "rng_state.pth", "trainer_state.json", "run_args.json"):  # fmt: skip
@@ -488,7 +488,7 @@ def test_ppo_resumes_at_the_saved_update(tmp_path, data_file, tiny_lm_dir, tiny_
     assert json.loads((ckpt1 / "trainer_state.json").read_text())["episode"] == 4
 
     # the rerun with more episodes: what train_ppo does, step by step, to look inside
-    s, a, m = RL_stage2.parse_args(argv(8))
+    s, a, m = ppo.parse_args(argv(8))
     assert newest_complete_checkpoint(a.output_dir, is_complete_checkpoint) == str(ckpt1)
     trainer = build_ppo_trainer(s, a, m, resume_from=str(ckpt1))
     for model, path in ((trainer.policy_model, ckpt1), (trainer.value_model, ckpt1 / "value_model"),
@@ -504,7 +504,7 @@ def test_ppo_resumes_at_the_saved_update(tmp_path, data_file, tiny_lm_dir, tiny_
     assert [h["episode"] for h in trainer.state.log_history if "reward/mean" in h] == [4, 8]
     assert trainer.lr_scheduler.last_epoch == 2  # 1 restored + 1 step
     # the same as one uninterrupted 2-update run: weights, value model, optimizer state
-    assert RL_stage2.main(argv(8, out=straight)) == 0
+    assert ppo.main(argv(8, out=straight)) == 0
     for name in ("model.safetensors", "value_model/model.safetensors"):
         want = load_file(straight / "checkpoint-2" / name)
         got = load_file(out / "checkpoint-2" / name)
@@ -527,10 +527,10 @@ def test_ppo_resumes_at_the_saved_update(tmp_path, data_file, tiny_lm_dir, tiny_
     other = tmp_path / "other.jsonl"
     other.write_text(data_file.read_text())
     with pytest.raises(InputError, match="--resume False"):
-        train_ppo(*RL_stage2.parse_args(argv(8, other)))
+        train_ppo(*ppo.parse_args(argv(8, other)))
 
     # the finished run again: resumes at update 2 of 2, trains nothing, saves the same final policy
-    assert RL_stage2.main(argv(8)) == 0
+    assert ppo.main(argv(8)) == 0
     assert not (out / "checkpoint-3").exists()
     final = load_file(out / "tiny_ppo" / "model.safetensors")
     for k, v in load_file(out / "checkpoint-2" / "model.safetensors").items():
@@ -538,7 +538,7 @@ def test_ppo_resumes_at_the_saved_update(tmp_path, data_file, tiny_lm_dir, tiny_
     AutoModelForCausalLM.from_pretrained(out / "tiny_ppo")
 
     # --resume False starts over from --model_name_or_path (here on the other dataset)
-    assert RL_stage2.main([*argv(4, other), "--resume", "False"]) == 0
+    assert ppo.main([*argv(4, other), "--resume", "False"]) == 0
     state = json.loads((out / "checkpoint-1" / "trainer_state.json").read_text())
     assert [h["episode"] for h in state["log_history"] if "reward/mean" in h] == [4]
     assert json.loads((out / "checkpoint-1" / "run_args.json").read_text())["dataset_name"] == str(other)

@@ -47,10 +47,10 @@ def test_global_batch_sets_accumulation_from_the_world_size(monkeypatch):
 
 
 def test_global_batch_flag_is_wired_into_the_ppo_config(tmp_path, monkeypatch):
-    import RL_stage2
+    from huatuo_o1.rl import ppo
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    _, a, _ = RL_stage2.parse_args(
+    _, a, _ = ppo.parse_args(
         _argv("m", "d", tmp_path, "--global_batch_size", "16", "--num_mini_batches", "2")
     )
     assert a.gradient_accumulation_steps == 8
@@ -69,14 +69,14 @@ def test_model_dtypes_under_bf16():
 
 
 def test_ignored_flags_get_one_warning(tmp_path, data_file, tiny_lm_dir, caplog):
-    import RL_stage2
-    from huatuo_o1.rl.ppo import build_ppo_trainer
+    from huatuo_o1.rl import ppo
+    from huatuo_o1.rl.ppo_trainer import build_ppo_trainer
 
-    _, a, _ = RL_stage2.parse_args(_argv(tiny_lm_dir, data_file, tmp_path))
+    _, a, _ = ppo.parse_args(_argv(tiny_lm_dir, data_file, tmp_path))
     assert a.ignored_flags == []
     extra = ["--eval_strategy", "steps", "--eval_steps", "5", "--dataloader_num_workers", "2", "--bf16", "True",
              "--use_cpu", "True", "--attn_implementation", "eager"]  # fmt: skip
-    s, a, m = RL_stage2.parse_args(_argv(tiny_lm_dir, data_file, tmp_path, *extra))
+    s, a, m = ppo.parse_args(_argv(tiny_lm_dir, data_file, tmp_path, *extra))
     assert a.ignored_flags == ["--eval_strategy", "--eval_steps", "--dataloader_num_workers"]
     with caplog.at_level(logging.WARNING):
         trainer = build_ppo_trainer(s, a, m)
@@ -92,10 +92,10 @@ def test_ignored_flags_get_one_warning(tmp_path, data_file, tiny_lm_dir, caplog)
 
 
 def _one_update(tmp_path, data_file, lm, *extra):
-    import RL_stage2
-    from huatuo_o1.rl.ppo import build_ppo_trainer
+    from huatuo_o1.rl import ppo
+    from huatuo_o1.rl.ppo_trainer import build_ppo_trainer
 
-    s, a, m = RL_stage2.parse_args(_argv(lm, data_file, tmp_path, *extra))
+    s, a, m = ppo.parse_args(_argv(lm, data_file, tmp_path, *extra))
     trainer = build_ppo_trainer(s, a, m)
     trainer.train()
     return trainer, [r["response"] for r in trainer.reward_hook.scorer.last_batch]
@@ -128,7 +128,7 @@ def test_gradient_checkpointing_on_policy_and_value_rollouts_unchanged(tmp_path,
 
 
 def test_ppo_save_only_model_resume_says_what_it_cannot_restore(tmp_path, data_file, tiny_lm_dir, caplog):
-    import RL_stage2
+    from huatuo_o1.rl import ppo
 
     out = tmp_path / "o"
 
@@ -138,12 +138,12 @@ def test_ppo_save_only_model_resume_says_what_it_cannot_restore(tmp_path, data_f
         a[a.index("--save_strategy") + 1] = "steps"
         return a
 
-    assert RL_stage2.main(argv(4)) == 0
+    assert ppo.main(argv(4)) == 0
     ckpt = out / "checkpoint-1"
     assert (ckpt / "model.safetensors").exists() and (ckpt / "value_model" / "model.safetensors").exists()
     assert not (ckpt / "optimizer.pt").exists() and not (ckpt / "scheduler.pt").exists()
     with caplog.at_level(logging.WARNING):
-        assert RL_stage2.main(argv(8)) == 0
+        assert ppo.main(argv(8)) == 0
     notes = [r.getMessage() for r in caplog.records if "weights only" in r.getMessage()]
     assert len(notes) == 1 and "not the optimizer's moments" in notes[0]
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-import search_for_complex_reasoning_path as script
+from huatuo_o1.datagen import search as script
 from huatuo_o1.datagen.search import draw_strategy, parse_cot, stream_of_search
 from huatuo_o1.testing import search as sm
 from huatuo_o1.testing.openai_server import FakeOpenAIServer, FakeResponse

@@ -367,7 +367,7 @@ def test_sglang_python_that_cannot_import_sglang_is_refused(tmp_path):
         main(["--eval_file", str(tmp_path / "e.json"), "--launch_server", "--sglang_python", str(no_site)])
 
 
-# --- issue 12 item 3: a record is trusted only when it proves the group is ours -------------------
+# --- a record is trusted only when it proves the group is ours -------------------
 
 
 def _orphaned_group():
@@ -442,7 +442,7 @@ def test_a_group_whose_leader_exited_is_signalled_only_with_our_token(fake_sglan
             os.kill(member, signal.SIGKILL)
 
 
-# --- issue 11 item 8: SGLang 0.5 flags, the serving Python, data parallelism = visible GPUs ------
+# --- SGLang 0.5 flags, the serving Python, data parallelism = visible GPUs ------
 
 
 def test_launch_command_uses_sglang_05_flags_and_visible_gpus(monkeypatch):

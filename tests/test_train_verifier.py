@@ -36,7 +36,7 @@ def _backbone_with_pad_eos(src, dst):
 def test_tiny_verifier_learns_toy_set(tmp_path, tiny_verifier_dir):
     from transformers import AutoConfig, AutoTokenizer
 
-    import train_verifier
+    from huatuo_o1.rl import verifier_train
     from huatuo_o1.rl.rewards import ClassifierVerifier
     from huatuo_o1.rl.verifier_train import train_verifier as run
 
@@ -44,7 +44,7 @@ def test_tiny_verifier_learns_toy_set(tmp_path, tiny_verifier_dir):
     data = tmp_path / "v.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in _toy(40)))
     out = tmp_path / "ver"
-    s, t = train_verifier.parse_args(
+    s, t = verifier_train.parse_args(
         ["--data_path", str(data), "--model_name_or_path", str(tiny_verifier_dir), "--output_dir", str(out),
          "--num_train_epochs", "8", "--learning_rate", "3e-3", "--per_device_train_batch_size", "8",
          "--eval_fraction", "0.25", "--report_to", "none", "--save_strategy", "no", "--seed", "0",

@@ -23,21 +23,21 @@ def _sft_main():
 
 
 def _ppo_main():
-    import RL_stage2
+    from huatuo_o1.rl import ppo
 
-    return RL_stage2.main
+    return ppo.main
 
 
 def _grpo_main():
-    import RL_stage2_grpo
+    from huatuo_o1.rl import grpo
 
-    return RL_stage2_grpo.main
+    return grpo.main
 
 
 def _verifier_main():
-    import train_verifier
+    from huatuo_o1.rl import verifier_train
 
-    return train_verifier.main
+    return verifier_train.main
 
 
 MAINS = {"sft": _sft_main, "ppo": _ppo_main, "grpo": _grpo_main, "verifier": _verifier_main}
@@ -133,7 +133,7 @@ def test_rl_missing_model_path_one_line(rl_files, tmp_path, capsys):
     argv[1] = str(tmp_path / "nope")
     for script in ("ppo", "grpo"):
         code, err = _exit(MAINS[script](), argv, capsys)
-        assert code == 2 and err.count("\n") == 1 and "policy model not found" in err
+        assert code == 2 and err.count("\n") == 1 and "policy model: model folder not found" in err
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Past one node: verl's parquet export and verl's custom reward function (issue 15).
+"""Past one node: verl's parquet export and verl's custom reward function.
 
 verl itself is not installed here (verl 0.9.1 needs transformers<5.11; this project pins 5.23), so
 its dataset is read the way verl 0.9.1's RLHFDataset reads it (datasets' parquet loader, the
@@ -131,7 +131,7 @@ def _ppo_and_verl_rewards(tok, verifier, reward_kwargs, answers_for):
     verl's naive manager (the response decoded without special tokens, then compute_score)."""
     from trl.experimental.utils import get_reward
 
-    from huatuo_o1.rl.ppo import RewardHook
+    from huatuo_o1.rl.ppo_trainer import RewardHook
 
     data = build_rl_data(str(DEMO), tok, seed=0)
     rows = data.train[:5]
@@ -338,11 +338,12 @@ def test_verl_loads_the_reward_file_by_path(tmp_path):
     shutil.copytree(REPO / "huatuo_o1", tmp_path / "repo" / "huatuo_o1")
     code = (
         "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('custom_module_1', {str(tmp_path / 'repo' / 'huatuo_o1' / 'verl_reward.py')!r})\n"
+        f"spec = importlib.util.spec_from_file_location('custom_module_1', {str(tmp_path / 'repo' / 'huatuo_o1' / 'rl' / 'verl_reward.py')!r})\n"
         "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
         "w = '## Thinking\\n\\nx\\n\\n## Final Response\\n\\n'\n"
         "print(m.compute_score('s', w + 'Aspirin', 'aspirin', None, verifier='exact'),"
         " m.compute_score('s', 'bad', 'aspirin', None, verifier='exact'))\n"
+        "print(sys.modules['huatuo_o1'].__file__)\n"  # the copy's package, not the installed one
     )
     r = subprocess.run(
         [sys.executable, "-c", code],
@@ -352,7 +353,8 @@ def test_verl_loads_the_reward_file_by_path(tmp_path):
         env={"PATH": "/usr/bin:/bin"},
     )
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["1.0", "0.0"]
+    assert r.stdout.split()[:2] == ["1.0", "0.0"]
+    assert r.stdout.split()[2] == str(tmp_path / "repo" / "huatuo_o1" / "__init__.py")
 
 
 def test_recipes_are_valid_shell_and_carry_the_papers_settings():

@@ -22,6 +22,7 @@ of items, each with a "question"); `find(texts)` returns the first match of each
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from collections.abc import Iterable, Sequence
@@ -29,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from huatuo_o1.contract import MCQ_QUESTION, OPEN_QUESTION, SFT_QUESTION
-from huatuo_o1.io import InputError
+from huatuo_o1.contract import MCQ_QUESTION, OPEN_QUESTION, SFT_QUESTION, read_eval_file
+from huatuo_o1.io import InputError, atomic_write_json, load_records
 
 WINDOW = 64
 _BASE = 0x9E3779B97F4A7C15 | 1  # odd, so it has an inverse mod 2^64
@@ -218,32 +219,9 @@ class EvalIndex:
 
 
 def load_eval_questions(path: str | Path) -> list[tuple[str, int, str]]:
-    """(source, 1-based index, question) of an eval file: {source: [items]}, a list, or JSONL."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"evaluation file not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            data = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError:
-            raise InputError(f"{path}: not valid JSON or JSONL") from None
-    if isinstance(data, list):
-        data = {"normal": data}
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected {{source: [items]}} or a list of items")
-    out = []
-    for source, items in data.items():
-        if not isinstance(items, list):
-            raise InputError(f"{path}: source {source!r} is not a list of items")
-        for i, item in enumerate(items, 1):
-            q = item.get("question") if isinstance(item, dict) else None
-            if not isinstance(q, str) or not q.strip():
-                raise InputError(f"{path}: source {source!r} item {i} has no 'question' text")
-            out.append((str(source), i, q))
-    return out
+    """(source, 1-based index, question) of an evaluation file (contract.read_eval_file)."""
+    return [(str(source), i, it[MCQ_QUESTION]) for source, items in read_eval_file(path).items()
+            for i, it in enumerate(items, 1)]  # fmt: skip
 
 
 def texts_of(item: dict, fields: Sequence[str] = QUESTION_FIELDS) -> list[str]:
@@ -267,3 +245,95 @@ def screen(
         if m is not None and out[i] is None:
             out[i] = m
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: scripts/decontaminate.py
+
+USAGE = """Screen any data file (stage-1, SFT, RL) against the evaluation sets: Med-PaLM 2's rule, 64 shared characters.
+
+    python scripts/decontaminate.py --data_path data/sft.json \
+        [--against evaluation/data/eval_data.json[,more.json]] [--fields Question,...]
+
+Writes <data stem>_clean.json (the items that pass, in order) and <data stem>_contaminated.json
+(each dropped item with `decontamination_reason`) beside the input, or --output / --dropped_output,
+and prints the counts. See huatuo_o1/datagen/decontam.py for the rule and how it is computed.
+"""
+
+
+DEFAULT_AGAINST = Path(__file__).resolve().parents[2] / "evaluation" / "data" / "eval_data.json"
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The command line's flags."""
+    p = argparse.ArgumentParser(description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data_path", required=True, help="Items to screen (JSON list or JSONL).")
+    p.add_argument(
+        "--against",
+        default=None,
+        help="Eval files in the evaluation format, comma-separated (default: evaluation/data/eval_data.json).",
+    )
+    p.add_argument(
+        "--fields",
+        default=",".join(QUESTION_FIELDS),
+        help="Comma-separated fields holding question text; each present one is screened "
+        f"(default: {','.join(QUESTION_FIELDS)}).",
+    )
+    p.add_argument(
+        "--ignore_common",
+        type=int,
+        default=0,
+        help="Ignore windows found in this many or more eval questions (boilerplate; default 0: none).",
+    )
+    p.add_argument("--output", default=None, help="Default: <data stem>_clean.json beside the input.")
+    p.add_argument(
+        "--dropped_output", default=None, help="Default: <data stem>_contaminated.json beside the input."
+    )
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = make_parser()
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    files = [f.strip() for f in (args.against or "").split(",") if f.strip()]
+    if not files:
+        if not DEFAULT_AGAINST.is_file():
+            raise InputError(f"no --against given and {DEFAULT_AGAINST} does not exist")
+        files = [str(DEFAULT_AGAINST)]
+    fields = [f.strip() for f in args.fields.split(",") if f.strip()]
+    if not fields:
+        raise InputError("--fields names no field")
+    if args.ignore_common < 0:
+        raise InputError(f"--ignore_common must be 0 or more (got {args.ignore_common})")
+    items = load_records(args.data_path, what="data")
+    index = EvalIndex.from_files(files, ignore_common=args.ignore_common)
+    matches = screen(items, index, fields)
+    unscreened = sum(1 for it in items if not any(isinstance(it.get(f), str) for f in fields))
+    clean = [it for it, m in zip(items, matches, strict=True) if m is None]
+    dropped = [
+        {**it, "decontamination_reason": m.reason()}
+        for it, m in zip(items, matches, strict=True)
+        if m is not None
+    ]
+    src = Path(args.data_path)
+    out = Path(args.output or src.with_name(f"{src.stem}_clean.json"))
+    bad = Path(args.dropped_output or src.with_name(f"{src.stem}_contaminated.json"))
+    atomic_write_json(out, clean)
+    atomic_write_json(bad, dropped)
+    report = {
+        "items": len(items),
+        "clean": len(clean),
+        "contaminated": len(dropped),
+        "items_without_screened_fields": unscreened,
+        "eval_questions": len(index),
+        "against": files,
+        "fields": fields,
+        "output": str(out),
+        "dropped_output": str(bad),
+    }
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    return 0

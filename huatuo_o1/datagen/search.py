@@ -41,6 +41,7 @@ resumed runs too.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import json
@@ -49,8 +50,10 @@ import random
 from collections import Counter
 from pathlib import Path
 
+from huatuo_o1.cli import add_dataclass_args, run_async_stage
 from huatuo_o1.contract import GROUND_TRUTH as GT
 from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
+from huatuo_o1.contract import SFT_COT, SFT_QUESTION, SFT_RESPONSE
 from huatuo_o1.io import (
     InputError,
     ItemStore,
@@ -64,6 +67,7 @@ from huatuo_o1.io import (
 from huatuo_o1.llm import (
     LLMClient,
     Usage,
+    add_client_args,
     check_api_url,
     check_client_args,
     client_from_args,
@@ -75,6 +79,7 @@ from huatuo_o1.llm import (
 from huatuo_o1.lock import run_lock
 from huatuo_o1.parsing import extract_json, parse_verdict
 from huatuo_o1.prompts import (
+    LANGUAGES,
     SEARCH_STRATEGIES,
     final_response_prompt,
     init_cot_prompt,
@@ -83,7 +88,7 @@ from huatuo_o1.prompts import (
     refine_prompt,
     verify_prompt,
 )
-from huatuo_o1.runner import RunReport, check_run_args, exit_code_for, run_items
+from huatuo_o1.runner import RunReport, add_run_args, check_run_args, exit_code_for, run_items
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +194,7 @@ def item_rng(seed: int | None, process_id) -> random.Random:
 # Fields this stage writes; dropped from an input record so a rerun on a search output (or on
 # data/demo_data.json, which carries hand-written ones) never mixes old and new results.
 STALE_FIELDS = (
-    "Question", "Complex_CoT", "Response", "status", "error", "api_usage", "input_fingerprint",
+    SFT_QUESTION, SFT_COT, SFT_RESPONSE, "status", "error", "api_usage", "input_fingerprint",
     "verify", "verifications", "Long_CoT", "gpt4_query_cot", "gpt4_response_cot", "response_struct",
     "response_type", "prior_fail_try", "invalid_replies", "search_result",
 )  # fmt: skip
@@ -299,16 +304,16 @@ class Searcher:
                 d["verify"].append(True)  # accepted without verification (the method's rule)
                 d["search_result"]["label_guided"] = True
             thought = stream_of_search(d["Long_CoT"])
-            d["Complex_CoT"] = await self._ask(
+            d[SFT_COT] = await self._ask(
                 d, natural_reasoning_prompt(thought, q, lang), parse_natural_reasoning, "natural rewrite"
             )
-            d["Response"] = await self._ask(
+            d[SFT_RESPONSE] = await self._ask(
                 d,
-                final_response_prompt(d["Complex_CoT"], q, lang),
+                final_response_prompt(d[SFT_COT], q, lang),
                 lambda r: r.strip() or None,
                 "final response",
             )
-            d["Question"] = q
+            d[SFT_QUESTION] = q
             d["status"] = KEPT
         except ItemFailed as e:
             d = current[0]  # the trace being extended when the reply stayed invalid
@@ -642,3 +647,79 @@ async def _run_locked(
         print(f"verifier data: {len(examples)} examples -> {args.export_verifier_data}")
     print(describe(summary, merged_path))
     return exit_code_for(report, records)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: search_for_complex_reasoning_path.py
+
+USAGE = """Stage 2: verifier-guided search for complex reasoning paths (verifiable problems -> SFT data).
+
+    python search_for_complex_reasoning_path.py --data_path data/demo_data.json --efficient_search True \
+        --max_search_attempts 1 --max_search_depth 2 --model_name gpt-4o --api_key [key]
+
+The paper's search (depth 3, 3 attempts) is one flag away: add --paper_settings (explicit
+--max_search_depth / --max_search_attempts still win). Without it the original code's defaults hold:
+depth 2, 1 attempt, label guidance on.
+
+See huatuo_o1/datagen/search.py for the method. Output: one trace file per item under
+<output_dir>/<task>/ (resume state; task = <data file stem>_CoT_search), the merged SFT file
+<output_dir>/<task>_final_<N>.json (N kept items) and <...>_summary.json beside it.
+"""
+
+
+ORIGINAL_SETTINGS = {k: getattr(SearchConfig, k) for k in ("max_search_depth", "max_search_attempts")}
+PAPER_SETTINGS = {"max_search_depth": 3, "max_search_attempts": 3}
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The command line's flags."""
+    p = argparse.ArgumentParser(description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--data_path",
+        type=str,
+        required=True,
+        help="Verifiable problems (JSON list or JSONL, docs/data_formats.md §2).",
+    )
+    add_client_args(p, default_model="gpt-4", default_num_process=5)
+    add_dataclass_args(p, SearchConfig, exclude={"gen_kwargs"}, choices={"language": LANGUAGES})
+    p.add_argument(
+        "--paper_settings",
+        action="store_true",
+        help="Search as the paper did: --max_search_depth 3 --max_search_attempts 3 (flags given "
+        "explicitly still win; label guidance stays as --efficient_search says).",
+    )
+    # None marks "not given", so --paper_settings can tell an explicit flag from the default.
+    p.set_defaults(**dict.fromkeys(PAPER_SETTINGS))
+    p.add_argument(
+        "--max_tokens", type=int, default=8192, help="max_tokens sent with every request (0: not sent)."
+    )
+    g = p.add_argument_group("verifier (default: the search model and endpoint)")
+    g.add_argument("--verifier_model_name", type=str, default=None, help="Model that judges conclusions.")
+    g.add_argument("--verifier_api_url", type=str, default=None, help="Endpoint of the verifier model.")
+    g.add_argument(
+        "--verifier_api_key",
+        type=str,
+        default=None,
+        help="API key of the verifier endpoint (default: --api_key).",
+    )
+    p.add_argument(
+        "--export_verifier_data",
+        type=str,
+        default=None,
+        help="Also write every verification as {response, reference, label} (.json list or .jsonl).",
+    )
+    add_run_args(p, merged_help="Merged SFT file")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = make_parser()
+    args = p.parse_args(argv)
+    for name, value in (PAPER_SETTINGS if args.paper_settings else ORIGINAL_SETTINGS).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
+def main(argv=None) -> int:
+    return run_async_stage(run, parse_args(argv))

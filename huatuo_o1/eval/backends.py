@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from huatuo_o1.eval.original import clean_output
 from huatuo_o1.io import InputError
+from huatuo_o1.models import load_pretrained
 from huatuo_o1.redact import mask_url
 
 log = logging.getLogger(__name__)
@@ -65,13 +66,14 @@ class GenerationSettings:
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    try:
-        tok = AutoTokenizer.from_pretrained(path, padding_side="left", trust_remote_code=trust_remote_code)
-    except Exception as e:  # missing folder, offline hub, no tokenizer files
-        raise InputError(
-            f"cannot load the tokenizer of {path!r} to apply its chat template "
-            f"({type(e).__name__}); pass --tokenizer PATH, or --use_chat_api / --use_chat_template False"
-        ) from None
+    tok = load_pretrained(
+        AutoTokenizer,
+        path,
+        "the tokenizer (for its chat template)",
+        hint="pass --tokenizer PATH, or --use_chat_api / --use_chat_template False",
+        padding_side="left",
+        trust_remote_code=trust_remote_code,
+    )
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok

@@ -87,7 +87,8 @@ def install(data: bytes, dest: str | Path, origin: str, expected: str = PAPER_EV
     return dest
 
 
-def main(argv: list[str] | None = None, expected: str = PAPER_EVAL_BLOB) -> int:
+def make_parser() -> argparse.ArgumentParser:
+    """The command line's flags."""
     p = argparse.ArgumentParser(
         description="Fetch the paper's evaluation file (HuatuoGPT-o1 evaluation/data/eval_data.json) and "
         "accept it only if it is byte for byte the published one (git blob id check)."
@@ -98,7 +99,11 @@ def main(argv: list[str] | None = None, expected: str = PAPER_EVAL_BLOB) -> int:
     p.add_argument("--url", type=str, default=PAPER_EVAL_URL, help="Where to download it from.")
     p.add_argument("--output", type=str, default=str(DEFAULT_DEST), help="Where to write it.")
     p.add_argument("--timeout", type=float, default=60.0, help="Seconds before the download gives up.")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None, expected: str = PAPER_EVAL_BLOB) -> int:
+    args = make_parser().parse_args(argv)
     dest = Path(args.output)
     if dest.is_dir():
         raise InputError(f"--output {dest} is a folder; give the file path to write")

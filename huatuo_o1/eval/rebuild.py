@@ -125,7 +125,8 @@ def gpqa(args):
 BUILDERS = {"medqa": medqa, "medmcqa": medmcqa, "pubmedqa": pubmedqa, "mmlu_pro": mmlu_pro, "gpqa": gpqa}
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
+    """The command line's flags."""
     ap = argparse.ArgumentParser(
         description="Build the full evaluation file from public benchmarks (needs the hub)."
     )
@@ -148,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--gpqa_subdomains", default="Genetics,Molecular Biology", help="GPQA subdomains kept.")
     ap.add_argument("--seed", type=int, default=42, help="Seed for shuffling GPQA's answers.")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
     data: dict[str, list] = {}
     for name in [s.strip() for s in args.sources.split(",") if s.strip()]:
         if name not in BUILDERS:

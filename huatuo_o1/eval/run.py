@@ -41,13 +41,14 @@ import sys
 from pathlib import Path
 
 from huatuo_o1.cli import str2bool
+from huatuo_o1.contract import read_eval_file
 from huatuo_o1.eval.backends import GenerationSettings
 from huatuo_o1.io import InputError, ItemStore, atomic_write_json, check_writable_dir
 from huatuo_o1.lock import run_lock
 from huatuo_o1.redact import mask_url
 
 
-def build_parser() -> argparse.ArgumentParser:
+def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Evaluate a model on multiple-choice medical benchmarks (HuatuoGPT-o1 evaluation)."
     )
@@ -280,48 +281,17 @@ def generation_settings(args: argparse.Namespace) -> GenerationSettings:
 SCALARS = (str, int, float)
 
 
-def _read_json(path: Path):
-    if not path.exists():
-        raise InputError(f"eval file not found: {path}")
-    if path.is_dir():
-        raise InputError(f"eval file {path} is a folder, not a JSON file")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
-    except RecursionError:
-        raise InputError(f"{path}: JSON nested too deeply to be an eval file") from None
-    except OSError as e:
-        raise InputError(f"cannot read eval file {path} ({e.strerror or type(e).__name__})") from None
-
-
 def load_eval_file(path: str | Path) -> list[dict]:
     """All items with their `source`, in file order; InputError naming the source and item on bad input."""
-    path = Path(path)
-    data = _read_json(path)
-    if isinstance(data, list):
-        data = {"normal": data}
-    if not isinstance(data, dict) or not data:
-        raise InputError(f"{path}: expected an object mapping sources to lists of items, or a list of items")
     items = []
-    for source, lst in data.items():
-        if not isinstance(lst, list):
-            raise InputError(f"{path}: source {source!r} is not a list of items")
+    for source, lst in read_eval_file(path).items():
         for i, it in enumerate(lst, 1):
             items.append({**_check_item(it, f"{path}: source {source!r} item {i}"), "source": source})
     return items
 
 
 def _check_item(it, where: str) -> dict:
-    if not isinstance(it, dict):
-        raise InputError(f"{where} is not an object")
-    q = it.get("question")
-    if q is not None and not isinstance(q, str):
-        raise InputError(f"{where}: question is a {type(q).__name__}, not a string")
-    if not (q or "").strip():
-        raise InputError(f"{where} has no question")
+    """The options and answer key evaluation needs (the question is checked by read_eval_file)."""
     opts = it.get("options")
     if isinstance(opts, list) and opts:  # accept a list of option texts: letters A, B, ...
         opts = {chr(ord("A") + j): v for j, v in enumerate(opts)}
@@ -686,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     from huatuo_o1.eval.scoring import summarize
     from huatuo_o1.llm import is_openai_url, resolve_api_key
 
-    args = build_parser().parse_args(argv)
+    args = make_parser().parse_args(argv)
     check_args(args)
     if args.launch_server:
         from huatuo_o1.eval.serving import find_sglang_python

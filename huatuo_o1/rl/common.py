@@ -4,7 +4,6 @@
   reward values and threshold are `rewards.RewardConfig`'s own fields, declared once there).
 - `apply_compat_defaults`: the original's `--warmup_ratio`, bf16 only where a GPU is.
 - `load_tokenizer_and_data`: the policy tokenizer (left padding) and the RL rows built with it.
-- `load_pretrained`: `from_pretrained` with a one-line error; `check_local` for path-looking flags.
 - `make_verifier`: the reward's verifier chosen by `--verifier`.
 - Pad token: trl treats the first pad in a response as its end, so the pad must differ from every
   stop token (and from bos and every token of the prompts). `choose_pad_token` keeps a distinct
@@ -22,9 +21,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from huatuo_o1.io import InputError
+from huatuo_o1.models import load_pretrained
 from huatuo_o1.rl.rewards import VERIFIER_MAX_LENGTH, RewardConfig
-from huatuo_o1.train.checks import local_path_missing
 from huatuo_o1.train.multi_gpu import outside_zero3_init
 from huatuo_o1.train.run_record import TrackingArguments
 
@@ -184,20 +182,6 @@ def make_verifier(
             dtype=dtype,
             trust_remote_code=trust_remote_code,
         )
-
-
-def check_local(path: str | None, what: str) -> None:
-    """A path-looking argument (./x, /x, ~/x) must exist; anything else may be a hub name."""
-    if local_path_missing(path):
-        raise InputError(f"{what} not found: {path}")
-
-
-def load_pretrained(cls, path: str, what: str, **kwargs):
-    """cls.from_pretrained with a one-line InputError when the folder or hub name cannot be loaded."""
-    try:
-        return cls.from_pretrained(path, **kwargs)
-    except OSError as e:
-        raise InputError(f"cannot load {what} {path!r}: {str(e).splitlines()[0]}") from None
 
 
 def load_tokenizer_and_data(

@@ -1,69 +1,30 @@
-"""GRPO with the same medical-verifier reward and dataset handling as PPO (a cheaper alternative).
+"""The GRPO command line (RL_stage2_grpo.py): its own flags, parsing, and main().
 
-GRPO (trl `GRPOTrainer`) samples `num_generations` responses per prompt and uses the group's
-reward mean/std as the baseline, so it needs no value model; the paper used PPO only.
+    accelerate launch --config_file ./configs/deepspeed_zero3.yaml RL_stage2_grpo.py \\
+        --model_name_or_path FreedomIntelligence/HuatuoGPT-o1-8B \\
+        --reward_model_path FreedomIntelligence/medical_o1_verifier_3B \\
+        --dataset_name FreedomIntelligence/medical-o1-verifiable-problem \\
+        --num_generations 8 --max_completion_length 1300 --beta 0.03 --use_vllm True ...
 
-- Dataset: the same docs/data_formats.md §2 loading, dropping, seed split and policy pad choice as
-  PPO (huatuo_o1.rl.data, huatuo_o1.rl.common); trl's experimental PPO is not imported. Prompts are one user turn in
-  conversational form, so trl applies the policy's chat template; each row carries its own
-  "reference" column, which trl passes to the reward function row by row (exact by design).
-- Reward: `MedicalRewardFunc` decodes nothing itself (trl hands it the completion text) and
-  calls `huatuo_o1.rl.rewards.score_responses`, the exact rule PPO uses, with the verifier chosen by
-  `--verifier`. It logs the share well-formed and the share correct through trl's `log_metric`.
-- Generation with vLLM is trl's `--use_vllm` (colocate or server mode), where vLLM is installed.
+Every trl `GRPOConfig` / `ModelConfig` flag works too (`--help_all` lists them). The trainer is
+huatuo_o1/rl/grpo_trainer.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import logging
+import argparse
+import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from trl import GRPOConfig
+from huatuo_o1.cli import dataclass_parser, print_help_if_asked, setup_training_logging
+from huatuo_o1.rl.common import RLScriptArguments
+from huatuo_o1.train.checkpoints import resume_field
 
-from huatuo_o1.io import InputError
-from huatuo_o1.lock import locked
-from huatuo_o1.rl.common import (
-    REPORT_TO_HELP,
-    SCRIPT_RESULT_FLAGS,
-    WARMUP_RATIO_HELP,
-    RLScriptArguments,
-    apply_compat_defaults,
-    check_local,
-    choose_pad_token,
-    load_pretrained,
-    load_tokenizer_and_data,
-    make_verifier,
-    prompt_token_ids,
-    set_pad_id,
-    torch_dtype,
-    train_and_save,
+EPILOG = (
+    "Also every trl GRPOConfig / transformers TrainingArguments / trl ModelConfig flag (--learning_rate, "
+    "--num_generations, --max_completion_length, --beta, --use_vllm, --model_name_or_path, ...): "
+    "--help_all lists them with their defaults."
 )
-from huatuo_o1.rl.options import apply_global_batch, check_rl_flags, model_dtypes
-from huatuo_o1.rl.rewards import RewardConfig, Verifier, score_responses
-from huatuo_o1.train.checkpoints import resume_field, resume_point, run_identity
-
-log = logging.getLogger(__name__)
-
-
-class MedicalRewardFunc:
-    """trl reward function: one reward per completion against its own row's `reference`."""
-
-    __name__ = "medical_verifier"
-
-    def __init__(self, verifier: Verifier, cfg: RewardConfig | None = None):
-        self.verifier = verifier
-        self.cfg = cfg or RewardConfig()
-
-    def __call__(self, prompts, completions, reference, log_metric=None, **_):
-        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
-        res = score_responses(texts, reference, self.verifier, self.cfg)
-        if log_metric is not None:
-            s = res.summary()
-            log_metric("reward/well_formed", s["reward/well_formed"])
-            log_metric("reward/correct", s["reward/correct"])
-        return res.rewards
 
 
 @dataclass
@@ -74,104 +35,37 @@ class GRPOScriptArguments(RLScriptArguments):
     resume: bool | None = resume_field()
 
 
-@dataclass
-class MedicalGRPOConfig(GRPOConfig):
-    """trl's GRPOConfig plus the original's --warmup_ratio; bf16 on by default only on GPU."""
-
-    warmup_ratio: float | None = field(default=None, metadata={"help": WARMUP_RATIO_HELP})
-    report_to: None | str | list[str] = field(default="wandb", metadata={"help": REPORT_TO_HELP})
-
-    def __post_init__(self):
-        apply_compat_defaults(self)
-        super().__post_init__()
+def make_parser() -> argparse.ArgumentParser:
+    """The script's own flags (for --help; parse_args also takes trl's)."""
+    return dataclass_parser(__doc__, GRPOScriptArguments, epilog=EPILOG)
 
 
-def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM
-    from trl import GRPOTrainer
+def make_full_parser():
+    """HfArgumentParser over our flags, trl's GRPOConfig (with our defaults) and trl's ModelConfig."""
+    from transformers import HfArgumentParser
+    from trl import ModelConfig
 
-    if args.use_vllm and importlib.util.find_spec("vllm") is None:
-        raise InputError(
-            "--use_vllm True needs vLLM, which is not installed: pip install -r requirements-vllm.txt "
-            "(vllm 0.27.1; trl 1.12 supports 0.19.0-0.27.1)"
-        )
-    policy_path = model_args.model_name_or_path
-    if not policy_path:
-        raise InputError("--model_name_or_path is required")
-    check_local(policy_path, "policy model")
-    check_local(script_args.reward_model_path, "reward model")
-    check_rl_flags(args, model_args)
-    batch_line = apply_global_batch(args)  # every rank: it may set the accumulation
-    if args.process_index == 0:
-        log.info(batch_line)
-    dtype = torch_dtype(model_args.dtype)
-    _, frozen_dtype = model_dtypes(dtype, args.bf16, deepspeed=False)
-    remote = {"trust_remote_code": args.trust_remote_code}  # GRPOConfig's own flag
+    from huatuo_o1.rl.grpo_trainer import MedicalGRPOConfig
 
-    tokenizer, data = load_tokenizer_and_data(policy_path, script_args, args.seed, **remote)
-
-    def to_ds(rows):
-        return Dataset.from_dict(
-            {
-                "prompt": [[{"role": "user", "content": r["question"]}] for r in rows],
-                "reference": [r["reference"] for r in rows],
-            }
-        )
-
-    # the verifier is loaded whole (not ZeRO-3-partitioned): trl never runs a reward function
-    # through an engine that would gather its weights
-    verifier = make_verifier(script_args, script_args.reward_model_path, dtype=frozen_dtype, **remote)
-    attn = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
-    policy = load_pretrained(AutoModelForCausalLM, policy_path, "policy model", dtype=dtype, **remote, **attn)
-    if choose_pad_token(tokenizer, policy.generation_config, avoid_ids=prompt_token_ids(data)):
-        policy.resize_token_embeddings(len(tokenizer))
-    set_pad_id(policy, tokenizer.pad_token_id)
-
-    use_eval = data.eval and args.eval_strategy != "no"
-    trainer = GRPOTrainer(
-        model=policy,
-        reward_funcs=[MedicalRewardFunc(verifier, script_args.reward_config())],
-        args=args,
-        train_dataset=to_ds(data.train),
-        eval_dataset=to_ds(data.eval) if use_eval else None,
-        processing_class=tokenizer,
-    )
-    vmodel = getattr(verifier, "model", None)
-    if vmodel is not None:
-        vmodel.to(trainer.accelerator.device)
-    trainer.rl_data = data
-    return trainer
+    return HfArgumentParser((GRPOScriptArguments, MedicalGRPOConfig, ModelConfig))
 
 
-# trl GRPOConfig flags that change the trained policy (a larger --max_steps continues a run)
-GRPO_RESULT_FLAGS = (
-    "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_generations",
-    "max_completion_length", "temperature", "top_p", "beta", "epsilon", "loss_type", "num_iterations",
-    "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "optim", "seed", "bf16", "fp16",
-)  # fmt: skip
+def parse_args(argv: list[str] | None = None):
+    """(script_args, training_args, model_args); unknown flags: argparse usage and exit 2."""
+    from huatuo_o1.train.checks import parse_dataclasses
+
+    return tuple(parse_dataclasses(make_full_parser(), argv))
 
 
-def grpo_identity(script_args: GRPOScriptArguments, args, model_args) -> dict:
-    """What a checkpoint must have been trained from to be resumed by this run: policy, data,
-    verifier and the result-changing flags (as PPO's identity)."""
-    settings = {name: getattr(args, name, None) for name in GRPO_RESULT_FLAGS}
-    settings.update({name: getattr(script_args, name, None) for name in SCRIPT_RESULT_FLAGS})
-    settings["dtype"] = model_args.dtype
-    return run_identity(
-        {
-            "model_name_or_path": model_args.model_name_or_path,
-            "dataset_name": script_args.dataset_name,
-            "reward_model_path": script_args.reward_model_path,
-        },
-        settings,
-    )
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if print_help_if_asked(argv, make_parser, make_full_parser):
+        return 0
+    from huatuo_o1.rl.grpo_trainer import train_grpo
+    from huatuo_o1.train.multi_gpu import end_distributed
 
-
-# one run per output folder (lock.py)
-@locked("grpo", lambda script_args, args, model_args: args.output_dir)
-def train_grpo(script_args: GRPOScriptArguments, args, model_args) -> Path:
-    identity = grpo_identity(script_args, args, model_args)
-    resume_from = resume_point(args.output_dir, script_args.resume, identity, "use another --output_dir")
-    trainer = build_grpo_trainer(script_args, args, model_args)  # checks flags first
-    return train_and_save(trainer, identity, resume_from, script_args, args, model_args)
+    setup_training_logging()
+    out = train_grpo(*parse_args(argv))
+    print(f"final policy saved to {out}")
+    end_distributed()  # a finished distributed run closes its process group before exiting
+    return 0

@@ -186,10 +186,13 @@ class ClassifierVerifier(Verifier):
     ) -> ClassifierVerifier:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, dtype=dtype or "auto", trust_remote_code=trust_remote_code
-        )
+        from huatuo_o1.models import load_pretrained
+
+        tok = load_pretrained(AutoTokenizer, path, "verifier", trust_remote_code=trust_remote_code)
+        model = load_pretrained(
+            AutoModelForSequenceClassification, path, "verifier", dtype=dtype or "auto",
+            trust_remote_code=trust_remote_code,
+        )  # fmt: skip
         model.eval()
         return cls(model, tok, **kwargs)
 

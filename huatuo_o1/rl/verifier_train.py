@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from huatuo_o1.cli import dataclass_parser, print_help_if_asked, setup_training_logging
 from huatuo_o1.contract import VERIFIER_LABEL, VERIFIER_REFERENCE, VERIFIER_RESPONSE
 from huatuo_o1.io import InputError, atomic_write_json, load_records, require_fields
 from huatuo_o1.lock import locked
+from huatuo_o1.models import load_pretrained
 from huatuo_o1.rl.common import choose_pad_token
 from huatuo_o1.rl.data import split_eval
 from huatuo_o1.rl.rewards import (
@@ -35,8 +38,8 @@ from huatuo_o1.rl.rewards import (
     ensure_pad_token,
 )
 from huatuo_o1.train.checkpoints import RUN_ARGS_FILE, resume_field, resume_point, run_identity
-from huatuo_o1.train.checks import check_training_flags
-from huatuo_o1.train.multi_gpu import global_batch_line, world_size
+from huatuo_o1.train.checks import check_training_flags, parse_dataclasses
+from huatuo_o1.train.multi_gpu import end_distributed, global_batch_line, world_size
 from huatuo_o1.train.plots import VERIFIER_CURVES, make_plot_callback
 from huatuo_o1.train.run_record import TrackingArguments, setup_wandb, write_run_args
 
@@ -187,18 +190,12 @@ def train_verifier(script_args: VerifierScriptArguments, training_args) -> dict:
 
     dtype = script_args.dtype if script_args.dtype in (None, "auto") else getattr(torch, script_args.dtype)
     path = script_args.model_name_or_path
-    try:
-        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=script_args.trust_remote_code)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path,
-            trust_remote_code=script_args.trust_remote_code,
-            num_labels=2,
-            id2label={0: "False", 1: "True"},
-            label2id={"False": 0, "True": 1},
-            dtype=dtype,
-        )
-    except OSError as e:
-        raise InputError(f"cannot load backbone {path!r}: {str(e).splitlines()[0]}") from None
+    remote = {"trust_remote_code": script_args.trust_remote_code}
+    tok = load_pretrained(AutoTokenizer, path, "backbone", **remote)
+    model = load_pretrained(
+        AutoModelForSequenceClassification, path, "backbone", num_labels=2,
+        id2label={0: "False", 1: "True"}, label2id={"False": 0, "True": 1}, dtype=dtype, **remote,
+    )  # fmt: skip
     # A pad distinct from eos (and bos), the same in tokenizer and config: the classifier then
     # reads its decision at the template's eos, whatever the batch.
     if tok.eos_token is None:
@@ -250,3 +247,39 @@ def train_verifier(script_args: VerifierScriptArguments, training_args) -> dict:
             "held-out verifier report: %s", json.dumps({k: v for k, v in report.items() if k != "sweep"})
         )
     return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: train_verifier.py
+
+EPILOG = "Also every transformers TrainingArguments flag (--output_dir, --num_train_epochs, --learning_rate, ...): --help_all lists them."
+
+
+def make_parser():
+    """The script's own flags, for --help without importing transformers."""
+    return dataclass_parser(__doc__.split("\n\n")[0], VerifierScriptArguments, epilog=EPILOG)
+
+
+def make_full_parser():
+    """HfArgumentParser over our flags and transformers' TrainingArguments."""
+    from transformers import HfArgumentParser, TrainingArguments
+
+    return HfArgumentParser((VerifierScriptArguments, TrainingArguments))
+
+
+def parse_args(argv: list[str] | None = None):
+    """(script_args, training_args); unknown flags: argparse usage and exit 2."""
+    return tuple(parse_dataclasses(make_full_parser(), argv))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if print_help_if_asked(argv, make_parser, make_full_parser):
+        return 0
+    setup_training_logging()
+    script_args, training_args = parse_args(argv)
+    report = train_verifier(script_args, training_args)
+    summary = {k: v for k, v in report.items() if k != "sweep"}
+    print(f"verifier saved to {training_args.output_dir}; held-out: {summary}")
+    end_distributed()  # a finished distributed run closes its process group before exiting
+    return 0

@@ -25,6 +25,8 @@ shuffle); `question` repeats the open-ended question so logs and rollout dumps c
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 import os
 import tempfile
@@ -161,3 +163,67 @@ def export_verl_data(
     )
     atomic_write_json(out / SUMMARY_FILE, asdict(summary))
     return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: scripts/export_verl_data.py
+
+USAGE = """Write verl's RL parquet files (train.parquet, val.parquet) from our verifiable problems.
+
+    python scripts/export_verl_data.py --data_path FreedomIntelligence/medical-o1-verifiable-problem \
+        --tokenizer FreedomIntelligence/HuatuoGPT-o1-8B --output_dir data/verl
+
+Same rows, prompts and split as RL_stage2.py with the same --seed / --eval_fraction /
+--max_eval_samples / --max_prompt_length. The logic lives in huatuo_o1/rl/verl_data.py; the reward
+verl calls is huatuo_o1/rl/verl_reward.py; launch recipes are in recipes/verl/.
+"""
+
+
+DATA_FLAGS = ("eval_fraction", "max_eval_samples", "max_prompt_length")  # RL_stage2.py's, same declaration
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The command line's flags."""
+    from huatuo_o1.cli import add_dataclass_args
+    from huatuo_o1.rl.common import RLScriptArguments
+    from huatuo_o1.rl.verl_data import DATA_SOURCE
+
+    rl = {f.name: f for f in dataclasses.fields(RLScriptArguments)}
+    p = argparse.ArgumentParser(description=USAGE.split("\n\n")[0])
+    p.add_argument("--data_path", "--dataset_name", required=True, help=rl["dataset_name"].metadata["help"])
+    p.add_argument(
+        "--tokenizer", required=True, help="The policy (its tokenizer builds and measures prompts)."
+    )
+    p.add_argument(
+        "--output_dir", required=True, help="Folder for train.parquet, val.parquet, export_summary.json."
+    )
+    p.add_argument("--seed", type=int, default=42, help="Split seed (RL_stage2.py's --seed).")
+    add_dataclass_args(p, RLScriptArguments, exclude=[n for n in rl if n not in DATA_FLAGS])
+    p.add_argument("--data_source", default=DATA_SOURCE, help="verl's data_source column (its metrics key).")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = make_parser()
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    import logging
+
+    from huatuo_o1.rl.verl_data import export_verl_data
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    summary = export_verl_data(
+        args.data_path,
+        args.tokenizer,
+        args.output_dir,
+        seed=args.seed,
+        eval_fraction=args.eval_fraction,
+        max_eval_samples=args.max_eval_samples,
+        max_prompt_length=args.max_prompt_length,
+        data_source=args.data_source,
+    )
+    print("\n".join(summary.lines()))
+    return 0

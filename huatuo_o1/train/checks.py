@@ -10,9 +10,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from huatuo_o1.io import InputError
+from huatuo_o1.models import check_model_path
 
 ATTN_IMPLEMENTATIONS = ("auto", "eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
 
@@ -26,11 +25,6 @@ def parse_dataclasses(parser, argv: list[str] | None):
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return parsed
-
-
-def local_path_missing(path: str | None) -> bool:
-    """A path-looking argument (./x, /x, ~/x) that does not exist; anything else may be a hub name."""
-    return bool(path) and path.startswith((".", "/", "~")) and not Path(path).expanduser().exists()
 
 
 def check_training_flags(
@@ -64,5 +58,4 @@ def check_training_flags(
         if value not in ATTN_IMPLEMENTATIONS and not value.startswith("kernels-community/"):
             raise InputError(f"{name} must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, got {value!r}")
     for name, path in model_paths:
-        if local_path_missing(path):
-            raise InputError(f"{name}: model folder not found: {path}")
+        check_model_path(path, name)

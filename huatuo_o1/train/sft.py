@@ -30,14 +30,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from huatuo_o1.cli import dataclass_parser, print_help_if_asked, setup_training_logging
 from huatuo_o1.contract import split_config
 from huatuo_o1.io import InputError
 from huatuo_o1.lock import locked
-from huatuo_o1.rl.common import load_pretrained
+from huatuo_o1.models import load_pretrained
 from huatuo_o1.train.checkpoints import (
     RUN_ARGS_FILE,
     resume_field,
@@ -47,7 +49,7 @@ from huatuo_o1.train.checkpoints import (
     write_identity,
 )
 from huatuo_o1.train.checks import check_training_flags, parse_dataclasses
-from huatuo_o1.train.multi_gpu import accumulation_for, global_batch_line, world_size
+from huatuo_o1.train.multi_gpu import accumulation_for, end_distributed, global_batch_line, world_size
 from huatuo_o1.train.plots import SFT_CURVES, make_plot_callback
 from huatuo_o1.train.run_record import (
     WANDB_ENTITY_HELP,
@@ -218,10 +220,26 @@ class SFTArguments:
     wandb_entity: str | None = field(default=None, metadata={"help": WANDB_ENTITY_HELP})
 
 
-def parse_args(argv: list[str] | None = None) -> SFTArguments:
+DESCRIPTION = """SFT stage 1 of HuatuoGPT-o1: teach a chat model to answer as `## Thinking` / `## Final Response`.
+
+    python SFT_stage1.py --model_path <model> --data_path <sft.json>
+    accelerate launch --config_file ./configs/deepspeed_zero3.yaml --num_processes 8 SFT_stage1.py ..."""
+
+
+def make_parser():
+    """The flags, for --help without importing transformers (parse_args uses HfArgumentParser)."""
+    return dataclass_parser(DESCRIPTION, SFTArguments)
+
+
+def make_full_parser():
+    """HfArgumentParser over SFTArguments: the parser that reads the command line."""
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(SFTArguments, description="SFT stage 1 of HuatuoGPT-o1.")
+    return HfArgumentParser(SFTArguments, description=DESCRIPTION)
+
+
+def parse_args(argv: list[str] | None = None) -> SFTArguments:
+    parser = make_full_parser()
     (args,) = parse_dataclasses(parser, argv)
     if args.report_to not in ("none", "wandb", "tensorboard"):
         parser.error(f"--report_to must be none, wandb or tensorboard, got {args.report_to!r}")
@@ -506,8 +524,12 @@ def train(args: SFTArguments, callbacks: list | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if print_help_if_asked(argv, make_parser, make_full_parser):
+        return 0
+    setup_training_logging()
     args = parse_args(argv)
     log.info("args: %s", asdict(args))
     train(args)
+    end_distributed()  # a finished distributed run closes its process group before exiting
     return 0

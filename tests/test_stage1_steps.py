@@ -1,4 +1,4 @@
-"""Stage 1 as the paper describes it (issue 14): the free steps, the small-models difficulty filter,
+"""Stage 1 as the paper describes it: the free steps, the small-models difficulty filter,
 the original's criteria, --paper_settings and the SFT/RL split, through the real scripts against the
 loopback OpenAI-protocol server (the small models are served by the same server under other names)."""
 

@@ -1,4 +1,4 @@
-"""Issue 12 (hardening) for the API stages, through the real scripts against the loopback server:
+"""The API stages' refusals and recoveries, through the real scripts against the loopback server:
 stale results of edited items, lone surrogates, NaN, unreadable inputs, unwritable outputs, bad
 flag values, exit codes, unreachable endpoints and credentials inside URLs."""
 

@@ -1,5 +1,4 @@
-"""Evaluation's one-line refusals, masked URL credentials, the scored file's identity, the chart
-(issues 12 and 13: eval parts)."""
+"""Evaluation's one-line refusals, masked URL credentials, the scored file's identity, the chart."""
 
 import json
 import os
@@ -173,9 +172,9 @@ def test_trust_remote_code_flag_reaches_the_hf_backend(tiny_lm_dir, tmp_path):
     args = ["--model_name", str(tiny_lm_dir), "--eval_file", str(tmp_path / "e.json"), "--backend", "hf"]
     args += ["--max_new_tokens", "2", "--output_dir", str(tmp_path / "out"), "--quiet", "--trust_remote_code"]
     assert main(args) == 0
-    from huatuo_o1.eval.run import build_parser
+    from huatuo_o1.eval.run import make_parser
 
-    parse = build_parser().parse_args
+    parse = make_parser().parse_args
     assert parse(["--eval_file", "x", "--trust_remote_code"]).trust_remote_code is True
     assert parse(["--eval_file", "x", "--trust_remote_code", "False"]).trust_remote_code is False
     assert parse(["--eval_file", "x"]).trust_remote_code is False

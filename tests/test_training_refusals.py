@@ -1,4 +1,4 @@
-"""Issue 12, items 1, 7, 8 (training): no PPO hang below one batch, no resume of a changed recipe,
+"""Training runs that refuse or skip what they cannot use: no PPO hang below one batch, no resume of a changed recipe,
 torn checkpoints skipped for the newest intact one."""
 
 from __future__ import annotations
@@ -88,12 +88,12 @@ def test_ppo_with_fewer_rows_than_one_batch_stops_at_once(tmp_path, tiny_lm_dir,
 
 
 def test_ppo_batch_check_comes_before_any_model_is_loaded(tmp_path, tiny_lm_dir):
-    import RL_stage2
-    from huatuo_o1.rl.ppo import build_ppo_trainer
+    from huatuo_o1.rl import ppo
+    from huatuo_o1.rl.ppo_trainer import build_ppo_trainer
 
     data = rl_data(tmp_path / "d.json", 6)  # 5 train rows < 2 x 4
     argv = ppo_argv(tiny_lm_dir, tmp_path, data, tmp_path / "o", "--gradient_accumulation_steps", "4")
-    s, a, m = RL_stage2.parse_args(argv)
+    s, a, m = ppo.parse_args(argv)
     with pytest.raises(InputError, match="5 training rows .* fewer than one PPO batch of 8"):
         build_ppo_trainer(s, a, m)
 
@@ -101,7 +101,7 @@ def test_ppo_batch_check_comes_before_any_model_is_loaded(tmp_path, tiny_lm_dir)
 def test_empty_epoch_raises_instead_of_spinning():
     from torch.utils.data import DataLoader
 
-    from huatuo_o1.rl.ppo import _EpochBatches
+    from huatuo_o1.rl.ppo_trainer import _EpochBatches
 
     batches = _EpochBatches(DataLoader(list(range(3)), batch_size=4, shuffle=True, drop_last=True), seed=0)
     with pytest.raises(InputError, match="no full batch"):
@@ -136,8 +136,8 @@ def test_sft_refuses_to_resume_with_changed_result_flags(tiny_lm_dir, tmp_path, 
 
 
 def test_ppo_refuses_to_resume_with_changed_result_flags(tmp_path, tiny_lm_dir, tiny_verifier_dir):
-    import RL_stage2
-    from huatuo_o1.rl.ppo import ppo_identity, train_ppo
+    from huatuo_o1.rl import ppo
+    from huatuo_o1.rl.ppo_trainer import ppo_identity, train_ppo
 
     data = rl_data(tmp_path / "d.json", 12)
     out = tmp_path / "o"
@@ -146,17 +146,17 @@ def test_ppo_refuses_to_resume_with_changed_result_flags(tmp_path, tiny_lm_dir, 
     (ckpt / "value_model").mkdir(parents=True)
     write_json(ckpt / "value_model" / "config.json", {})
     write_json(ckpt / "trainer_state.json", {"global_step": 1})
-    write_json(ckpt / "run_args.json", ppo_identity(*RL_stage2.parse_args(old)))
+    write_json(ckpt / "run_args.json", ppo_identity(*ppo.parse_args(old)))
     with pytest.raises(InputError) as e:
-        train_ppo(*RL_stage2.parse_args([*old, "--learning_rate", "5e-4", "--kl_coef", "0.1"]))
+        train_ppo(*ppo.parse_args([*old, "--learning_rate", "5e-4", "--kl_coef", "0.1"]))
     msg = str(e.value)
     assert "\n" not in msg and "--learning_rate 0.001 --kl_coef 0.05" in msg
     assert "not --learning_rate 0.0005 --kl_coef 0.1" in msg
     with pytest.raises(InputError, match="--correct_reward 1.0, not --correct_reward 2.0"):
-        train_ppo(*RL_stage2.parse_args([*old, "--correct_reward", "2"]))
+        train_ppo(*ppo.parse_args([*old, "--correct_reward", "2"]))
     # a larger --total_episodes continues the run (documented), so it is not part of the identity
-    longer = ppo_identity(*RL_stage2.parse_args([*old, "--total_episodes", "16"]))
-    assert longer == ppo_identity(*RL_stage2.parse_args(old))
+    longer = ppo_identity(*ppo.parse_args([*old, "--total_episodes", "16"]))
+    assert longer == ppo_identity(*ppo.parse_args(old))
 
 
 def test_an_older_run_args_without_settings_is_still_trusted(tmp_path):
@@ -207,7 +207,7 @@ def test_torn_newest_checkpoints_are_skipped_with_one_line_each(tmp_path, caplog
 
 
 def test_ppo_checkpoint_with_an_empty_value_model_is_skipped(tmp_path, caplog):
-    from huatuo_o1.rl.ppo import is_complete_checkpoint
+    from huatuo_o1.rl.ppo_trainer import is_complete_checkpoint
     from huatuo_o1.train.checkpoints import newest_complete_checkpoint
 
     run = tmp_path / "run"
@@ -247,8 +247,8 @@ def test_resume_identity_follows_the_recipe_not_the_gpu_count(tmp_path, monkeypa
     """With --global_batch_size the accumulation is derived from the process count: the identity
     records the global batch instead, so the same recipe resumes on another GPU count and a
     changed global batch is refused; a hub set named `org/x:en` or `org/x --data_config en` is one."""
-    import RL_stage2
-    from huatuo_o1.rl.ppo import ppo_identity
+    from huatuo_o1.rl import ppo
+    from huatuo_o1.rl.ppo_trainer import ppo_identity
     from huatuo_o1.train.sft import parse_args, set_global_batch, sft_identity
 
     def sft_id(world: int, *extra) -> dict:
@@ -271,7 +271,7 @@ def test_resume_identity_follows_the_recipe_not_the_gpu_count(tmp_path, monkeypa
     def ppo_id(world: int, gb: str) -> dict:
         monkeypatch.setenv("WORLD_SIZE", str(world))
         argv = ppo_argv("lm", "v", tmp_path / "d.json", tmp_path / "o", "--global_batch_size", gb)
-        return ppo_identity(*RL_stage2.parse_args(argv))
+        return ppo_identity(*ppo.parse_args(argv))
 
     assert ppo_id(1, "8") == ppo_id(2, "8")
     assert ppo_id(1, "8") != ppo_id(1, "16")

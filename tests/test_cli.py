@@ -1,0 +1,90 @@
+"""Every entry point: `--help` exits 0 without a traceback, imports no training library, and its
+parser lives in the package as make_parser() beside main(argv)."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import REPO
+
+# top-level script -> the package module that owns its parser and main()
+ENTRY_POINTS = {
+    "construct_verifiable_medical_problems.py": "huatuo_o1.datagen.construct",
+    "search_for_complex_reasoning_path.py": "huatuo_o1.datagen.search",
+    "SFT_stage1.py": "huatuo_o1.train.sft",
+    "RL_stage2.py": "huatuo_o1.rl.ppo",
+    "RL_stage2_grpo.py": "huatuo_o1.rl.grpo",
+    "train_verifier.py": "huatuo_o1.rl.verifier_train",
+    "evaluation/eval.py": "huatuo_o1.eval.run",
+    "evaluation/get_eval_data.py": "huatuo_o1.eval.data",
+    "evaluation/build_rebuilt_eval_data.py": "huatuo_o1.eval.rebuild",
+    "scripts/decontaminate.py": "huatuo_o1.datagen.decontam",
+    "scripts/split_stage1.py": "huatuo_o1.datagen.stage1_split",
+    "scripts/export_verl_data.py": "huatuo_o1.rl.verl_data",
+    "scripts/show_answer.py": "huatuo_o1.eval.show_answer",
+    "scripts/gpu_mfu.py": "huatuo_o1.train.mfu",
+}
+HEAVY = ("torch", "transformers", "deepspeed", "trl", "accelerate")
+# runs the script as `python SCRIPT --help` does, then reports which heavy libraries got imported
+PROBE = (
+    "import runpy, sys\n"
+    "sys.argv = [sys.argv[1], '--help']\n"
+    "try:\n"
+    "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    "except SystemExit as e:\n"
+    "    code = e.code or 0\n"
+    "else:\n"
+    "    code = 0\n"
+    f"print('HEAVY:', ','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    "sys.exit(code)\n"
+)
+
+
+def test_every_script_is_listed():
+    scripts = {p.name for p in REPO.glob("*.py")}
+    scripts |= {f"{d}/{p.name}" for d in ("evaluation", "scripts") for p in (REPO / d).glob("*.py")}
+    assert scripts == set(ENTRY_POINTS)
+
+
+@pytest.mark.parametrize("script", sorted(ENTRY_POINTS))
+def test_help_is_light_and_clean(script):
+    r = subprocess.run(
+        [sys.executable, "-c", PROBE, str(REPO / script)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert "usage:" in r.stdout
+    assert r.stdout.rstrip().splitlines()[-1] == "HEAVY:", f"--help imported {r.stdout.splitlines()[-1]}"
+
+
+@pytest.mark.parametrize("script", sorted(ENTRY_POINTS))
+def test_parser_and_main_live_in_the_package(script):
+    module = importlib.import_module(ENTRY_POINTS[script])
+    assert callable(module.make_parser) and callable(module.main)
+    source = (REPO / script).read_text()
+    assert f"from {ENTRY_POINTS[script]} import main" in source
+    code = [line for line in source.split('"""', 2)[2].splitlines() if line.strip()]
+    assert len(code) <= 4, f"{script} holds more than its launch lines"
+
+
+@pytest.mark.parametrize(
+    "script", ["SFT_stage1.py", "RL_stage2.py", "RL_stage2_grpo.py", "train_verifier.py"]
+)
+def test_help_all_lists_the_libraries_flags(script):
+    r = subprocess.run(
+        [sys.executable, str(REPO / script), "--help_all"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "--seed" in r.stdout
