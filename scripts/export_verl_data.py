@@ -5,6 +5,7 @@
 
 Flags, method and outputs: `--help`, and huatuo_o1/rl/verl_data.py (make_parser, main).
 """
+
 from huatuo_o1.cli import run_main
 from huatuo_o1.rl.verl_data import main
 

@@ -4,6 +4,7 @@
 
 Flags, method and outputs: `--help`, and huatuo_o1/train/mfu.py (make_parser, main).
 """
+
 from huatuo_o1.cli import run_main
 from huatuo_o1.train.mfu import main
 

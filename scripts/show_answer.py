@@ -4,6 +4,7 @@
 
 Flags, method and outputs: `--help`, and huatuo_o1/eval/show_answer.py (make_parser, main).
 """
+
 from huatuo_o1.cli import run_main
 from huatuo_o1.eval.show_answer import main
 

@@ -6,6 +6,7 @@
 
 Flags, method and outputs: `--help`, and huatuo_o1/datagen/stage1_split.py (make_parser, main).
 """
+
 from huatuo_o1.cli import run_main
 from huatuo_o1.datagen.stage1_split import main
 

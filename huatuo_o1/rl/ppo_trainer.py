@@ -511,7 +511,11 @@ class MedicalPPOConfig(PPOConfig):
 
 
 def build_ppo_trainer(
-    script_args: PPOScriptArguments, args, model_args, resume_from: str | None = None, identity: dict | None = None
+    script_args: PPOScriptArguments,
+    args,
+    model_args,
+    resume_from: str | None = None,
+    identity: dict | None = None,
 ):
     """Policy, reference policy, value model, data and reward hook wired into MedicalPPOTrainer.
 
