@@ -343,3 +343,45 @@ def write_merged(records: list[dict], out_dir: str | Path, task: str, output_pat
             old.unlink(missing_ok=True)
             old.with_name(old.stem + "_summary.json").unlink(missing_ok=True)
     return path
+
+
+def summary_path_for(merged_path: str | Path | None) -> Path | None:
+    """The `_summary.json` a stage writes beside its merged output (None without one)."""
+    if not merged_path:
+        return None
+    merged_path = Path(merged_path)
+    return merged_path.with_name(merged_path.stem + "_summary.json")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same real path (symlinks resolved), or, when both exist,
+    the same inode (a hard link)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_distinct_paths(
+    inputs: Iterable[tuple[str, str | Path | None]], outputs: Iterable[tuple[str, str | Path | None]]
+) -> None:
+    """Refuse (InputError, one line) an output that is also an input, or two outputs that are one file,
+    before any work: writing there would destroy the input or one output would overwrite the other.
+    Each pair is (the flag that named it, the path or None when not given)."""
+    ins = [(flag, Path(p)) for flag, p in inputs if p]
+    outs = [(flag, Path(p)) for flag, p in outputs if p]
+    for i, (oflag, out) in enumerate(outs):
+        for iflag, src in ins:
+            if _same_file(out, src):
+                raise InputError(
+                    f"{oflag} {out} is the same file as {iflag} {src}: writing it would destroy the input; "
+                    "give another file"
+                )
+        for oflag2, out2 in outs[:i]:
+            if _same_file(out, out2):
+                raise InputError(
+                    f"{oflag2} and {oflag} are the same file ({out}): one would overwrite the other; "
+                    "give two different files"
+                )

@@ -42,9 +42,11 @@ from huatuo_o1.io import (
     InputError,
     ItemStore,
     atomic_write_json,
+    check_distinct_paths,
     check_writable_dir,
     check_writable_file,
     load_records,
+    summary_path_for,
     write_merged,
 )
 from huatuo_o1.llm import (
@@ -361,6 +363,13 @@ async def run(args) -> int:
     check_client_args(args)
     check_run_args(args)
     check_args(args)
+    check_distinct_paths(
+        [("--data_path", args.data_path)] + [("--decontaminate_against", f) for f in eval_files_for(args)[0]],
+        [
+            ("--output_path", args.output_path),
+            ("the summary of --output_path", summary_path_for(args.output_path)),
+        ],
+    )
     items = load_mcq_items(args.data_path)
     if args.limit_num:
         items = items[: args.limit_num]

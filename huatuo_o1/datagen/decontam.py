@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from huatuo_o1.contract import MCQ_QUESTION, OPEN_QUESTION, SFT_QUESTION, read_eval_file
-from huatuo_o1.io import InputError, atomic_write_json, load_records
+from huatuo_o1.io import InputError, atomic_write_json, check_distinct_paths, load_records
 
 WINDOW = 64
 _BASE = 0x9E3779B97F4A7C15 | 1  # odd, so it has an inverse mod 2^64
@@ -309,6 +309,13 @@ def main(argv=None) -> int:
         raise InputError("--fields names no field")
     if args.ignore_common < 0:
         raise InputError(f"--ignore_common must be 0 or more (got {args.ignore_common})")
+    src = Path(args.data_path)
+    out = Path(args.output or src.with_name(f"{src.stem}_clean.json"))
+    bad = Path(args.dropped_output or src.with_name(f"{src.stem}_contaminated.json"))
+    check_distinct_paths(
+        [("--data_path", src)] + [("--against", f) for f in files],
+        [("--output", out), ("--dropped_output", bad)],
+    )
     items = load_records(args.data_path, what="data")
     index = EvalIndex.from_files(files, ignore_common=args.ignore_common)
     matches = screen(items, index, fields)
@@ -319,9 +326,6 @@ def main(argv=None) -> int:
         for it, m in zip(items, matches, strict=True)
         if m is not None
     ]
-    src = Path(args.data_path)
-    out = Path(args.output or src.with_name(f"{src.stem}_clean.json"))
-    bad = Path(args.dropped_output or src.with_name(f"{src.stem}_contaminated.json"))
     atomic_write_json(out, clean)
     atomic_write_json(bad, dropped)
     report = {

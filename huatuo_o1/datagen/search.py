@@ -59,9 +59,11 @@ from huatuo_o1.io import (
     ItemStore,
     atomic_write_json,
     atomic_write_jsonl,
+    check_distinct_paths,
     check_writable_dir,
     check_writable_file,
     load_records,
+    summary_path_for,
     write_merged,
 )
 from huatuo_o1.llm import (
@@ -570,6 +572,14 @@ async def run(args) -> int:
     check_api_url(args.verifier_api_url, "--verifier_api_url")
     if args.max_search_attempts < 1 or args.max_search_depth < 0 or args.max_tries < 1:
         raise InputError("--max_search_attempts and --max_tries must be >= 1, --max_search_depth >= 0")
+    check_distinct_paths(
+        [("--data_path", args.data_path)],
+        [
+            ("--output_path", args.output_path),
+            ("the summary of --output_path", summary_path_for(args.output_path)),
+            ("--export_verifier_data", args.export_verifier_data),
+        ],
+    )
     items, skipped = load_search_items(args.data_path)
     if args.limit_num:
         items = items[: args.limit_num]

@@ -26,7 +26,7 @@ from pathlib import Path
 from huatuo_o1.contract import GROUND_TRUTH as GT
 from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
 from huatuo_o1.datagen.decontam import normalize
-from huatuo_o1.io import InputError, atomic_write_json, load_records
+from huatuo_o1.io import InputError, atomic_write_json, check_distinct_paths, load_records
 from huatuo_o1.prompts import format_options
 
 
@@ -176,12 +176,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    inputs = [("--data_path", args.data_path), ("--closed_set", args.closed_set)]
+    check_distinct_paths(inputs, [("--sft_output", args.sft_output), ("--rl_output", args.rl_output)])
     records = load_records(args.data_path, what="stage-1 output")
     closed = load_records(args.closed_set, what="closed-set") if args.closed_set else None
     sft, rl, report = split(records, args.sft_size, args.rl_size, args.seed, closed, args.closed_size)
     src = Path(args.data_path)
     sft_path = Path(args.sft_output or src.with_name(f"{src.stem}_sft_{len(sft)}.json"))
     rl_path = Path(args.rl_output or src.with_name(f"{src.stem}_rl_{len(rl)}.json"))
+    check_distinct_paths(inputs, [("--sft_output", sft_path), ("--rl_output", rl_path)])
     atomic_write_json(sft_path, sft)
     atomic_write_json(rl_path, rl)
     report.update(sft_output=str(sft_path), rl_output=str(rl_path))
