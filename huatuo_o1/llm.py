@@ -13,7 +13,16 @@ How a request goes:
   6. Token usage and cost are added to the run's `Usage` and to the current item's `Usage` (a
      context variable the runner sets per item, so stage code does not pass it around).
 
-  7. Before the endpoint has ever answered (in this process), a failed connection (refused,
+  7. A 200 reply that carries `{"error": ...}` or no choices (what gateways and some servers send
+     under load) is a transient failure, retried like a 5xx.
+  8. A reply cut at max_tokens (`finish_reason` "length"), or one whose answer is null or only
+     `reasoning_content` (a reasoning model's draft, never taken as the answer), is asked again
+     with the same request (`UNUSABLE_REPLY_TRIES` in all); still so, the item fails with
+     `ReplyUnusable` ("cut at max_tokens ...") and nothing of it is kept. Clients of the evaluated
+     models (`strict_replies=False`: evaluation, the difficulty filter) keep a cut answer as it
+     is, since being cut is part of what is measured.
+
+  9. Before the endpoint has ever answered (in this process), a failed connection (refused,
      unknown host) is tried only `EARLY_CONNECT_TRIES` times, quickly: a wrong `--api_url` or a
      server that is not running fails the run at once with one line (`FatalAPIError`) instead of
      minutes of backoff. Once it has answered, dropped connections are retried like any transient
@@ -87,6 +96,19 @@ class BudgetExceeded(Exception):
 class RequestRejected(Exception):
     """The server refused this one request (too long for the context, content filter): the item
     fails, the run goes on."""
+
+
+class ReplyUnusable(RequestRejected):
+    """The reply stayed cut at max_tokens, or held no answer (null content, only reasoning), after
+    every try: the item fails (nothing of it is kept), the run goes on."""
+
+
+class _ErrorBody(Exception):
+    """A 200 reply without choices (an `{"error": ...}` body): retried like a 5xx."""
+
+
+# Requests (the first included) for one reply cut at max_tokens or holding no answer
+UNUSABLE_REPLY_TRIES = 2
 
 
 # Tries of a request whose connection fails before the endpoint ever answered (then: FatalAPIError)
@@ -289,8 +311,10 @@ class LLMClient:
         default_kwargs: dict | None = None,
         budget: Budget | None = None,
         env_key: bool = True,
+        strict_replies: bool = True,
     ):
         self.model = model
+        self.strict_replies = strict_replies
         self.base_url = normalize_base_url(api_url)
         self.display_url = mask_url(self.base_url) or "https://api.openai.com/v1"
         self._endpoint = self.base_url or "https://api.openai.com/v1"
@@ -330,13 +354,13 @@ class LLMClient:
         body = {"model": self.model, "messages": messages, **self.default_kwargs, **kwargs}
         if n != 1:
             body["n"] = n
-        resp = await self._post("/chat/completions", body)
+        resp = await self._post_usable("/chat/completions", body, chat=True)
         return [clean_text((c.get("message") or {}).get("content") or "") for c in resp.get("choices") or []]
 
     async def complete(self, prompt: str, n: int = 1, **kwargs) -> list[str]:
         """Send one text-completions request (prompt already chat-templated); return n texts."""
         body = {"model": self.model, "prompt": clean_text(prompt), "n": n, **self.default_kwargs, **kwargs}
-        resp = await self._post("/completions", body)
+        resp = await self._post_usable("/completions", body, chat=False)
         return [
             clean_text(c.get("text") or "")
             for c in sorted(resp.get("choices") or [], key=lambda c: c.get("index", 0))
@@ -394,6 +418,14 @@ class LLMClient:
             msg = f"request rejected by {where} (HTTP {status})"
         return FatalAPIError(f"{msg}: {detail}" if detail else msg)
 
+    def _error_body_reason(self, resp) -> str:
+        """What a 200 reply without choices said, masked and short."""
+        err = resp.get("error") if isinstance(resp, dict) else None
+        if isinstance(err, dict):
+            err = err.get("message") or err.get("code") or err.get("type")
+        detail = f": {self._mask(' '.join(str(err).split()))[:200]}" if err else ""
+        return f"HTTP 200 with an error body and no choices{detail}"
+
     def _account(self, resp) -> None:
         u = resp.get("usage") or {}
         pt = u.get("prompt_tokens") or 0
@@ -406,6 +438,33 @@ class LLMClient:
         item = current_item_usage.get()
         if item is not None and item is not self.usage:
             item.add(pt, ct, cost)
+
+    @staticmethod
+    def _unusable(choice: dict, chat: bool) -> str | None:
+        """Why a reply's choice cannot be used as an answer, or None."""
+        if choice.get("finish_reason") == "length":
+            return 'cut at max_tokens (finish_reason "length")'
+        if chat:
+            msg = choice.get("message") or {}
+            if not str(msg.get("content") or "").strip():
+                if str(msg.get("reasoning_content") or msg.get("reasoning") or "").strip():
+                    return "held only reasoning (reasoning_content) and no answer"
+                if msg.get("content") is None:
+                    return "held no answer (null content)"
+        return None
+
+    async def _post_usable(self, path: str, body: dict, chat: bool) -> dict:
+        """`_post`, asked again with the same request while a choice is cut or holds no answer
+        (step 8 of the module doc); ReplyUnusable when every try was."""
+        for _ in range(UNUSABLE_REPLY_TRIES):
+            resp = await self._post(path, body)
+            if not self.strict_replies:
+                return resp
+            why = next((w for c in resp["choices"] if (w := self._unusable(c, chat))), None)
+            if why is None:
+                return resp
+            self.usage.retries += 1
+        raise ReplyUnusable(f"the reply from {self.display_url} {why}, {UNUSABLE_REPLY_TRIES} tries")
 
     async def _post(self, path: str, body: dict) -> dict:
         """POST a ready JSON body with the openai client's documented `client.post` (for raw bodies)
@@ -424,9 +483,15 @@ class LLMClient:
                     )
                 try:
                     resp = await fn(*args, **params)
-                except (*RETRYABLE, openai.APIStatusError) as err:
+                    if (
+                        not isinstance(resp, dict)
+                        or not isinstance(resp.get("choices"), list)
+                        or not resp["choices"]
+                    ):
+                        raise _ErrorBody(self._error_body_reason(resp))
+                except (*RETRYABLE, openai.APIStatusError, _ErrorBody) as err:
                     status = getattr(err, "status_code", None)
-                    if status is not None:
+                    if status is not None or isinstance(err, _ErrorBody):
                         _answered_endpoints.add(self._endpoint)
                     elif self._endpoint not in _answered_endpoints and _is_connect_failure(err):
                         if attempt + 1 >= min(EARLY_CONNECT_TRIES, self.max_retries + 1):
@@ -456,7 +521,7 @@ class LLMClient:
                 return resp
             kind = type(last).__name__
             status = getattr(last, "status_code", None)
-            reason = f"HTTP {status}" if status else kind
+            reason = f"HTTP {status}" if status else str(last) if isinstance(last, _ErrorBody) else kind
             raise TransientAPIError(
                 f"{self.display_url} kept failing after {self.max_retries + 1} tries ({reason})"
             ) from None

@@ -5,6 +5,10 @@ fence, prose before and after, or raw newlines/tabs inside string values (which 
 forbids but models emit). It tries, in order: the whole reply, each fenced block, then every `{`
 position with a lenient decoder, keeping the first candidate that decodes to an object (and, when
 `required_keys` is given, holds them all).
+
+Every parser first drops a reasoning model's draft (`strip_think`): what vLLM/SGLang serve without a
+reasoning parser starts with `<think>...</think>`, and a JSON object or verdict inside the draft is
+not the answer.
 """
 
 from __future__ import annotations
@@ -16,6 +20,23 @@ from huatuo_o1.prompts import FILTER_VERDICTS
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.S)
 _LENIENT = json.JSONDecoder(strict=False)
+
+
+_THINK_END = re.compile(r"</think(?:ing)?\s*>", re.I)
+_THINK_START = re.compile(r"\s*<think(?:ing)?\s*>", re.I)
+
+
+def strip_think(text: str) -> str:
+    """The reply after its `<think>...</think>` draft (the text after the last closing tag; "" for a
+    draft never closed, which holds no answer yet); a reply without one, unchanged."""
+    if not text:
+        return text
+    ends = list(_THINK_END.finditer(text))
+    if ends:
+        return text[ends[-1].end() :].strip()
+    if _THINK_START.match(text):
+        return ""
+    return text
 
 
 def _decode_prefix(text: str) -> object | None:
@@ -34,6 +55,7 @@ def _fix_common(text: str) -> str:
 
 def extract_json(text: str, required_keys: tuple[str, ...] = ()) -> dict | None:
     """The first JSON object in `text` (holding `required_keys`), or None."""
+    text = strip_think(text)
     if not text:
         return None
 
@@ -90,6 +112,7 @@ def parse_filter_verdict(reply: str) -> str | None:
         last line that names exactly one decides ("It could be Too Simple...\nVerdict: Pass").
       - Anything else ("Pass or Too Simple?") is ambiguous: None.
     """
+    reply = strip_think(reply)
     if not reply:
         return None
     mentions = [(pos, v) for pos, v, negated in _verdict_mentions(reply) if not negated]
@@ -112,6 +135,7 @@ def parse_filter_verdict(reply: str) -> str | None:
 
 def parse_verdict(reply: str) -> bool | None:
     """A verifier's True/False reply: the first of the words true/false (or 正确/错误) it contains."""
+    reply = strip_think(reply)
     if not reply:
         return None
     m = re.search(r"\b(true|false)\b|(正确|错误|不正确)", reply, re.I)

@@ -3,6 +3,7 @@ SIGTERM, path flags. Offline, against the loopback server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -10,8 +11,10 @@ import pytest
 
 from huatuo_o1.datagen import construct, decontam, search, stage1_split
 from huatuo_o1.io import InputError
+from huatuo_o1.llm import LLMClient, ReplyUnusable, TransientAPIError
+from huatuo_o1.parsing import extract_json, parse_filter_verdict, parse_verdict, strip_think
 from huatuo_o1.testing import search as sm
-from huatuo_o1.testing.openai_server import FakeOpenAIServer
+from huatuo_o1.testing.openai_server import FakeOpenAIServer, FakeResponse
 from tests.helpers import run_script
 
 OPEN_Q, GT = "Open-ended Verifiable Question", "Ground-True Answer"
@@ -36,6 +39,8 @@ def mcq_items(n: int, start: int = 1) -> list[dict]:
 
 
 def construct_responder(req):
+    if "four verdicts" in req.prompt:  # the filter
+        return "Pass"
     n = int(req.prompt.split("Question number ")[1].split(":")[0])
     return json.dumps({OPEN_Q: f"Open question {n}?", GT: f"Disease B{n}"})
 
@@ -147,3 +152,133 @@ def test_decontaminate_and_split_refuse_one_file_for_two_outputs(tmp_path):
     p = run_script("scripts/split_stage1.py", "--data_path", data, "--sft_output", data)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines()[-1].startswith("error: --sft_output")
+
+
+# ---------------------------------------------------------------------------------------------
+# replies cut at max_tokens, without an answer, with a draft, or with an error body
+# ---------------------------------------------------------------------------------------------
+
+
+def call(client, method: str, *args, **kwargs):
+    async def go():
+        async with client:
+            return await getattr(client, method)(*args, **kwargs)
+
+    return asyncio.run(go())
+
+
+def client_for(srv, **kw) -> LLMClient:
+    return LLMClient("gpt-4o", api_key=KEY, api_url=srv.url, backoff_base=0.0, **kw)
+
+
+def test_reply_cut_at_max_tokens_is_asked_again_with_the_same_request():
+    cut = FakeResponse("The answer for V0 is the", finish_reason="length")
+    with FakeOpenAIServer([cut, "The answer for V0 is B."]) as srv:
+        assert call(client_for(srv), "chat", "q?", max_tokens=8) == "The answer for V0 is B."
+        assert srv.count() == 2 and srv.requests[0].body == srv.requests[1].body
+    with FakeOpenAIServer([cut]) as srv:
+        with pytest.raises(ReplyUnusable, match="cut at max_tokens"):
+            call(client_for(srv), "chat", "q?")
+        assert srv.count() == 2
+    with FakeOpenAIServer([FakeResponse("partial", finish_reason="length")]) as srv:
+        with pytest.raises(ReplyUnusable, match="cut at max_tokens"):
+            call(client_for(srv), "complete", "p", n=1)
+
+
+def test_cut_reply_is_kept_as_is_for_evaluated_models():
+    with FakeOpenAIServer([FakeResponse("The answer is", finish_reason="length")]) as srv:
+        assert call(client_for(srv, strict_replies=False), "chat", "q?") == "The answer is"
+        assert srv.count() == 1
+
+
+@pytest.mark.parametrize(
+    "reply,needle",
+    [
+        (FakeResponse(null_content=True, reasoning_content="thinking..."), "only reasoning"),
+        (FakeResponse("", reasoning_content='{"x": 1}'), "only reasoning"),
+        (FakeResponse(null_content=True), "null content"),
+    ],
+)
+def test_reply_without_an_answer_is_never_the_answer(reply, needle):
+    with FakeOpenAIServer([reply, "answer"]) as srv:
+        assert call(client_for(srv), "chat", "q?") == "answer"
+    with FakeOpenAIServer([reply]) as srv:
+        with pytest.raises(ReplyUnusable, match=needle):
+            call(client_for(srv), "chat", "q?")
+
+
+def test_construct_item_cut_at_max_tokens_fails_and_is_never_kept(tmp_path, caplog):
+    data, out = write_json(tmp_path / "mcq.json", mcq_items(2)), tmp_path / "out"
+
+    def responder(req):
+        reply = construct_responder(req)
+        if "Question number 2" in req.prompt:
+            return FakeResponse(reply[:20], finish_reason="length")
+        return reply
+
+    with FakeOpenAIServer(responder) as srv:
+        assert construct.main(construct_argv(data, out, srv.url)) == 1
+        assert srv.count() == 3  # item 1 once, item 2 twice (the same request)
+    assert "cut at max_tokens" in caplog.text
+    [merged_path] = [p for p in out.glob("*_final_*.json") if not p.stem.endswith("_summary")]
+    recs = json.loads(merged_path.read_text())
+    assert [r["answer"] for r in recs] == ["Disease B1"]
+    assert len(list((out / "mcq_verifiable").glob("*.json"))) == 1
+
+
+def test_think_draft_is_not_parsed_as_the_answer(tmp_path):
+    draft = json.dumps({OPEN_Q: "Draft question?", GT: "Draft answer"})
+
+    def responder(req):
+        return f"<think>\nFirst try: {draft}\nHmm, no.\n</think>\n\n{construct_responder(req)}"
+
+    data, out = write_json(tmp_path / "mcq.json", mcq_items(1)), tmp_path / "out"
+    with FakeOpenAIServer(responder) as srv:
+        assert construct.main(construct_argv(data, out, srv.url, "--filter_data")) == 0
+    [merged_path] = [p for p in out.glob("*_final_*.json") if not p.stem.endswith("_summary")]
+    [rec] = json.loads(merged_path.read_text())
+    assert rec[GT] == "Disease B1" and rec[OPEN_Q] == "Open question 1?"
+    assert parse_verdict("<think>Is it false? No.</think>True") is True
+    assert parse_filter_verdict("<think>maybe Too Simple</think>\nPass") == "Pass"
+    assert extract_json('<think>{"a": 1} unfinished') is None
+    assert strip_think("no draft here") == "no draft here"
+
+
+def test_search_response_drops_the_think_draft(tmp_path):
+    def responder(req):
+        text = sm.responder(req)
+        return (
+            f"<think>draft of the answer</think>{text}"
+            if "high-quality final response" in req.prompt
+            else text
+        )
+
+    data, out = write_json(tmp_path / "d.json", search_rows(1)), tmp_path / "out"
+    with FakeOpenAIServer(responder) as srv:
+        assert search.main(search_argv(data, out, srv.url)) == 0
+    [merged_path] = [p for p in out.glob("*_final_*.json") if not p.stem.endswith("_summary")]
+    [rec] = json.loads(merged_path.read_text())
+    assert "<think>" not in rec["Response"] and "draft" not in rec["Response"]
+
+
+def test_http_200_with_an_error_body_is_retried_like_a_5xx():
+    gateway = FakeResponse(body={"error": {"message": "upstream overloaded", "code": 503}})
+    with FakeOpenAIServer([gateway, "OK"]) as srv:
+        client = client_for(srv)
+        assert call(client, "chat", "q?") == "OK"
+        assert client.usage.retries == 1
+    with FakeOpenAIServer([FakeResponse(body={"choices": []}), "OK"]) as srv:
+        assert call(client_for(srv), "chat", "q?") == "OK"
+    with FakeOpenAIServer([gateway]) as srv:
+        with pytest.raises(TransientAPIError, match="error body.*upstream overloaded"):
+            call(client_for(srv, max_retries=2), "chat", "q?")
+        assert srv.count() == 3
+
+
+def test_llm_judge_survives_an_error_body():
+    from huatuo_o1.rl.rewards import LLMJudgeVerifier
+
+    gateway = FakeResponse(body={"error": {"message": "overloaded"}})
+    with FakeOpenAIServer([gateway, "True"]) as srv:
+        judge = LLMJudgeVerifier("gpt-4o", api_key=KEY, api_url=srv.url)
+        assert judge.probabilities(["B"], ["B"]) == [1.0]

@@ -291,6 +291,7 @@ def difficulty_from_args(args, out_dir: Path, task: str, budget) -> DifficultyFi
             budget=budget,
             usage=Usage(),
             env_key=False,  # self-hosted small models: never send the OpenAI key elsewhere
+            strict_replies=False,  # answered as the evaluation asks: a cut answer is judged as it is
         )
     return DifficultyFilter(
         clients,

@@ -79,7 +79,7 @@ from huatuo_o1.llm import (
     usage_report,
 )
 from huatuo_o1.lock import run_lock
-from huatuo_o1.parsing import extract_json, parse_verdict
+from huatuo_o1.parsing import extract_json, parse_verdict, strip_think
 from huatuo_o1.prompts import (
     LANGUAGES,
     SEARCH_STRATEGIES,
@@ -312,7 +312,7 @@ class Searcher:
             d[SFT_RESPONSE] = await self._ask(
                 d,
                 final_response_prompt(d[SFT_COT], q, lang),
-                lambda r: r.strip() or None,
+                lambda r: strip_think(r).strip() or None,
                 "final response",
             )
             d[SFT_QUESTION] = q

@@ -540,6 +540,7 @@ def _run_server(work: list[dict], store: ItemStore, args, gen: GenerationSetting
             max_retries=args.max_retries,
             timeout=args.request_timeout,
             env_key=False,  # resolved once, in main
+            strict_replies=False,  # an answer cut at max_tokens is scored as it is: part of the measure
         )
         report = run_server(work, store, client, gen)
         if report.stopped_reason:

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 class FakeResponse:
     """A scripted reply: text for a 200 answer, or an HTTP error status with optional headers and
-    OpenAI error `code` (e.g. "context_length_exceeded", "insufficient_quota"; default: the status)."""
+    OpenAI error `code` (e.g. "context_length_exceeded", "insufficient_quota"; default: the status).
+
+    For a 200 answer, `finish_reason` (e.g. "length": cut at max_tokens) is set on every choice;
+    `reasoning_content` adds a reasoning model's draft to each chat message, and `null_content`
+    sends the message's `content` as null; `body` replaces the whole JSON body (e.g. a gateway's
+    `{"error": {...}}` sent with status 200)."""
 
     def __init__(
         self,
@@ -16,6 +21,10 @@ class FakeResponse:
         error: str = "scripted error",
         delay: float = 0.0,
         code: str | int | None = None,
+        finish_reason: str = "stop",
+        reasoning_content: str | None = None,
+        null_content: bool = False,
+        body: dict | None = None,
     ):
         self.text = text
         self.status = status
@@ -23,6 +32,10 @@ class FakeResponse:
         self.error = error
         self.delay = delay
         self.code = code
+        self.finish_reason = finish_reason
+        self.reasoning_content = reasoning_content
+        self.null_content = null_content
+        self.body = body
 
 
 class FakeRequest:
@@ -139,6 +152,8 @@ class FakeOpenAIServer:
                 await asyncio.sleep(reply.delay)
             if reply.status != 200:
                 return error(reply.status, reply.error, reply.headers, reply.code)
+            if reply.body is not None:
+                return web.json_response(reply.body, headers=reply.headers)
             texts = reply.text if isinstance(reply.text, list) else [reply.text or ""] * req.n
             ptoks = max(1, len(req.prompt) // 4)
             ctoks = sum(max(1, len(t) // 4) for t in texts)
@@ -149,14 +164,17 @@ class FakeOpenAIServer:
                 "model": body.get("model", self.model),
                 "usage": usage,
             }
+            finish = reply.finish_reason
             if request.path.endswith("/chat/completions"):
-                choices = [
-                    {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
-                    for i, t in enumerate(texts)
-                ]
+                choices = []
+                for i, t in enumerate(texts):
+                    message = {"role": "assistant", "content": None if reply.null_content else t}
+                    if reply.reasoning_content is not None:
+                        message["reasoning_content"] = reply.reasoning_content
+                    choices.append({"index": i, "message": message, "finish_reason": finish})
                 return web.json_response({**common, "object": "chat.completion", "choices": choices})
             choices = [
-                {"index": i, "text": t, "finish_reason": "stop", "logprobs": None}
+                {"index": i, "text": t, "finish_reason": finish, "logprobs": None}
                 for i, t in enumerate(texts)
             ]
             return web.json_response({**common, "object": "text_completion", "choices": choices})
