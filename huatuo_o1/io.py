@@ -22,7 +22,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -385,3 +385,50 @@ def check_distinct_paths(
                     f"{oflag2} and {oflag} are the same file ({out}): one would overwrite the other; "
                     "give two different files"
                 )
+
+
+def content_key(*parts: Any) -> str:
+    """An item's identity from what a stage reads of it (e.g. question, options and answer): the
+    name of its result file, so reordering, filling in or renaming the input never re-pays it."""
+    text = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return "c" + hashlib.sha256(clean_text(text).encode()).hexdigest()[:20]
+
+
+def adopt_results(
+    store: ItemStore,
+    items: list[dict],
+    key_of: Callable[[dict], str | None],
+    folders: Iterable[Path] = (),
+    id_key: str = "content_id",
+) -> int:
+    """Reuse results that earlier runs left under another name: files named by the item's position
+    (the older layout) in `store`, and any result in `folders` (the stage's folders for other input
+    file names). A result is taken when its content key (`key_of` of the stored record) is an item's
+    and it was made from the item as it is now (its fingerprint, with or without the item's old
+    position); it is copied under the item's key, the old file left as it was. Returns how many."""
+    wanted = {it[id_key]: it for it in items}
+    have = store.done_ids()
+    adopted = 0
+    for folder in [store.root, *folders]:
+        if not folder.is_dir():
+            continue
+        for p in folder.glob("*.json"):
+            if folder == store.root and p.stem in wanted:
+                continue
+            try:
+                rec = json.loads(p.read_text(encoding="utf-8"))
+                key = key_of(rec) if isinstance(rec, dict) else None
+            except (OSError, ValueError, TypeError, KeyError):
+                continue
+            if key not in wanted or key in have:
+                continue
+            it = wanted[key]
+            bare = {k: v for k, v in it.items() if k != id_key}
+            made_from = rec.get("input_fingerprint")
+            old_forms = (fingerprint(it), fingerprint({**bare, "process_id": rec.get("process_id")}))
+            if made_from is not None and made_from not in old_forms:
+                continue  # made from an older version of the item: redone
+            store.save(key, {**rec, id_key: key, "input_fingerprint": fingerprint(it)})
+            have.add(key)
+            adopted += 1
+    return adopted

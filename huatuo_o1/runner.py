@@ -87,8 +87,12 @@ async def run_items(
     id_key: str = "process_id",
     max_consecutive_failures: int = 20,
     show_progress: bool = True,
+    label_of: Callable[[dict], object] | None = None,
 ) -> RunReport:
+    """`label_of(item)`: how messages name an item (default: its `id_key`, e.g. its position where the
+    store is keyed by content)."""
     report = RunReport(total=len(items))
+    name = label_of or (lambda it: it.get(id_key))
     finished = store.fingerprints()
     prints = {str(it[id_key]): fingerprint(it) for it in items}
 
@@ -123,13 +127,13 @@ async def run_items(
             if w is not asyncio.current_task():
                 w.cancel()
 
-    async def save(key, record: dict) -> bool:
+    async def save(key, record: dict, label) -> bool:
         """Write the record off the event loop (its fsync would stall every worker); False, and the
         run stops with OutputError, when it cannot be written (disk full, no permission)."""
         try:
             await asyncio.to_thread(store.save, key, record)
         except Exception as e:
-            abort(OutputError(f"cannot write the result of item {key}: {e}"))
+            abort(OutputError(f"cannot write the result of item {label}: {e}"))
             return False
         saved.add(str(key))
         report.done += 1
@@ -159,13 +163,13 @@ async def run_items(
                 return
             except RequestRejected as e:  # this item's request only (e.g. too long): not the endpoint
                 report.failed += 1
-                msg = mask_secrets(f"item {item.get(id_key)}: {e}")
+                msg = mask_secrets(f"item {name(item)}: {e}")
                 report.errors.append(msg)
                 log.warning(msg)
             except (TransientAPIError, Exception) as e:  # noqa: B014 - both listed for clarity
                 report.failed += 1
                 consecutive += 1
-                msg = mask_secrets(f"item {item.get(id_key)}: {type(e).__name__}: {e}")
+                msg = mask_secrets(f"item {name(item)}: {type(e).__name__}: {e}")
                 report.errors.append(msg)
                 log.warning(msg)
                 if consecutive >= max_consecutive_failures:
@@ -178,7 +182,7 @@ async def run_items(
                 consecutive = 0
                 record["api_usage"] = usage.as_dict()  # this stage's requests for the item
                 record["input_fingerprint"] = prints[str(item[id_key])]
-                if not await save(item[id_key], record):
+                if not await save(item[id_key], record, name(item)):
                     return
             finally:
                 current_item_usage.reset(token)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from huatuo_o1.datagen.construct import item_key
 from huatuo_o1.testing.openai_server import FakeOpenAIServer, FakeResponse
 from tests.helpers import REPO, run_script
 
@@ -205,15 +206,16 @@ def test_unwritable_result_exits_2_and_keeps_earlier_results(tmp_path):
     data = write_items(tmp_path, make_items(8))
     out = tmp_path / "out"
     items_dir = out / f"{data.stem}_verifiable"
-    (items_dir / "5.json").mkdir(parents=True)  # item 5's result path cannot be written
+    keys = [item_key(it) for it in json.loads(data.read_text())]
+    (items_dir / f"{keys[4]}.json").mkdir(parents=True)  # item 5's result path cannot be written
     with FakeOpenAIServer(default_responder) as srv:
         proc = run_script(SCRIPT, *args_for(data, out, srv, "--num_process", "1"))
         assert srv.count() == 5  # stops at once: items 6-8 are not sent
     assert proc.returncode == 2
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith("error: cannot write the result of item 5")
-    for i in range(1, 5):
-        assert json.loads((items_dir / f"{i}.json").read_text())["status"] == "kept"
+    for key in keys[:4]:
+        assert json.loads((items_dir / f"{key}.json").read_text())["status"] == "kept"
 
 
 def test_dry_run_makes_no_request(tmp_path):
@@ -245,7 +247,7 @@ def test_crash_then_resume_repeats_no_finished_item(tmp_path):
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        finished_before = {int(p.stem) for p in store.glob("*.json")}
+        finished_before = {json.loads(p.read_text())["process_id"] for p in store.glob("*.json")}
         assert 4 <= len(finished_before) < n
         assert run_main(args_for(data, out, srv, "--filter_data", "--num_process", "2")) == 0
         calls = [question_no(r.prompt) for r in srv.requests]

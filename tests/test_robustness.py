@@ -282,3 +282,76 @@ def test_llm_judge_survives_an_error_body():
     with FakeOpenAIServer([gateway, "True"]) as srv:
         judge = LLMJudgeVerifier("gpt-4o", api_key=KEY, api_url=srv.url)
         assert judge.probabilities(["B"], ["B"]) == [1.0]
+
+
+# ---------------------------------------------------------------------------------------------
+# items identified by content, not by position or file name
+# ---------------------------------------------------------------------------------------------
+
+
+def merged_of(out: Path, task: str) -> list[dict]:
+    [path] = [p for p in out.glob(f"{task}_final_*.json") if not p.stem.endswith("_summary")]
+    return json.loads(path.read_text())
+
+
+def test_search_after_a_stage1_rerun_pays_only_the_new_item(tmp_path):
+    out = tmp_path / "out"
+    first = write_json(tmp_path / "mcq_verifiable_final_3.json", search_rows(3))
+    with FakeOpenAIServer(sm.responder) as srv:
+        assert search.main(search_argv(first, out, srv.url)) == 0
+    # stage 1 rerun: one item filled in at the front, a new file name (the old one removed)
+    first.unlink()
+    second = write_json(tmp_path / "mcq_verifiable_final_4.json", search_rows(1, start=9) + search_rows(3))
+    with FakeOpenAIServer(sm.responder) as srv:
+        assert search.main(search_argv(second, out, srv.url)) == 0
+        assert srv.count() > 0 and all("Case 9" in r.prompt for r in srv.requests)
+    recs = merged_of(out, "mcq_verifiable_final_4_CoT_search")
+    assert [r["Question"] for r in recs] == [f"Case {i}: which diagnosis?" for i in (9, 1, 2, 3)]
+    assert [r["process_id"] for r in recs] == [1, 2, 3, 4]
+    with FakeOpenAIServer(sm.responder) as srv:  # reordered: nothing paid
+        write_json(second, list(reversed(json.loads(second.read_text()))))
+        assert search.main(search_argv(second, out, srv.url)) == 0
+        assert srv.count() == 0
+
+
+def test_construct_inputs_with_one_file_name_never_replace_each_others_results(tmp_path):
+    out = tmp_path / "out"
+    (tmp_path / "medqa").mkdir()
+    (tmp_path / "medmcqa").mkdir()
+    a = write_json(tmp_path / "medqa" / "train.json", mcq_items(2))
+    b = write_json(tmp_path / "medmcqa" / "train.json", mcq_items(3, start=10))
+    with FakeOpenAIServer(construct_responder) as srv:
+        assert construct.main(construct_argv(a, out, srv.url)) == 0
+        assert construct.main(construct_argv(b, out, srv.url)) == 0
+        assert srv.count() == 5
+        assert construct.main(construct_argv(a, out, srv.url)) == 0
+        assert srv.count() == 5  # the first input's results are still there: nothing paid again
+    assert [r[GT] for r in merged_of(out, "train_verifiable")] == ["Disease B1", "Disease B2"]
+
+
+def test_results_left_under_the_position_layout_are_reused(tmp_path):
+    from huatuo_o1.io import fingerprint
+
+    data, out = write_json(tmp_path / "mcq.json", mcq_items(3)), tmp_path / "out"
+    with FakeOpenAIServer(construct_responder) as srv:
+        assert construct.main(construct_argv(data, out, srv.url)) == 0
+    folder = out / "mcq_verifiable"
+    raw = json.loads(data.read_text())
+    for p in list(folder.glob("*.json")):  # rewrite as an older run left them: <position>.json
+        rec = json.loads(p.read_text())
+        pid = rec.pop("process_id")
+        rec.pop("content_id")
+        old = {**raw[pid - 1], "process_id": pid}
+        p.unlink()
+        write_json(folder / f"{pid}.json", {**rec, "process_id": pid, "input_fingerprint": fingerprint(old)})
+    raw[1]["answer_idx"] = "A"  # item 2 edited since: its old result is not reused
+    write_json(data, raw)
+    with FakeOpenAIServer(construct_responder) as srv:
+        assert construct.main(construct_argv(data, out, srv.url)) == 0
+        assert srv.count() == 1 and "Question number 2" in srv.requests[0].prompt
+    assert [r["answer"] for r in merged_of(out, "mcq_verifiable")] == [
+        "Disease B1",
+        "Disease B2",
+        "Disease B3",
+    ]
+    assert (folder / "1.json").exists()  # the old files are left as they were

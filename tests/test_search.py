@@ -49,7 +49,8 @@ def run_main(data: Path, srv, out: Path, *extra) -> int:
 
 def records(out: Path, stem: str = "data") -> dict[int, dict]:
     folder = out / f"{stem}_CoT_search"
-    return {int(p.stem): json.loads(p.read_text()) for p in folder.glob("*.json")}
+    recs = (json.loads(p.read_text()) for p in folder.glob("*.json"))
+    return {r["process_id"]: r for r in recs}
 
 
 def merged(out: Path, stem: str = "data") -> tuple[list[dict], dict]:

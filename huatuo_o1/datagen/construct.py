@@ -19,8 +19,10 @@ The steps, in the paper's order, cheap ones first (each drop keeps its step and 
 
 Steps 1-2 are recomputed on every run (they cost nothing), so a rerun with other settings applies
 them to every item; their drops are not stored per item. Items get `process_id` = their 1-based
-position in the input file, so reruns name them the same; finished items are stored one file each
-(see runner.py), which is what makes resume exact.
+position in the input file (the merged file's order), and `content_id`, a hash of question, options
+and answer: finished items are stored one file each under that id (see runner.py), so reordering,
+filling in or renaming the input never re-pays a finished item. Results of older runs (files named
+by position, or in the folder of another input file name) are reused when they match (`adopt_results`).
 """
 
 from __future__ import annotations
@@ -41,10 +43,12 @@ from huatuo_o1.datagen.difficulty import DifficultyFilter
 from huatuo_o1.io import (
     InputError,
     ItemStore,
+    adopt_results,
     atomic_write_json,
     check_distinct_paths,
     check_writable_dir,
     check_writable_file,
+    content_key,
     load_records,
     summary_path_for,
     write_merged,
@@ -101,6 +105,36 @@ def load_mcq_items(path: str | Path) -> list[dict]:
 
 def task_name_for(data_path: str | Path) -> str:
     return f"{Path(data_path).stem}_verifiable"
+
+
+TASK_SUFFIX = "_verifiable"
+
+
+def item_key(item: dict) -> str:
+    """The item's identity: what this stage reads of it (question, options, answer)."""
+    return content_key(item["question"], item["options"], item["answer"])
+
+
+def for_runner(items: list[dict]) -> list[dict]:
+    """The items as the runner keys them: by `content_id`, without their position (so a moved item is
+    still finished), one per content."""
+    out, seen = [], set()
+    for it in items:
+        work = {k: v for k, v in it.items() if k != "process_id"}
+        work["content_id"] = item_key(it)
+        if work["content_id"] not in seen:
+            seen.add(work["content_id"])
+            out.append(work)
+    return out
+
+
+def other_result_folders(out_dir: Path, task: str) -> list[Path]:
+    """This stage's item folders for other input file names (results reused by content)."""
+    return [
+        p
+        for p in out_dir.glob(f"*{TASK_SUFFIX}")
+        if p.is_dir() and p.name != task and not p.name.endswith("_difficulty")
+    ]
 
 
 async def _ask_until_parsed(client: LLMClient, prompt: str, parse, max_tries: int, replies: list[str]):
@@ -164,6 +198,13 @@ async def process_item(
     record.update(parsed)
     record["status"] = "kept"
     return record
+
+
+def _stored_key(record: dict) -> str | None:
+    """The content key of a stored result (it keeps the item's question, options and answer)."""
+    if not all(k in record for k in ("question", "options", "answer")):
+        return None
+    return item_key(record)
 
 
 def _fresh_record(item: dict) -> dict:
@@ -382,9 +423,9 @@ async def run(args) -> int:
     )
     todo = [it for it in items if it["process_id"] not in dropped]
     if args.dry_run:
-        done = ItemStore.existing_ids(out_dir / task, items)
+        done = ItemStore.existing_ids(out_dir / task, for_runner(todo), "content_id")
         difficulty = difficulty_from_args(args, out_dir, task, budget=None)
-        left = [it for it in todo if str(it["process_id"]) not in done]
+        left = [it for it in todo if item_key(it) not in done]
         try:
             print_plan(args, left, dropped, difficulty, len(todo) - len(left))
         finally:
@@ -402,31 +443,47 @@ async def _run_locked(args, items, todo, dropped, decontam, task: str, out_dir: 
     store = ItemStore(out_dir / task)
     if args.retry_failed:
         store.drop_status("failed")
+    position = {}
+    for it in todo:
+        position.setdefault(item_key(it), it["process_id"])
+    work = for_runner(todo)
+    reused = adopt_results(store, work, _stored_key, other_result_folders(out_dir, task))
+    if reused:
+        print(f"reused {reused} results of earlier runs (older layout or another input file name)")
     usage = Usage()
     client = client_from_args(args, usage=usage)
     difficulty = None
     try:
         difficulty = difficulty_from_args(args, out_dir, task, budget=client.budget)
         report = await run_items(
-            todo,
-            lambda it: process_item(it, client, args.filter_data, args.language, args.max_tries, difficulty),
+            work,
+            lambda it: process_item(
+                {**it, "process_id": position[it["content_id"]]},
+                client,
+                args.filter_data,
+                args.language,
+                args.max_tries,
+                difficulty,
+            ),
             store,
             concurrency=args.num_process,
             desc="construct",
+            id_key="content_id",
+            label_of=lambda it: position[it["content_id"]],
             max_consecutive_failures=args.max_consecutive_failures,
         )
     finally:
         await client.close()
         if difficulty is not None:
             await difficulty.close()
-    finished = {r["process_id"]: r for r in store.load_finished(todo)}
+    finished = {r["content_id"]: r for r in store.load_finished(work, id_key="content_id")}
     merged = []
     for it in items:
         pid = it["process_id"]
         if pid in dropped:
             merged.append(screened_record(it, *dropped[pid]))
-        elif pid in finished:
-            merged.append(finished[pid])
+        elif item_key(it) in finished:
+            merged.append({**finished[item_key(it)], "process_id": pid})
     merged_path = write_merged(merged, out_dir, task, args.output_path)
     small_usage = {m: c.usage for m, c in difficulty.clients.items()} if difficulty else None
     summary = summarize(report, merged, len(items), usage, args.model_name, args.price, decontam, small_usage)

@@ -2,7 +2,11 @@
 
 For each verifiable problem (docs/data_formats.md §2), in plain words:
   1. Items without both "Open-ended Verifiable Question" and "Ground-True Answer" are skipped and
-     counted (e.g. the ones stage 1 filtered out). `process_id` = 1-based position in the input file.
+     counted (e.g. the ones stage 1 filtered out). `process_id` = 1-based position in the input file;
+     `content_id` = a hash of the open-ended question and ground truth names the item's trace file, so
+     a stage-1 rerun (a new file name, items filled in or moved) never re-pays a finished item;
+     traces of older runs (named by position, or in the folder of another input file name) are reused
+     when they match (`io.adopt_results`).
   2. Initial reasoning: the LLM answers the question as JSON {"CoT": [...]}, a list of steps whose
      `action` is "Inner Thinking" (with a `title`), "Final Conclusion" or "Verification". A reply is
      valid only if it parses and its last three steps are Inner Thinking, Final Conclusion,
@@ -57,11 +61,13 @@ from huatuo_o1.contract import SFT_COT, SFT_QUESTION, SFT_RESPONSE
 from huatuo_o1.io import (
     InputError,
     ItemStore,
+    adopt_results,
     atomic_write_json,
     atomic_write_jsonl,
     check_distinct_paths,
     check_writable_dir,
     check_writable_file,
+    content_key,
     load_records,
     summary_path_for,
     write_merged,
@@ -334,6 +340,29 @@ def task_name_for(data_path: str | Path) -> str:
     return f"{Path(data_path).stem}_CoT_search"
 
 
+TASK_SUFFIX = "_CoT_search"
+
+
+def item_key(item: dict) -> str | None:
+    """The item's identity: what this stage reads of it (the open-ended question, the ground truth)."""
+    q, a = item.get(OPEN_Q), item.get(GT)
+    if not isinstance(q, str) or a in (None, "") or isinstance(a, (dict, list)):
+        return None
+    return content_key(q, str(a))
+
+
+def for_runner(items: list[dict]) -> list[dict]:
+    """The items keyed by `content_id`, without their position, one per content."""
+    out, seen = [], set()
+    for it in items:
+        work = {k: v for k, v in it.items() if k != "process_id"}
+        work["content_id"] = item_key(it)
+        if work["content_id"] not in seen:
+            seen.add(work["content_id"])
+            out.append(work)
+    return out
+
+
 def load_search_items(path: str | Path) -> tuple[list[dict], int]:
     """docs/data_formats.md §2 records numbered by input position; returns (searchable items, skipped count)."""
     records = load_records(path, what="input")
@@ -587,8 +616,8 @@ async def run(args) -> int:
     task = task_name_for(args.data_path)
     out_dir = Path(args.output_dir)
     if args.dry_run:
-        done = ItemStore.existing_ids(out_dir / task, items)
-        todo = [it for it in items if str(it["process_id"]) not in done]
+        done = ItemStore.existing_ids(out_dir / task, for_runner(items), "content_id")
+        todo = [it for it in items if item_key(it) not in done]
         print(dry_run_text(args, todo, skipped, cfg))
         if done:
             print(f"[dry run] {len(items) - len(todo)} items already finished are not counted")
@@ -608,6 +637,14 @@ async def _run_locked(
     store = ItemStore(out_dir / task)
     if args.retry_failed:
         store.drop_status(FAILED)
+    position = {}
+    for it in items:
+        position.setdefault(item_key(it), it["process_id"])
+    work = for_runner(items)
+    others = [p for p in out_dir.glob(f"*{TASK_SUFFIX}") if p.is_dir() and p.name != task]
+    reused = adopt_results(store, work, item_key, others)
+    if reused:
+        print(f"reused {reused} traces of earlier runs (older layout or another input file name)")
     usage = Usage()
     client = client_from_args(args, usage=usage)
     usages = {"search": (usage, args.model_name)}
@@ -634,18 +671,22 @@ async def _run_locked(
     searcher = Searcher(client, verifier, cfg)
     try:
         report = await run_items(
-            items,
-            searcher.process,
+            work,
+            lambda it: searcher.process({**it, "process_id": position[it["content_id"]]}),
             store,
             concurrency=args.num_process,
             desc="search",
+            id_key="content_id",
+            label_of=lambda it: position[it["content_id"]],
             max_consecutive_failures=args.max_consecutive_failures,
         )
     finally:
         await client.close()
         if verifier is not None:
             await verifier.close()
-    records = store.load_finished(items)
+    records = [
+        {**r, "process_id": position[r["content_id"]]} for r in store.load_finished(work, id_key="content_id")
+    ]
     merged_path = write_merged(
         [r for r in records if r.get("status") == KEPT], out_dir, task, args.output_path
     )
