@@ -7,7 +7,9 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import signal
 import sys
+import threading
 import typing
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -77,23 +79,41 @@ def print_help_if_asked(argv: list[str], make_parser: Callable, make_full_parser
     return False
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what SLURM and `kill` send) received: stops the run the way Ctrl-C does."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _install_sigterm() -> None:
+    """SIGTERM raises `Terminated` in the main thread, so the run unwinds like Ctrl-C (results written
+    so far stay, locks are released, one line is printed). A handler someone else installed is kept."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (
+        signal.SIG_DFL,
+        None,
+    ):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def run_main(main: Callable[[], int | None]) -> None:
     """Run a script's main(): known user errors become one stderr line (URL credentials and `sk-` keys
-    masked) and exit code 2."""
+    masked) and exit code 2; Ctrl-C and SIGTERM stop with one line on what is kept and how to resume."""
     # local import: importing cli alone does not pull in `openai`
     from huatuo_o1.llm import FatalAPIError
     from huatuo_o1.redact import mask_secrets
 
+    _install_sigterm()
     try:
         code = main()
     except (InputError, OutputError, FatalAPIError) as e:
         print(f"error: {mask_secrets(' '.join(str(e).split()))}", file=sys.stderr)  # one line, no credentials
         sys.exit(EXIT_BAD_INPUT)
-    except KeyboardInterrupt:
-        print(
-            "interrupted: results written so far are kept; rerun the same command to resume", file=sys.stderr
-        )
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        print(f"{how}: results written so far are kept; rerun the same command to resume", file=sys.stderr)
+        sys.exit(143 if isinstance(e, Terminated) else 130)
     sys.exit(code or 0)
 
 

@@ -355,3 +355,52 @@ def test_results_left_under_the_position_layout_are_reused(tmp_path):
         "Disease B3",
     ]
     assert (folder / "1.json").exists()  # the old files are left as they were
+
+
+# ---------------------------------------------------------------------------------------------
+# SIGTERM, run folder names
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sigterm_stops_like_ctrl_c_with_one_line(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import REPO
+
+    data, out = write_json(tmp_path / "mcq.json", mcq_items(4)), tmp_path / "out"
+    with FakeOpenAIServer(construct_responder, latency=30) as srv:  # every request hangs
+        cmd = [
+            sys.executable,
+            str(REPO / "construct_verifiable_medical_problems.py"),
+            *construct_argv(data, out, srv.url),
+        ]
+        proc = subprocess.Popen(
+            cmd, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, cwd=REPO,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and srv.count() == 0:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "terminated (SIGTERM): results written so far are kept; rerun the same command to resume"
+    )
+    assert not (out / "mcq_verifiable" / ".huatuo_run.lock").exists()  # the run lock was released
+
+
+@pytest.mark.parametrize("name", ["../x", "/abs/run", "", " ", "..", "a/b"])
+def test_sft_experiment_name_must_be_a_plain_name(tmp_path, name):
+    from types import SimpleNamespace
+
+    from huatuo_o1.train import sft
+
+    args = SimpleNamespace(output_dir=str(tmp_path / "ckpts"), experiment_name=name)
+    with pytest.raises(InputError, match="--experiment_name .* must be a plain name"):
+        sft.train(args)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

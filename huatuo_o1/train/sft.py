@@ -397,8 +397,25 @@ def _attn_implementation(requested: str) -> str:
     return "sdpa"
 
 
+def run_dir_for(args: SFTArguments) -> str:
+    """<output_dir>/<experiment_name>; InputError (one line) unless the name is a plain one, so a run
+    never writes outside --output_dir (checked before the run folder's lock is taken)."""
+    name = args.experiment_name
+    if (
+        not name.strip()
+        or name.strip() in (".", "..")
+        or any(c in name for c in ("/", "\\", "\0"))
+        or os.sep in name
+    ):
+        raise InputError(
+            f"--experiment_name {name!r} must be a plain name (no path parts): it names the run folder "
+            "inside --output_dir"
+        )
+    return os.path.join(args.output_dir, name)
+
+
 # one run per run folder (lock.py)
-@locked("sft", lambda args, *_, **__: os.path.join(args.output_dir, args.experiment_name))
+@locked("sft", lambda args, *_, **__: run_dir_for(args))
 def train(args: SFTArguments, callbacks: list | None = None) -> str:
     """Run SFT; return the folder of the final model. `callbacks`: extra `TrainerCallback`s."""
     import torch
@@ -410,7 +427,7 @@ def train(args: SFTArguments, callbacks: list | None = None) -> str:
     batch_line = set_global_batch(args)
     records = load_sft_records(args.data_path, args.data_config)
     check_training_flags(model_paths=[("--model_path", args.model_path)])
-    run_dir = os.path.join(args.output_dir, args.experiment_name)
+    run_dir = run_dir_for(args)
     log_dir = os.path.join(args.log_dir, args.experiment_name)
 
     tokenizer = load_pretrained(
