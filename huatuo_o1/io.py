@@ -209,6 +209,10 @@ def check_writable_dir(folder: str | Path, what: str = "output folder") -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         _probe(folder)
     except FileExistsError:
+        if folder.is_symlink() and not folder.exists():
+            raise OutputError(
+                f"{what} {folder} is a symlink to {os.readlink(folder)}, which does not exist"
+            ) from None
         raise OutputError(f"{what} {folder} is a file, not a folder") from None
     except NotADirectoryError:
         raise OutputError(f"{what} {folder}: a part of the path is a file, not a folder") from None

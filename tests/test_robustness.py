@@ -404,3 +404,12 @@ def test_sft_experiment_name_must_be_a_plain_name(tmp_path, name):
     with pytest.raises(InputError, match="--experiment_name .* must be a plain name"):
         sft.train(args)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_dangling_symlink_output_dir_is_named_as_such(tmp_path):
+    from huatuo_o1.io import OutputError, check_writable_dir
+
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "gone")
+    with pytest.raises(OutputError, match="is a symlink to .*gone, which does not exist"):
+        check_writable_dir(link, "--output_dir")
