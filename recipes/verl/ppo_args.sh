@@ -1,7 +1,7 @@
-# The paper's PPO settings (RL_stage2.py's README command) as verl 0.9.1 overrides, sourced by
+# The paper's PPO settings (recipes/paper/ppo_8gpu.sh) as verl 0.9.1 overrides, sourced by
 # run_ppo_1node.sh and run_ppo_multinode.sh, which set NNODES and GPUS_PER_NODE first.
 # Every name below is a key of verl 0.9.1's ppo_trainer.yaml; override any of the variables
-# from the environment. README.md, "Past one node: verl", explains each translation.
+# from the environment. docs/verl.md, "The recipe's settings", explains each translation.
 
 REPO=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 POLICY=${POLICY:-FreedomIntelligence/HuatuoGPT-o1-8B}               # the SFT model (stage 3)
