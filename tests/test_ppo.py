@@ -177,8 +177,8 @@ def test_ppo_two_batches_train_log_and_save(tmp_path, data_file, tiny_lm_dir, ti
         # per-token KL penalty -kl_coef * (logp - ref_logp), summed over the response
         assert h["objective/non_score_reward"] == pytest.approx(-0.05 * h["objective/kl"], rel=1e-4, abs=1e-9)
     # every scored rollout carried its own row's reference
-    table = trainer.rl_data.table
-    by_q = {tuple(r["input_ids"]): r["reference"] for r in trainer.rl_data.train}
+    table = trainer.rl.data.table
+    by_q = {tuple(r["input_ids"]): r["reference"] for r in trainer.rl.data.train}
     assert trainer.reward_hook.scorer.last_batch
     for b in trainer.reward_hook.scorer.last_batch:
         assert b["reference"] == by_q[tuple(b["prompt_ids"])] == table.match_prefixes(b["prompt_ids"])[0][1]
@@ -280,8 +280,8 @@ def test_ppo_scores_reach_trl_at_the_pinned_position_for_the_right_rows(tmp_path
 
 
 def test_trl_score_placement_is_pinned():
-    """README "Differences": trl adds the score at sequence_length + 1. If trl changes this, the
-    README text and test above must change with it."""
+    """docs/rl.md: trl adds the score at sequence_length + 1. If trl changes this, that page and
+    the test above must change with it."""
     import inspect
 
     from trl.experimental.ppo import PPOTrainer

@@ -8,8 +8,8 @@ ids with the policy tokenizer's chat template and the generation prompt. Its rew
 
 What this module does:
 
-1. Build the RL data exactly as RL_stage2.py does (rl_common.load_tokenizer_and_data, i.e.
-   rl_data.build_rl_data with the policy tokenizer): same loader (contract: local JSON/JSONL or hub
+1. Build the RL data exactly as RL_stage2.py does (rl.common.load_tokenizer_and_data, i.e.
+   rl.data.build_rl_data with the policy tokenizer): same loader (contract: local JSON/JSONL or hub
    name[:config]), same dropping of rows without question or answer, of ambiguous prompts and (with
    `max_prompt_length`) of over-long prompts, and the same seeded split (10%, at most 200 held out).
 2. Write each row in verl's shape: `data_source`, `prompt` (one user turn holding the question: the
