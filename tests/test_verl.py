@@ -114,6 +114,27 @@ def test_export_filters_like_rl_stage2_and_reruns_identically(tmp_path, tiny_lm_
     assert not list(out.glob(".*.tmp"))
 
 
+def test_parquet_is_group_readable_and_fsynced(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    import pyarrow.parquet as pq
+
+    from huatuo_o1 import io
+    from huatuo_o1.rl.verl_data import write_parquet
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(io.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    monkeypatch.setattr(io, "_UMASK", 0o022)  # the common umask (io reads it once at import)
+    path = tmp_path / "train.parquet"
+    write_parquet([], path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's 0600
+    assert synced  # flushed to disk before the rename
+    assert pq.read_table(path).num_rows == 0
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
 def test_export_bad_input_is_one_line_and_exit_2(tmp_path, tiny_lm_dir):
     r, out = _export(tmp_path, tiny_lm_dir, tmp_path / "missing.json")
     assert r.returncode == 2 and r.stderr.strip().startswith("error:") and "Traceback" not in r.stderr
