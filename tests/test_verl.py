@@ -396,11 +396,14 @@ def test_recipes_are_valid_shell_and_carry_the_papers_settings():
         "data.max_response_length=1300",
         "actor_rollout_ref.rollout.temperature=0.5",
         "algorithm.gamma=1.0",
-        "actor_rollout_ref.actor.clip_ratio=0.2",
+        "actor_rollout_ref.actor.clip_ratio_low=0.2",  # what verl's policy loss reads
+        "actor_rollout_ref.actor.clip_ratio_high=0.2",
         "critic.cliprange_value=0.2",
         'trainer.nnodes="$NNODES"',
     ):
         assert setting in args, setting
+    assert "actor.clip_ratio=" not in args  # no effect in verl 0.9.1's loss
+    assert "verl[vllm,fsdp]==0.9.1" in args  # flash-attn for verl's critic loader
 
     # what the launchers run, with the variables filled in (no verl needed: python is replaced)
     def launched(**env):
@@ -417,6 +420,9 @@ def test_recipes_are_valid_shell_and_carry_the_papers_settings():
     assert f"reward.custom_reward_function.path={REPO}/huatuo_o1/rl/verl_reward.py" in lines
     # the classifier served on the GPUs by default, the same model as the reward function's
     assert "reward.reward_model.enable=True" in lines
+    # the legacy trainer: V1 fails the first validation with a served verifier (KeyError 'data_source')
+    assert "trainer.use_v1=False" in lines
+    assert "trainer.use_v1=True" in launched(USE_V1="True", VERIFIER_KIND="exact")
     verifier = "reward.reward_model.model_path=FreedomIntelligence/medical_o1_verifier_3B"
     assert verifier in lines
     assert "+reward.custom_reward_function.reward_kwargs.reward_model_path=" + verifier.split("=")[1] in lines
