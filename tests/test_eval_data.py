@@ -24,9 +24,21 @@ def test_git_blob_id_is_gits():
 def test_the_sample_is_not_the_paper_file_and_has_an_unmistakable_name():
     sample = ROOT / "evaluation/data/eval_sample.json"
     assert sample.is_file() and file_blob_id(sample) != PAPER_EVAL_BLOB
-    assert not (ROOT / "evaluation/data/eval.data.json").exists() or (
-        file_blob_id(ROOT / "evaluation/data/eval.data.json") == PAPER_EVAL_BLOB
+    assert not (ROOT / "evaluation/data/eval_data.json").exists() or (
+        file_blob_id(ROOT / "evaluation/data/eval_data.json") == PAPER_EVAL_BLOB
     )
+
+
+def test_the_paper_file_is_where_the_published_commands_look():
+    # the original's README evaluates `--eval_file evaluation/data/eval_data.json`; the download, the
+    # default destination and both decontamination defaults name that one path
+    from huatuo_o1.contract import PAPER_EVAL_FILE, PAPER_EVAL_RELPATH
+    from huatuo_o1.datagen import construct, decontam
+
+    assert PAPER_EVAL_RELPATH == "evaluation/data/eval_data.json"
+    assert f"--eval_file {PAPER_EVAL_RELPATH}" in (ROOT / "README.md").read_text()
+    assert PAPER_EVAL_URL.endswith("/HuatuoGPT-o1/main/" + PAPER_EVAL_RELPATH)
+    assert PAPER_EVAL_FILE == ROOT / PAPER_EVAL_RELPATH == construct.DEFAULT_EVAL_FILE == decontam.DEFAULT_AGAINST
 
 
 def _run(*args):
@@ -39,9 +51,9 @@ def _run(*args):
 
 
 def test_a_file_that_does_not_match_is_refused_and_nothing_is_written(tmp_path):
-    bad = tmp_path / "eval.data.json"
+    bad = tmp_path / "eval_data.json"
     bad.write_text(json.dumps({"MedQA": []}))
-    dest = tmp_path / "out" / "eval.data.json"
+    dest = tmp_path / "out" / "eval_data.json"
     proc = _run("--from_file", str(bad), "--output", str(dest))
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -58,8 +70,8 @@ def test_offline_names_the_url_to_download(tmp_path):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens there now
-    url = f"http://127.0.0.1:{port}/eval.data.json"
-    dest = tmp_path / "eval.data.json"
+    url = f"http://127.0.0.1:{port}/eval_data.json"
+    dest = tmp_path / "eval_data.json"
     proc = _run("--url", url, "--output", str(dest), "--timeout", "5")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -87,12 +99,12 @@ def test_download_checked_then_written_atomically(tmp_path):
     srv = http.server.HTTPServer(("127.0.0.1", 0), _Handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        url = f"http://127.0.0.1:{srv.server_port}/eval.data.json"
-        dest = tmp_path / "data" / "eval.data.json"
+        url = f"http://127.0.0.1:{srv.server_port}/eval_data.json"
+        dest = tmp_path / "data" / "eval_data.json"
         blob = git_blob_id(data.encode())
         assert main(["--url", url, "--output", str(dest)], expected=blob) == 0
         assert dest.read_bytes() == data.encode() and file_blob_id(dest) == blob
-        assert [p.name for p in dest.parent.iterdir()] == ["eval.data.json"]  # no temp file left
+        assert [p.name for p in dest.parent.iterdir()] == ["eval_data.json"]  # no temp file left
         # already there: nothing downloaded again
         assert main(["--url", "http://127.0.0.1:1/nothing", "--output", str(dest)], expected=blob) == 0
         # a mismatch never replaces the good file
@@ -106,7 +118,7 @@ def test_download_checked_then_written_atomically(tmp_path):
 def test_an_interrupted_write_leaves_the_old_file(tmp_path, monkeypatch):
     import os
 
-    dest = tmp_path / "eval.data.json"
+    dest = tmp_path / "eval_data.json"
     dest.write_bytes(b"old")
     data = b"new contents"
 
@@ -116,4 +128,4 @@ def test_an_interrupted_write_leaves_the_old_file(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(KeyboardInterrupt):
         install(data, dest, "test", expected=git_blob_id(data))
-    assert dest.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["eval.data.json"]
+    assert dest.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["eval_data.json"]

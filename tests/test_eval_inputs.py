@@ -135,7 +135,7 @@ def test_summary_says_which_file_was_scored(tmp_path, capsys, monkeypatch):
         out = capsys.readouterr().out
         assert "not the paper's evaluation file" in out
         summary = json.loads(next((tmp_path / "out").glob("*_summary.json")).read_text())
-        blob = eval.data.file_blob_id(tmp_path / "e.json")
+        blob = eval_data.file_blob_id(tmp_path / "e.json")
         assert summary["eval_file"] == {
             "path": str(tmp_path / "e.json"),
             "git_blob_id": blob,

@@ -177,8 +177,8 @@ def test_ppo_two_batches_train_log_and_save(tmp_path, data_file, tiny_lm_dir, ti
         # per-token KL penalty -kl_coef * (logp - ref_logp), summed over the response
         assert h["objective/non_score_reward"] == pytest.approx(-0.05 * h["objective/kl"], rel=1e-4, abs=1e-9)
     # every scored rollout carried its own row's reference
-    table = trainer.rl.data.table
-    by_q = {tuple(r["input_ids"]): r["reference"] for r in trainer.rl.data.train}
+    table = trainer.rl_data.table
+    by_q = {tuple(r["input_ids"]): r["reference"] for r in trainer.rl_data.train}
     assert trainer.reward_hook.scorer.last_batch
     for b in trainer.reward_hook.scorer.last_batch:
         assert b["reference"] == by_q[tuple(b["prompt_ids"])] == table.match_prefixes(b["prompt_ids"])[0][1]

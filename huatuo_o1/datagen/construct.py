@@ -4,7 +4,7 @@ The steps, in the paper's order, cheap ones first (each drop keeps its step and 
 `drop_step` / `drop_reason`, and the summary counts each step's drops):
   1. Decontamination (free, before any request): an item whose question shares 64 consecutive
      characters with an evaluation question (Med-PaLM 2's rule, see decontam.py) drops.
-     Default eval file: evaluation/data/eval.data.json when it exists, else none (said in the log).
+     Default eval file: evaluation/data/eval_data.json when it exists, else none (said in the log).
   2. Question rules (free): questions shorter than --min_question_length characters, and questions
      that ask for the incorrect option or allow several answers (see question_rules.py) drop.
   3. Difficulty (--difficulty_models, see difficulty.py): small models answer the question as the
@@ -34,6 +34,7 @@ from pathlib import Path
 from huatuo_o1.cli import run_async_stage, str2bool
 from huatuo_o1.contract import GROUND_TRUTH as GT
 from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
+from huatuo_o1.contract import PAPER_EVAL_FILE
 from huatuo_o1.datagen import question_rules
 from huatuo_o1.datagen.decontam import EvalIndex, screen
 from huatuo_o1.datagen.difficulty import EXPECTED_REPLY_TOKENS as EXPECTED_SMALL_REPLY
@@ -69,7 +70,7 @@ log = logging.getLogger(__name__)
 REWRITE_KEYS = (OPEN_Q, GT)
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_EVAL_FILE = REPO / "evaluation" / "data" / "eval.data.json"
+DEFAULT_EVAL_FILE = PAPER_EVAL_FILE
 # The steps that can drop an item, in the order they run (the summary's `dropped` keys).
 DROP_STEPS = ("decontamination", "min_length", "question_form", "difficulty", "gpt_filter")
 # Fields this stage writes on a record (an input that carries them from an earlier run loses them).
@@ -486,7 +487,7 @@ def make_parser() -> argparse.ArgumentParser:
         type=str,
         default=None,
         help="Eval files (evaluation format), comma-separated: an item sharing 64 consecutive characters "
-        "with one of their questions drops. Default: evaluation/data/eval.data.json when it exists, else "
+        "with one of their questions drops. Default: evaluation/data/eval_data.json when it exists, else "
         "none. 'none' turns it off.",
     )
     s.add_argument(

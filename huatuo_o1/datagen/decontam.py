@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from huatuo_o1.contract import MCQ_QUESTION, OPEN_QUESTION, SFT_QUESTION, read_eval_file
+from huatuo_o1.contract import MCQ_QUESTION, OPEN_QUESTION, PAPER_EVAL_FILE, SFT_QUESTION, read_eval_file
 from huatuo_o1.io import InputError, atomic_write_json, load_records
 
 WINDOW = 64
@@ -253,7 +253,7 @@ def screen(
 USAGE = """Screen any data file (stage-1, SFT, RL) against the evaluation sets: Med-PaLM 2's rule, 64 shared characters.
 
     python scripts/decontaminate.py --data_path data/sft.json \
-        [--against evaluation/data/eval.data.json[,more.json]] [--fields Question,...]
+        [--against evaluation/data/eval_data.json[,more.json]] [--fields Question,...]
 
 Writes <data stem>_clean.json (the items that pass, in order) and <data stem>_contaminated.json
 (each dropped item with `decontamination_reason`) beside the input, or --output / --dropped_output,
@@ -261,7 +261,7 @@ and prints the counts. See huatuo_o1/datagen/decontam.py for the rule and how it
 """
 
 
-DEFAULT_AGAINST = Path(__file__).resolve().parents[2] / "evaluation" / "data" / "eval.data.json"
+DEFAULT_AGAINST = PAPER_EVAL_FILE
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -271,7 +271,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--against",
         default=None,
-        help="Eval files in the evaluation format, comma-separated (default: evaluation/data/eval.data.json).",
+        help="Eval files in the evaluation format, comma-separated (default: evaluation/data/eval_data.json).",
     )
     p.add_argument(
         "--fields",

@@ -1,11 +1,11 @@
 """The paper's evaluation file: which file a run scored, and fetching the right one.
 
-The paper's Table 1 was computed on the original repository's `evaluation/data/eval.data.json`.
+The paper's Table 1 was computed on the original repository's `evaluation/data/eval_data.json`.
 A file is recognised by its git blob id (sha1 of `blob <size>\\0` followed by its bytes, the id git
 gives it), so a copy counts as the paper's file only if it is byte for byte the published one,
 whatever its name or path. `python evaluation/get_eval_data.py` downloads it from GitHub (or takes
 a copy downloaded by hand with `--from_file`), checks the id, and only then writes
-`evaluation/data/eval.data.json` (atomically: a temp file renamed into place, so a failed or
+`evaluation/data/eval_data.json` (atomically: a temp file renamed into place, so a failed or
 interrupted run leaves the previous file, or none, never half a file).
 """
 
@@ -18,14 +18,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from huatuo_o1.contract import PAPER_EVAL_FILE, PAPER_EVAL_RELPATH
 from huatuo_o1.io import InputError, atomic_write_bytes
 
-PAPER_EVAL_URL = (
-    "https://raw.githubusercontent.com/FreedomIntelligence/HuatuoGPT-o1/main/evaluation/data/eval.data.json"
-)
+PAPER_EVAL_URL = "https://raw.githubusercontent.com/FreedomIntelligence/HuatuoGPT-o1/main/" + PAPER_EVAL_RELPATH
 PAPER_EVAL_BLOB = "f437175670f14110c3328ab6d87a031b0ec9646c"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DEST = REPO_ROOT / "evaluation" / "data" / "eval.data.json"
+DEFAULT_DEST = PAPER_EVAL_FILE
 
 
 def git_blob_id(data: bytes) -> str:
@@ -90,7 +88,7 @@ def install(data: bytes, dest: str | Path, origin: str, expected: str = PAPER_EV
 def make_parser() -> argparse.ArgumentParser:
     """The command line's flags."""
     p = argparse.ArgumentParser(
-        description="Fetch the paper's evaluation file (HuatuoGPT-o1 evaluation/data/eval.data.json) and "
+        description="Fetch the paper's evaluation file (HuatuoGPT-o1 evaluation/data/eval_data.json) and "
         "accept it only if it is byte for byte the published one (git blob id check)."
     )
     p.add_argument(

@@ -5,7 +5,7 @@ The logic of evaluation/build_rebuilt_eval_data.py.
     python evaluation/build_rebuilt_eval_data.py --output evaluation/data/eval_rebuilt_not_paper.json
     python evaluation/eval.py --model_name $model_name --eval_file evaluation/data/eval_rebuilt_not_paper.json --port $port
 
-The item set differs from the paper's evaluation/data/eval.data.json (other PubMedQA ids, other
+The item set differs from the paper's evaluation/data/eval_data.json (other PubMedQA ids, other
 MMLU-Pro categories, GPQA options in another order), so its numbers are not comparable with the
 paper's Table 1; eval.py says so when it scores it. For the paper's file run
 `python evaluation/get_eval_data.py`. Use this one for benchmarks or splits the paper's file lacks.
