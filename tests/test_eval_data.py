@@ -38,7 +38,12 @@ def test_the_paper_file_is_where_the_published_commands_look():
     assert PAPER_EVAL_RELPATH == "evaluation/data/eval_data.json"
     assert f"--eval_file {PAPER_EVAL_RELPATH}" in (ROOT / "README.md").read_text()
     assert PAPER_EVAL_URL.endswith("/HuatuoGPT-o1/main/" + PAPER_EVAL_RELPATH)
-    assert PAPER_EVAL_FILE == ROOT / PAPER_EVAL_RELPATH == construct.DEFAULT_EVAL_FILE == decontam.DEFAULT_AGAINST
+    assert (
+        PAPER_EVAL_FILE
+        == ROOT / PAPER_EVAL_RELPATH
+        == construct.DEFAULT_EVAL_FILE
+        == decontam.DEFAULT_AGAINST
+    )
 
 
 def _run(*args):
