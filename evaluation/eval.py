@@ -8,9 +8,9 @@
     python evaluation/eval.py --model_name $model_name --eval_file ... --launch_server   # starts and stops SGLang
     python evaluation/eval.py --model_name models/SmolLM2-135M-Instruct --eval_file evaluation/data/eval_sample.json --backend hf
 
-All logic lives in huatuo_o1/eval/run.py (flow), eval_backends.py (generation), eval_original.py
-(the original's numbers), eval_scoring.py (our reading and the summaries), eval_data.py (the
-paper's file), eval_chart.py (the chart) and serving.py (SGLang process).
+All logic lives in huatuo_o1/eval/: run.py (flags and flow), backends.py (generation), original.py
+(the original's numbers), scoring.py (our reading and the summaries), data.py (the paper's file),
+chart.py (the chart) and serving.py (the SGLang process).
 """
 
 from huatuo_o1.cli import run_main

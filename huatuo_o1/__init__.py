@@ -18,10 +18,10 @@ module as make_parser() beside main(argv); the top-level scripts only call main.
   datagen/  stages 1-2: construct (MCQ -> verifiable problems), decontam, question_rules,
             difficulty, stage1_split, search (verifier-guided reasoning search -> SFT data)
   train/    stage 3 and what every trainer shares: sft, sft_data, checkpoints, run_record,
-            multi_gpu, checks, plots, save_only_model, mfu
+            multi_gpu, checks, plots, save_only_model, mfu, show_answer
   rl/       stage 4: ppo / ppo_trainer, grpo / grpo_trainer, rewards, data, options, common,
             verifier_train, verl_data, verl_reward
-  eval/     stage 5: run, backends, scoring, original, data, chart, rebuild, serving, show_answer
+  eval/     stage 5: run, backends, scoring, original, data, chart, rebuild, serving
   testing/  test doubles: tiny_models, openai_server (the loopback GPT-4o), search (scripted model)
 """
 

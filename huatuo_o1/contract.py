@@ -58,6 +58,9 @@ RECORD_FIELDS = {
     "evaluation": (MCQ_QUESTION, MCQ_OPTIONS, MCQ_ANSWER_IDX),
 }
 
+# The paper's evaluation file: its place in this repository and in the original one (same path).
+PAPER_EVAL_RELPATH = "evaluation/data/eval_data.json"
+PAPER_EVAL_FILE = Path(__file__).resolve().parents[1] / PAPER_EVAL_RELPATH
 LOCAL_SUFFIXES = (".json", ".jsonl")
 DEFAULT_CONFIG = "en"  # taken when a hub dataset has several configurations and none is named
 

@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
+# a quiet demo: no weight-loading progress bars, DeepSpeed told it runs on the CPU (instead of its
+# "unable to detect" warning), and the libraries' deprecation notices left out of this walkthrough
+export HF_HUB_DISABLE_PROGRESS_BARS=1 DS_ACCELERATOR=cpu PYTHONWARNINGS="ignore::FutureWarning,ignore::DeprecationWarning"
 PY=.venv/bin/python
 MODEL=models/SmolLM2-135M-Instruct
 OUT=demo_out

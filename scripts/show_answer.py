@@ -2,11 +2,11 @@
 
     python scripts/show_answer.py --model_path ckpts/sft_stage1 --question "..."
 
-Flags, method and outputs: `--help`, and huatuo_o1/eval/show_answer.py (make_parser, main).
+Flags, method and outputs: `--help`, and huatuo_o1/train/show_answer.py (make_parser, main).
 """
 
 from huatuo_o1.cli import run_main
-from huatuo_o1.eval.show_answer import main
+from huatuo_o1.train.show_answer import main
 
 if __name__ == "__main__":
     run_main(main)

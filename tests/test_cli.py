@@ -25,7 +25,7 @@ ENTRY_POINTS = {
     "scripts/decontaminate.py": "huatuo_o1.datagen.decontam",
     "scripts/split_stage1.py": "huatuo_o1.datagen.stage1_split",
     "scripts/export_verl_data.py": "huatuo_o1.rl.verl_data",
-    "scripts/show_answer.py": "huatuo_o1.eval.show_answer",
+    "scripts/show_answer.py": "huatuo_o1.train.show_answer",
     "scripts/gpu_mfu.py": "huatuo_o1.train.mfu",
 }
 HEAVY = ("torch", "transformers", "deepspeed", "trl", "accelerate")
@@ -88,3 +88,31 @@ def test_help_all_lists_the_libraries_flags(script):
     )
     assert r.returncode == 0, r.stderr
     assert "--seed" in r.stdout
+
+
+def test_every_training_main_closes_its_process_group(monkeypatch):
+    """A finished training run ends through multi_gpu.end_distributed (its teardown: test_launch)."""
+    import huatuo_o1.rl.grpo_trainer
+    import huatuo_o1.rl.ppo_trainer
+    import huatuo_o1.train.multi_gpu
+    from huatuo_o1.rl import grpo, ppo, verifier_train
+    from huatuo_o1.train import sft
+
+    calls = []
+    monkeypatch.setattr(huatuo_o1.train.multi_gpu, "end_distributed", lambda: calls.append("ppo/grpo"))
+    monkeypatch.setattr(sft, "end_distributed", lambda: calls.append("sft"))
+    monkeypatch.setattr(verifier_train, "end_distributed", lambda: calls.append("verifier"))
+    for module, trainer, name in ((ppo, huatuo_o1.rl.ppo_trainer, "train_ppo"),
+                                  (grpo, huatuo_o1.rl.grpo_trainer, "train_grpo")):  # fmt: skip
+        monkeypatch.setattr(module, "parse_args", lambda argv: (None, None, None))
+        monkeypatch.setattr(trainer, name, lambda *a: "out")
+        assert module.main([]) == 0
+    monkeypatch.setattr(sft, "parse_args", lambda argv: sft.SFTArguments(model_path="m", data_path="d"))
+    monkeypatch.setattr(sft, "train", lambda args: "out")
+    assert sft.main([]) == 0
+    monkeypatch.setattr(
+        verifier_train, "parse_args", lambda argv: (None, type("T", (), {"output_dir": "o"})())
+    )
+    monkeypatch.setattr(verifier_train, "train_verifier", lambda *a: {"accuracy": 1.0})
+    assert verifier_train.main([]) == 0
+    assert calls == ["ppo/grpo", "ppo/grpo", "sft", "verifier"]

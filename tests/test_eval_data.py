@@ -29,6 +29,23 @@ def test_the_sample_is_not_the_paper_file_and_has_an_unmistakable_name():
     )
 
 
+def test_the_paper_file_is_where_the_published_commands_look():
+    # the original's README evaluates `--eval_file evaluation/data/eval_data.json`; the download, the
+    # default destination and both decontamination defaults name that one path
+    from huatuo_o1.contract import PAPER_EVAL_FILE, PAPER_EVAL_RELPATH
+    from huatuo_o1.datagen import construct, decontam
+
+    assert PAPER_EVAL_RELPATH == "evaluation/data/eval_data.json"
+    assert f"--eval_file {PAPER_EVAL_RELPATH}" in (ROOT / "README.md").read_text()
+    assert PAPER_EVAL_URL.endswith("/HuatuoGPT-o1/main/" + PAPER_EVAL_RELPATH)
+    assert (
+        PAPER_EVAL_FILE
+        == ROOT / PAPER_EVAL_RELPATH
+        == construct.DEFAULT_EVAL_FILE
+        == decontam.DEFAULT_AGAINST
+    )
+
+
 def _run(*args):
     return subprocess.run(
         [sys.executable, str(ROOT / "evaluation/get_eval_data.py"), *args],

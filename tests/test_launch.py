@@ -256,14 +256,17 @@ def test_global_batch_is_the_same_on_one_and_two_processes(tmp_path, tiny_lm_dir
 
 
 def test_a_finished_run_closes_its_process_group(tmp_path):
-    """run_main tears down the process group a launch opened, before the interpreter exits (left
-    open, gloo's threads aborted finished 2-process CPU runs with SIGABRT about one run in ten)."""
+    """end_distributed (which every training main calls when it finishes: test_cli) tears down the
+    process group a launch opened, before the interpreter exits (left open, gloo's threads aborted
+    finished 2-process CPU runs with SIGABRT about one run in ten)."""
     code = (
         "import os, torch.distributed as dist\n"
         "from huatuo_o1.cli import run_main\n"
+        "from huatuo_o1.train.multi_gpu import end_distributed\n"
         f"dist.init_process_group('gloo', init_method='file://{tmp_path / 'rdzv'}', rank=0, world_size=1)\n"
         "def main():\n"
         "    assert dist.is_initialized()\n"
+        "    end_distributed()\n"
         "    return 0\n"
         "import atexit\n"
         "atexit.register(lambda: print('closed' if not dist.is_initialized() else 'open', flush=True))\n"

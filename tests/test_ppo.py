@@ -280,8 +280,8 @@ def test_ppo_scores_reach_trl_at_the_pinned_position_for_the_right_rows(tmp_path
 
 
 def test_trl_score_placement_is_pinned():
-    """README "Differences": trl adds the score at sequence_length + 1. If trl changes this, the
-    README text and test above must change with it."""
+    """docs/rl.md: trl adds the score at sequence_length + 1. If trl changes this, that page and
+    the test above must change with it."""
     import inspect
 
     from trl.experimental.ppo import PPOTrainer

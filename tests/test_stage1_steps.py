@@ -378,7 +378,7 @@ def test_verifier_judges_correctness_without_added_leniency():
 
 
 def test_paper_settings_flag():
-    from search_for_complex_reasoning_path import parse_args
+    from huatuo_o1.datagen.search import parse_args
 
     a = parse_args(["--data_path", "x"])
     assert (a.max_search_depth, a.max_search_attempts, a.efficient_search) == (2, 1, True)

@@ -114,6 +114,27 @@ def test_export_filters_like_rl_stage2_and_reruns_identically(tmp_path, tiny_lm_
     assert not list(out.glob(".*.tmp"))
 
 
+def test_parquet_is_group_readable_and_fsynced(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    import pyarrow.parquet as pq
+
+    from huatuo_o1 import io
+    from huatuo_o1.rl.verl_data import write_parquet
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(io.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    monkeypatch.setattr(io, "_UMASK", 0o022)  # the common umask (io reads it once at import)
+    path = tmp_path / "train.parquet"
+    write_parquet([], path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's 0600
+    assert synced  # flushed to disk before the rename
+    assert pq.read_table(path).num_rows == 0
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
 def test_export_bad_input_is_one_line_and_exit_2(tmp_path, tiny_lm_dir):
     r, out = _export(tmp_path, tiny_lm_dir, tmp_path / "missing.json")
     assert r.returncode == 2 and r.stderr.strip().startswith("error:") and "Traceback" not in r.stderr
@@ -375,11 +396,14 @@ def test_recipes_are_valid_shell_and_carry_the_papers_settings():
         "data.max_response_length=1300",
         "actor_rollout_ref.rollout.temperature=0.5",
         "algorithm.gamma=1.0",
-        "actor_rollout_ref.actor.clip_ratio=0.2",
+        "actor_rollout_ref.actor.clip_ratio_low=0.2",  # what verl's policy loss reads
+        "actor_rollout_ref.actor.clip_ratio_high=0.2",
         "critic.cliprange_value=0.2",
         'trainer.nnodes="$NNODES"',
     ):
         assert setting in args, setting
+    assert "actor.clip_ratio=" not in args  # no effect in verl 0.9.1's loss
+    assert "verl[vllm,fsdp]==0.9.1" in args  # flash-attn for verl's critic loader
 
     # what the launchers run, with the variables filled in (no verl needed: python is replaced)
     def launched(**env):
@@ -396,6 +420,9 @@ def test_recipes_are_valid_shell_and_carry_the_papers_settings():
     assert f"reward.custom_reward_function.path={REPO}/huatuo_o1/rl/verl_reward.py" in lines
     # the classifier served on the GPUs by default, the same model as the reward function's
     assert "reward.reward_model.enable=True" in lines
+    # the legacy trainer: V1 fails the first validation with a served verifier (KeyError 'data_source')
+    assert "trainer.use_v1=False" in lines
+    assert "trainer.use_v1=True" in launched(USE_V1="True", VERIFIER_KIND="exact")
     verifier = "reward.reward_model.model_path=FreedomIntelligence/medical_o1_verifier_3B"
     assert verifier in lines
     assert "+reward.custom_reward_function.reward_kwargs.reward_model_path=" + verifier.split("=")[1] in lines

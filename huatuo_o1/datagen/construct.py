@@ -36,6 +36,7 @@ from pathlib import Path
 from huatuo_o1.cli import run_async_stage, str2bool
 from huatuo_o1.contract import GROUND_TRUTH as GT
 from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
+from huatuo_o1.contract import PAPER_EVAL_FILE
 from huatuo_o1.datagen import question_rules
 from huatuo_o1.datagen.decontam import EvalIndex, screen
 from huatuo_o1.datagen.difficulty import EXPECTED_REPLY_TOKENS as EXPECTED_SMALL_REPLY
@@ -75,7 +76,7 @@ log = logging.getLogger(__name__)
 REWRITE_KEYS = (OPEN_Q, GT)
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_EVAL_FILE = REPO / "evaluation" / "data" / "eval_data.json"
+DEFAULT_EVAL_FILE = PAPER_EVAL_FILE
 # The steps that can drop an item, in the order they run (the summary's `dropped` keys).
 DROP_STEPS = ("decontamination", "min_length", "question_form", "difficulty", "gpt_filter")
 # Fields this stage writes on a record (an input that carries them from an earlier run loses them).

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from huatuo_o1.contract import MCQ_QUESTION, OPEN_QUESTION, SFT_QUESTION, read_eval_file
+from huatuo_o1.contract import MCQ_QUESTION, OPEN_QUESTION, PAPER_EVAL_FILE, SFT_QUESTION, read_eval_file
 from huatuo_o1.io import InputError, atomic_write_json, check_distinct_paths, load_records
 
 WINDOW = 64
@@ -261,7 +261,7 @@ and prints the counts. See huatuo_o1/datagen/decontam.py for the rule and how it
 """
 
 
-DEFAULT_AGAINST = Path(__file__).resolve().parents[2] / "evaluation" / "data" / "eval_data.json"
+DEFAULT_AGAINST = PAPER_EVAL_FILE
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -36,7 +36,7 @@ EXPECTED_REPLY_TOKENS = 300  # --dry_run's guess for one small-model answer
 
 def is_correct(output: str, item: dict, letter: str) -> tuple[bool, str | None]:
     """(correct, extracted letter) for one answer, read as the original evaluation reads it
-    (eval_original: its clean-up, then its first extracted letter; an empty output is wrong)."""
+    (eval.original: its clean-up, then its first extracted letter; an empty output is wrong)."""
     text = clean_output(output)
     if not text:
         return False, None

@@ -19,7 +19,7 @@ hf backend: transformers `generate` in-process, prompts sorted by length and cut
 server), `n` return sequences per prompt (greedy: decoded once and copied); each batch's
 questions are saved as soon as it finishes.
 
-Cached records hold only `item_id`, `outputs` (and `error`): eval_run scores them against the
+Cached records hold only `item_id`, `outputs` (and `error`): eval/run.py scores them against the
 current eval file. Backends take their settings explicitly (`GenerationSettings`), never the
 command line's namespace.
 """
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 def postprocess_output(text: str) -> str:
-    """The original's clean-up (eval_original.clean_output): drop `</s>` and one leading space."""
+    """The original's clean-up (eval.original.clean_output): drop `</s>` and one leading space."""
     return clean_output(text)
 
 

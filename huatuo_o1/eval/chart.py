@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def write_chart(summary: dict, path: str | Path, title: str = "") -> Path | None:
-    """Draw `summary` (eval_scoring.summarize) to `path`; the path written, or None when skipped."""
+    """Draw `summary` (eval.scoring.summarize) to `path`; the path written, or None when skipped."""
     try:
         import matplotlib
 

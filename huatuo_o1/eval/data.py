@@ -18,14 +18,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from huatuo_o1.contract import PAPER_EVAL_FILE, PAPER_EVAL_RELPATH
 from huatuo_o1.io import InputError, atomic_write_bytes
 
 PAPER_EVAL_URL = (
-    "https://raw.githubusercontent.com/FreedomIntelligence/HuatuoGPT-o1/main/evaluation/data/eval_data.json"
+    "https://raw.githubusercontent.com/FreedomIntelligence/HuatuoGPT-o1/main/" + PAPER_EVAL_RELPATH
 )
 PAPER_EVAL_BLOB = "f437175670f14110c3328ab6d87a031b0ec9646c"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DEST = REPO_ROOT / "evaluation" / "data" / "eval_data.json"
+DEFAULT_DEST = PAPER_EVAL_FILE
 
 
 def git_blob_id(data: bytes) -> str:

@@ -3,7 +3,7 @@
 HuatuoGPT-o1's evaluation/eval.py and scorer.py produced the paper's Table 1. To report the same
 number from the same model outputs, this module re-states their behaviour in our own code (none of
 theirs is copied), including what we would call bugs. Our corrected reading lives in
-eval_scoring.py and is reported in separate columns ("fixed", "strict", "unanswered"); it never
+eval/scoring.py and is reported in separate columns ("fixed", "strict", "unanswered"); it never
 changes the figures computed here.
 
 What the original does with one output, in order:
@@ -95,7 +95,7 @@ def original_scores(records: list[dict]) -> dict[str, list]:
             continue
         src = r.get("source", "unknown")
         row = res.setdefault(src, [0, 0, 0, 0])
-        known = r.get("ans")  # already extracted from this very output (eval_scoring.score_output)
+        known = r.get("ans")  # already extracted from this very output (eval.scoring.score_output)
         first, last = known if known and known[0] is not None else original_extract(out, r["options"])[0]
         gold = str(r["answer_idx"]).lower()
         row[1] += first.lower() == gold

@@ -11,7 +11,7 @@ Steps:
   1. Read the eval file (docs/data_formats.md §6: source -> items, or a plain list = source `normal`) and
      check every item (question a string, options, answer_idx among the options) before any
      request. The file's git blob id is recorded; when it is not the paper's file a line says so.
-  2. Build each prompt (prompts.eval_prompt, chat template applied locally, see eval_backends).
+  2. Build each prompt (prompts.eval_prompt, chat template applied locally, see eval/backends.py).
   3. Generate with the chosen backend. Each finished question's outputs (only the outputs, never
      scores) are saved at once in a cache folder named after the run and a hash of every setting
      that changes outputs (for a local model folder, also a fingerprint of its config and weight

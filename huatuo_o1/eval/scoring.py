@@ -1,7 +1,7 @@
 """How evaluation scores answers: the original's figures, and our corrected reading beside them.
 
 Two readings of every output, kept apart:
-  * The original layout (eval_original.py): the original's extraction and numbers, quirks
+  * The original layout (eval/original.py): the original's extraction and numbers, quirks
     included; empty outputs are left out. `ans`, `ans_type`, `correct_first`, `correct_last` of a
     record and every number in `result_*.json` come from it, so the same outputs give the paper's
     figure bit for bit.

@@ -18,6 +18,7 @@ Nothing here imports trl: GRPO and verifier training do not load trl's experimen
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,3 +235,19 @@ def train_and_save(trainer, identity: dict, resume_from: str | None, script_args
     trainer.add_callback(make_plot_callback(args.output_dir, RL_CURVES))
     trainer.train(resume_from_checkpoint=resume_from)
     return save_final_policy(trainer, final_dir(args.output_dir, args.run_name))
+
+
+def run_policy_training(argv, make_parser, make_full_parser, parse_args, train) -> int:
+    """main() of PPO and GRPO: --help without training libraries, logging, the run, the saved
+    policy's path, and the process group closed when it finishes."""
+    from huatuo_o1.cli import print_help_if_asked, setup_training_logging
+    from huatuo_o1.train.multi_gpu import end_distributed
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if print_help_if_asked(argv, make_parser, make_full_parser):
+        return 0
+    setup_training_logging()
+    out = train(*parse_args(argv))
+    print(f"final policy saved to {out}")
+    end_distributed()  # a finished distributed run closes its process group before exiting
+    return 0

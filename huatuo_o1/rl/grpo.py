@@ -13,11 +13,10 @@ huatuo_o1/rl/grpo_trainer.py.
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass, field
 
-from huatuo_o1.cli import dataclass_parser, print_help_if_asked, setup_training_logging
-from huatuo_o1.rl.common import RLScriptArguments
+from huatuo_o1.cli import dataclass_parser
+from huatuo_o1.rl.common import RLScriptArguments, run_policy_training
 from huatuo_o1.train.checkpoints import resume_field
 
 EPILOG = (
@@ -58,14 +57,9 @@ def parse_args(argv: list[str] | None = None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if print_help_if_asked(argv, make_parser, make_full_parser):
-        return 0
-    from huatuo_o1.rl.grpo_trainer import train_grpo
-    from huatuo_o1.train.multi_gpu import end_distributed
+    def train(*args):
+        from huatuo_o1.rl.grpo_trainer import train_grpo
 
-    setup_training_logging()
-    out = train_grpo(*parse_args(argv))
-    print(f"final policy saved to {out}")
-    end_distributed()  # a finished distributed run closes its process group before exiting
-    return 0
+        return train_grpo(*args)
+
+    return run_policy_training(argv, make_parser, make_full_parser, parse_args, train)

@@ -11,6 +11,11 @@ reward mean/std as the baseline, so it needs no value model; the paper used PPO 
   calls `huatuo_o1.rl.rewards.score_responses`, the exact rule PPO uses, with the verifier chosen by
   `--verifier`. It logs the share well-formed and the share correct through trl's `log_metric`.
 - Generation with vLLM is trl's `--use_vllm` (colocate or server mode), where vLLM is installed.
+  Unless `--vllm_max_model_length` is given, it is set to the prompt length (`--max_prompt_length`,
+  else the longest prompt in the data) plus `--max_completion_length`, so vLLM does not size its
+  KV cache for the checkpoint's whole context; in colocate mode huatuo_o1.rl.vllm_fit then checks
+  that weights + KV cache + activations fit in `--vllm_gpu_memory_utilization` of the GPU and
+  stops with one line before any model is loaded when they do not.
 """
 
 from __future__ import annotations
@@ -101,6 +106,8 @@ def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
     remote = {"trust_remote_code": args.trust_remote_code}  # GRPOConfig's own flag
 
     tokenizer, data = load_tokenizer_and_data(policy_path, script_args, args.seed, **remote)
+    if args.use_vllm:
+        prepare_vllm(args, script_args, policy_path, data)
 
     def to_ds(rows):
         return Dataset.from_dict(
@@ -133,6 +140,41 @@ def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
         vmodel.to(trainer.accelerator.device)
     trainer.rl_data = data
     return trainer
+
+
+def vllm_model_length(args, script_args, data) -> int | None:
+    """--vllm_max_model_length if given, else prompt length + --max_completion_length (None if unknown)."""
+    if args.vllm_max_model_length:
+        return args.vllm_max_model_length
+    if not args.max_completion_length:
+        return None
+    longest = max((len(r["input_ids"]) for r in [*data.train, *data.eval]), default=0)
+    return (script_args.max_prompt_length or longest) + args.max_completion_length
+
+
+def prepare_vllm(args, script_args, policy_path: str, data) -> None:
+    """Set vLLM's model length from the data and, in colocate mode, check that vLLM fits (one-line stop)."""
+    from huatuo_o1.rl.vllm_fit import check_vllm_fit, read_config
+
+    length = vllm_model_length(args, script_args, data)
+    if length and not args.vllm_max_model_length:
+        args.vllm_max_model_length = length
+        if args.process_index == 0:
+            log.info("vLLM max model length: %d tokens (prompt + --max_completion_length)", length)
+    if args.vllm_mode != "colocate":
+        return
+    if not length:  # vLLM will take the checkpoint's own context
+        length = int((read_config(policy_path) or {}).get("max_position_embeddings") or 0)
+        if not length:
+            return
+    steps = args.steps_per_generation or args.gradient_accumulation_steps
+    check_vllm_fit(
+        policy_path,
+        length,
+        args.vllm_gpu_memory_utilization,
+        tensor_parallel=args.vllm_tensor_parallel_size,
+        max_num_seqs=args.per_device_train_batch_size * args.vllm_tensor_parallel_size * steps,
+    )
 
 
 # trl GRPOConfig flags that change the trained policy (a larger --max_steps continues a run)

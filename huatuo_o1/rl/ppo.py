@@ -14,11 +14,10 @@ until it trains, so `--help` is instant.
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass, field
 
-from huatuo_o1.cli import dataclass_parser, print_help_if_asked, setup_training_logging
-from huatuo_o1.rl.common import RLScriptArguments
+from huatuo_o1.cli import dataclass_parser
+from huatuo_o1.rl.common import RLScriptArguments, run_policy_training
 from huatuo_o1.train.checkpoints import resume_field
 
 EPILOG = (
@@ -69,14 +68,9 @@ def parse_args(argv: list[str] | None = None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if print_help_if_asked(argv, make_parser, make_full_parser):
-        return 0
-    from huatuo_o1.rl.ppo_trainer import train_ppo
-    from huatuo_o1.train.multi_gpu import end_distributed
+    def train(*args):
+        from huatuo_o1.rl.ppo_trainer import train_ppo
 
-    setup_training_logging()
-    out = train_ppo(*parse_args(argv))
-    print(f"final policy saved to {out}")
-    end_distributed()  # a finished distributed run closes its process group before exiting
-    return 0
+        return train_ppo(*args)
+
+    return run_policy_training(argv, make_parser, make_full_parser, parse_args, train)

@@ -233,6 +233,34 @@ class RewardHook(nn.Module):
 VALUE_DIR = "value_model"
 
 
+@contextlib.contextmanager
+def _without_load_report():
+    """transformers' load report (a warning listing missing weights) held back while the value
+    model loads: its new 1-logit head is always missing from a causal-LM checkpoint."""
+    report = logging.getLogger("transformers.modeling_utils")
+    level = report.level
+    report.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        report.setLevel(level)
+
+
+def _announce_value_head(path: str, missing: list[str]) -> None:
+    """One line for the expected new head; the full list when anything else was missing."""
+    head = [k for k in missing if k.split(".")[0] == "score"]
+    if missing and len(head) == len(missing):
+        log.info(
+            "value model %s: its 1-logit head (%s) is newly initialised, as PPO's value model starts",
+            path,
+            ", ".join(head),
+        )
+    elif missing:
+        log.warning(
+            "value model %s: weights not in the checkpoint, newly initialised: %s", path, ", ".join(missing)
+        )
+
+
 def _shuffle_sampler(loader):
     """The RandomSampler under a (prepared) dataloader, or None."""
     from torch.utils.data import RandomSampler
@@ -565,15 +593,12 @@ def build_ppo_trainer(
     ref_policy = load_pretrained(
         AutoModelForCausalLM, policy_path, "policy model", dtype=frozen_dtype, **remote, **attn
     )
-    value_model = load_pretrained(
-        AutoModelForSequenceClassification,
-        value_path,
-        "value model",
-        num_labels=1,
-        dtype=train_dtype,
-        **remote,
-        **attn,
-    )
+    with _without_load_report():  # a new value head is expected: one line of ours says so below
+        value_model, info = load_pretrained(
+            AutoModelForSequenceClassification, value_path, "value model", num_labels=1,
+            dtype=train_dtype, output_loading_info=True, **remote, **attn,
+        )  # fmt: skip
+    _announce_value_head(value_path, info.get("missing_keys") or [])
     if args.gradient_checkpointing:
         enable_gradient_checkpointing((policy, value_model), args.gradient_checkpointing_kwargs)
 

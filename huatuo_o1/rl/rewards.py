@@ -63,7 +63,7 @@ def verifier_input(answer: str, reference: str, eos: str) -> str:
 @dataclass
 class RewardConfig:
     """Reward values and the verifier's decision threshold. The RL scripts' flags are these fields
-    (`rl_common.RLScriptArguments` extends this class), declared here once."""
+    (`rl.common.RLScriptArguments` extends this class), declared here once."""
 
     correct_reward: float = field(
         default=1.0, metadata={"help": "Reward of a well-formed, correct response."}

@@ -8,16 +8,17 @@ ids with the policy tokenizer's chat template and the generation prompt. Its rew
 
 What this module does:
 
-1. Build the RL data exactly as RL_stage2.py does (rl_common.load_tokenizer_and_data, i.e.
-   rl_data.build_rl_data with the policy tokenizer): same loader (contract: local JSON/JSONL or hub
+1. Build the RL data exactly as RL_stage2.py does (rl.common.load_tokenizer_and_data, i.e.
+   rl.data.build_rl_data with the policy tokenizer): same loader (contract: local JSON/JSONL or hub
    name[:config]), same dropping of rows without question or answer, of ambiguous prompts and (with
    `max_prompt_length`) of over-long prompts, and the same seeded split (10%, at most 200 held out).
 2. Write each row in verl's shape: `data_source`, `prompt` (one user turn holding the question: the
    chat template then gives verl the very token ids our PPO trains on; tested), `ability`,
    `reward_model` {`style`, `ground_truth`}, `extra_info` {`index`, `split`, `question`}.
 3. `train.parquet` and `val.parquet` are written with an explicit schema (so an empty split still
-   has verl's columns) to a temporary file and renamed: a killed export leaves the old file or the
-   new one, never half of one; a rerun writes the same bytes again.
+   has verl's columns) to a temporary file, fsynced and renamed: a killed export leaves the old file
+   or the new one, never half of one; a rerun writes the same bytes again. They get the usual
+   permissions (0666 less the umask, so 0644 under the common 022: the group can read them).
 
 `index` is the row's position in its split (the order RL_stage2.py trains in before its own
 shuffle); `question` repeats the open-ended question so logs and rollout dumps can name the problem.
@@ -28,8 +29,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -77,21 +76,19 @@ def _schema():
 
 
 def write_parquet(rows: list[dict], path: str | Path) -> None:
-    """Write rows with verl's columns to `path` atomically (temporary file in the same folder, then rename)."""
+    """Write rows with verl's columns to `path` atomically: serialised in memory, then io's
+    atomic_write_bytes (temporary file in the same folder, fsync, mode 0666 less the umask, rename)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from huatuo_o1.io import atomic_write_bytes
 
     path = Path(path)
     table = pa.Table.from_pylist(rows, schema=_schema())
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
 @dataclass

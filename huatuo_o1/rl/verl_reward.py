@@ -19,8 +19,8 @@ RL_stage2.py's flags:
   details                false (default): a float; true: a dict with `score`, `well_formed`,
                          `correct` and `p_true`, which verl keeps as per-sample extra info
 
-The reward itself is huatuo_o1.rl.rewards.score_responses with the verifier rl_common.make_verifier
-builds for RL_stage2.py, from RL_stage2.py's own flag declarations (rl_common.RLScriptArguments):
+The reward itself is huatuo_o1.rl.rewards.score_responses with the verifier rl.common.make_verifier
+builds for RL_stage2.py, from RL_stage2.py's own flag declarations (rl.common.RLScriptArguments):
 same format check, same verifier input, same threshold and values (tested).
 
 One verifier per process: the first call builds it and keeps it in a module-level cache keyed by
@@ -320,7 +320,7 @@ def get_verifier(settings: VerlRewardSettings) -> CoalescingVerifier:
 
 
 def _build(s: VerlRewardSettings) -> Verifier:
-    """RL_stage2.py's verifier for these settings (rl_common.make_verifier), on its device."""
+    """RL_stage2.py's verifier for these settings (rl.common.make_verifier), on its device."""
     kind = s.script_args.verifier
     dtype = None
     if kind == "classifier" and s.verifier_dtype != "auto":

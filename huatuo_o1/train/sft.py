@@ -377,7 +377,8 @@ def _make_trainer_class():
                 elapsed = max(time.perf_counter() - self._t0, 1e-9)
                 logs["token_accuracy"] = round(counts[0] / max(counts[1], 1), 4)
                 logs["real_token_share"] = round(counts[2] / max(counts[3], 1), 4)
-                logs["tokens_per_second"] = round(counts[3] / elapsed, 1)
+                logs["tokens_per_second"] = round(counts[3] / elapsed, 1)  # summed over all ranks
+                logs["num_gpus"] = self.accelerator.num_processes  # for MFU per GPU (train/mfu.py)
                 self._reset_counters()
             super().log(logs, start_time)
 

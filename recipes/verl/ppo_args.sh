@@ -1,7 +1,12 @@
-# The paper's PPO settings (RL_stage2.py's README command) as verl 0.9.1 overrides, sourced by
+# The paper's PPO settings (recipes/paper/ppo_8gpu.sh) as verl 0.9.1 overrides, sourced by
 # run_ppo_1node.sh and run_ppo_multinode.sh, which set NNODES and GPUS_PER_NODE first.
 # Every name below is a key of verl 0.9.1's ppo_trainer.yaml; override any of the variables
-# from the environment. README.md, "Past one node: verl", explains each translation.
+# from the environment. docs/verl.md, "The recipe's settings", explains each translation;
+# the trainer-version default below says why it is the legacy trainer.
+#
+# Install (verl's own environment): pip install "verl[vllm,fsdp]==0.9.1" -- the fsdp extra brings
+# flash-attn, which verl's critic loader needs whatever the config says (it hard-codes
+# attn_implementation="flash_attention_2"; without it the ImportError reads "please install trl").
 
 REPO=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 POLICY=${POLICY:-FreedomIntelligence/HuatuoGPT-o1-8B}               # the SFT model (stage 3)
@@ -15,7 +20,16 @@ MAX_PROMPT_LENGTH=${MAX_PROMPT_LENGTH:-1024}                          # >= expor
 ROLLOUT_TP=${ROLLOUT_TP:-2}                                           # vLLM tensor parallel size (8 for a 70B)
 TRAIN_BATCH=${TRAIN_BATCH:-128}                                       # 8 GPUs x per_device 1 x grad_acc 16
 TOTAL_STEPS=${TOTAL_STEPS:-156}                                       # --total_episodes 20000 / 128
-MICRO_BATCH=${MICRO_BATCH:-1}                                         # per GPU, for training and log-prob passes
+MICRO_BATCH=${MICRO_BATCH:-1}                                         # per GPU, for training and log-prob passes (actor, ref, critic: honoured by the legacy trainer, USE_V1=False)
+# Trainer version. verl 0.9.1 defaults to its V1 trainer, which hands the reward workers only the
+# prompts and responses: with a model-based verifier served on the GPUs (this recipe's default)
+# the naive reward manager then fails at the first validation (KeyError: 'data_source'). The
+# legacy trainer (use_v1=False) passes it and keeps every GPU for training; its cost: verl's
+# older single-controller loop (no V1 pipelining of rollout and reward, so somewhat slower steps;
+# not measured yet). V1 also ignores critic.ppo_micro_batch_size_per_gpu (it batches the critic
+# by tokens), so MICRO_BATCH bounds critic memory only here. USE_V1=True is fine with
+# VERIFIER_KIND=exact or llm, or VERIFIER_ON_GPU=False (the classifier on CPU in the reward workers).
+USE_V1=${USE_V1:-False}
 REWARD_WORKERS=${REWARD_WORKERS:-8}                                   # reward worker processes (each loads the verifier once)
 OFFLOAD=${OFFLOAD:-False}                                             # FSDP parameter/optimizer offload (70B: True)
 PROJECT=${PROJECT:-huatuo_o1}
@@ -46,7 +60,8 @@ PPO_ARGS=(
   actor_rollout_ref.actor.ppo_epochs=3
   actor_rollout_ref.actor.ppo_mini_batch_size="$TRAIN_BATCH"
   actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu="$MICRO_BATCH"
-  actor_rollout_ref.actor.clip_ratio=0.2
+  actor_rollout_ref.actor.clip_ratio_low=0.2                    # the policy loss reads these two (not clip_ratio)
+  actor_rollout_ref.actor.clip_ratio_high=0.2
   actor_rollout_ref.actor.use_kl_loss=False
   actor_rollout_ref.actor.entropy_coeff=0
   actor_rollout_ref.actor.fsdp_config.param_offload="$OFFLOAD"
@@ -75,6 +90,7 @@ PPO_ARGS=(
   +reward.custom_reward_function.reward_kwargs.verifier="$VERIFIER_KIND"
   +reward.custom_reward_function.reward_kwargs.reward_model_path="$VERIFIER"
   +reward.custom_reward_function.reward_kwargs.reward_threshold=0.4
+  trainer.use_v1="$USE_V1"
   trainer.project_name="$PROJECT"
   trainer.experiment_name="$RUN_NAME"
   trainer.logger='["console","wandb"]'

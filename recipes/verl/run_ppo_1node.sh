@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PPO on one node with verl 0.9.1 (in its own environment: see README.md, "Past one node: verl").
+# PPO on one node with verl 0.9.1 (in its own environment: see docs/verl.md).
 #
 #   python scripts/export_verl_data.py --data_path FreedomIntelligence/medical-o1-verifiable-problem \
 #       --tokenizer FreedomIntelligence/HuatuoGPT-o1-8B --output_dir data/verl

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Table 1, HuatuoGPT-o1-8B on GPQA as 5 independent runs: per-run original layout, their mean, a 95% CI
+# (SGLang in its own environment: export HUATUO_SGLANG_PYTHON; --dp defaults to the visible GPUs / --tp).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+python evaluation/eval.py --model_name "${MODEL:-FreedomIntelligence/HuatuoGPT-o1-8B}" --eval_file "${EVAL_FILE:-evaluation/data/eval_data.json}" \
+  --sources GPQA_Medical_test --n_samples 5 --launch_server --output_dir "${OUTPUT_DIR:-evaluation/results/HuatuoGPT-o1-8B}" "$@"
