@@ -292,13 +292,18 @@ class ItemStore:
 
     def drop_status(self, status: str) -> int:
         """Forget finished items with this `status` (e.g. "failed") so a rerun redoes them."""
+        return self.drop_if(lambda rec: rec.get("status") == status)
+
+    def drop_if(self, unfinished: Callable[[dict], bool]) -> int:
+        """Forget the finished items whose record `unfinished(record)` calls unfinished, so this run
+        redoes them; how many."""
         dropped = 0
         for p in list(self.root.glob("*.json")):
             try:
                 rec = json.loads(p.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError):
                 continue
-            if rec.get("status") == status:
+            if isinstance(rec, dict) and unfinished(rec):
                 p.unlink(missing_ok=True)
                 dropped += 1
         return dropped

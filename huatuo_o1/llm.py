@@ -522,6 +522,8 @@ class LLMClient:
             kind = type(last).__name__
             status = getattr(last, "status_code", None)
             reason = f"HTTP {status}" if status else str(last) if isinstance(last, _ErrorBody) else kind
+            if _is_connect_failure(last):  # aiohttp words a refused connection as a connect timeout
+                reason = "cannot connect: connection refused or host unreachable; has the server stopped?"
             raise TransientAPIError(
                 f"{self.display_url} kept failing after {self.max_retries + 1} tries ({reason})"
             ) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -413,3 +414,74 @@ def test_dangling_symlink_output_dir_is_named_as_such(tmp_path):
     link.symlink_to(tmp_path / "gone")
     with pytest.raises(OutputError, match="is a symlink to .*gone, which does not exist"):
         check_writable_dir(link, "--output_dir")
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation: fewer samples than asked, a server that dies mid-run
+# ---------------------------------------------------------------------------------------------
+
+EVAL_ITEM = {"question": "Q1 which?", "options": {"A": "Aspirin", "B": "Heparin"}, "answer_idx": "B"}
+
+
+def eval_argv(eval_file, out, url, *extra) -> list[str]:
+    return [
+        "--model_name", "gpt-x", "--eval_file", str(eval_file), "--api_url", url, "--use_chat_api",
+        "--output_dir", str(out), "--quiet", "--max_retries", "1", *map(str, extra),
+    ]  # fmt: skip
+
+
+def test_eval_sample_shortfall_is_asked_again_never_hidden(tmp_path, capsys):
+    from huatuo_o1.eval.run import main
+
+    eval_file = write_json(tmp_path / "e.json", {"S": [EVAL_ITEM, {**EVAL_ITEM, "question": "Q2 which?"}]})
+    out = tmp_path / "out"
+    # a server that caps n at 1: the rest is asked for, and each question gets its 3 samples
+    with FakeOpenAIServer(lambda r: ["The answer is B."]) as srv:
+        assert main(eval_argv(eval_file, out, srv.url, "--n_samples", "3", "--temperature", "0.7")) == 0
+        assert sorted(r.n for r in srv.requests if r.path.endswith("/chat/completions")) == [1, 1, 2, 2, 3, 3]
+    records = json.loads((out / "gpt-xe_api_n3.json").read_text())
+    assert [len(r["samples"]) for r in records] == [3, 3]
+    # a server that answers fewer than asked and then fails: the question fails, nothing of it is kept
+    out2 = tmp_path / "out2"
+    with FakeOpenAIServer(lambda r: ["The answer is B."] if r.n == 2 else FakeResponse(status=503)) as srv:
+        assert main(eval_argv(eval_file, out2, srv.url, "--n_samples", "2", "--temperature", "0.7")) == 1
+    assert "2 of 2 questions have no answer yet" in capsys.readouterr().err
+    assert not list((out2 / ".eval_cache").glob("*/*.json"))
+    # short outputs an earlier run cached are unfinished: asked again, completed
+    with FakeOpenAIServer(lambda r: ["The answer is B."] * r.n) as srv:
+        assert main(eval_argv(eval_file, out2, srv.url, "--n_samples", "2", "--temperature", "0.7")) == 0
+    for p in (out2 / ".eval_cache").glob("*/*.json"):
+        rec = json.loads(p.read_text())
+        p.write_text(json.dumps({**rec, "outputs": rec["outputs"][:1]}))
+    with FakeOpenAIServer(lambda r: ["The answer is B."] * r.n) as srv:
+        assert main(eval_argv(eval_file, out2, srv.url, "--n_samples", "2", "--temperature", "0.7")) == 0
+    records = json.loads((out2 / "gpt-xe_api_n2.json").read_text())
+    assert [len(r["samples"]) for r in records] == [2, 2]
+
+
+def test_eval_partial_scores_are_named_partial_and_a_dead_server_is_not_a_timeout(tmp_path, capsys):
+    from huatuo_o1.eval.run import main
+
+    eval_file = write_json(tmp_path / "e.json", {"S": [EVAL_ITEM, {**EVAL_ITEM, "question": "Q2 which?"}]})
+    out = tmp_path / "out"
+    with FakeOpenAIServer(lambda r: "The answer is B.") as srv:
+        assert main(eval_argv(eval_file, out, srv.url, "--limit_num", "1")) == 0
+    assert (out / "result_gpt-xe_api.json").exists()  # the complete 1-question run
+
+    # the server process dies while the second question is in flight; its port then refuses connections
+    def dying(req):
+        return os._exit(1) if "Q2" in req.prompt else "The answer is B."
+
+    with FakeOpenAIServer(dying, in_process=False) as srv:
+        assert main(eval_argv(eval_file, out, srv.url)) == 1
+    err = capsys.readouterr().err
+    assert "cannot connect: connection refused" in err
+    assert "timeout" not in err.lower()
+    summary = json.loads((out / "gpt-xe_api_summary.json").read_text())
+    assert summary["complete"] is False and summary["missing"] == 1
+    assert (out / "result_gpt-xe_api.partial.json").exists() and not (out / "result_gpt-xe_api.json").exists()
+    # a rerun against a live server completes it: the complete file comes back, the partial goes
+    with FakeOpenAIServer(lambda r: "The answer is B.") as srv:
+        assert main(eval_argv(eval_file, out, srv.url)) == 0
+    assert (out / "result_gpt-xe_api.json").exists() and not (out / "result_gpt-xe_api.partial.json").exists()
+    assert json.loads((out / "gpt-xe_api_summary.json").read_text())["complete"] is True

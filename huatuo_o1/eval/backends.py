@@ -150,6 +150,10 @@ async def served_model_id(base_url: str, api_key: str | None, timeout: float = 1
         await client.close()
 
 
+class SampleShortfall(Exception):
+    """The server returned fewer samples than --n_samples, even when asked again for the rest."""
+
+
 def make_server_process(client, gen: GenerationSettings):
     """The per-question coroutine for runner.run_items: returns the generated texts.
 
@@ -172,8 +176,20 @@ def make_server_process(client, gen: GenerationSettings):
             parts = await asyncio.gather(
                 *(one(work, 1, **{**kw_all, "seed": gen.seed + j}) for j in range(n))
             )
-            return [p[0] for p in parts]
-        return await one(work, n, **kw_all)
+            outputs = [p[0] for p in parts]
+        else:
+            outputs = await one(work, n, **kw_all)
+            while 0 < len(outputs) < n:  # a server that caps or ignores `n`: ask for the rest
+                more = await one(work, n - len(outputs), **kw_all)
+                if not more:
+                    break
+                outputs += more
+        if len(outputs) < n:
+            raise SampleShortfall(
+                f"the server returned {len(outputs)} of the {n} samples asked for (--n_samples); "
+                "nothing of this question is kept"
+            )
+        return outputs[:n]
 
     return generate
 

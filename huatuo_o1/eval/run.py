@@ -480,8 +480,17 @@ def open_cache(args, name: str, cache_root: Path, settings: dict) -> ItemStore:
 
 
 def generate(gen_work: list[dict], store: ItemStore, args, tok, api_key: str | None) -> list[str]:
-    """Generate the unfinished questions with the chosen backend; the failure messages."""
+    """Generate the unfinished questions with the chosen backend; the failure messages.
+
+    A cached question with fewer outputs than --n_samples (a server that returned fewer, or none)
+    is unfinished: it is asked again. One the server rejected (its `error`) stays as it is."""
     gen = generation_settings(args)
+    short = store.drop_if(lambda r: not r.get("error") and len(r.get("outputs") or []) < gen.n_samples)
+    if short:
+        print(
+            f"{short} cached question(s) had fewer than {gen.n_samples} output(s): asked again",
+            file=sys.stderr,
+        )
     if args.backend == "hf":
         from huatuo_o1.eval.backends import HFGenerator, run_hf
 
@@ -574,21 +583,31 @@ COLUMN_NOTES = {
 
 def write_results(out_dir: Path, name: str, records: list[dict], summary: dict, extra: dict) -> dict:
     """The results file, the original layout (per run too with k samples), the summary and the
-    chart; returns their paths by kind."""
+    chart; returns their paths by kind.
+
+    While questions are missing (`extra["missing"]`), the original-layout files are written as
+    `result_<name>.partial.json` (and `_run<j>.partial.json`) and a complete `result_<name>.json`
+    of an earlier run is removed: a file in the original layout never holds a partial score. Every
+    answer stays cached, so the rerun that completes the set writes the complete files."""
     from huatuo_o1.eval.scoring import original_layout, original_runs, overall
 
+    complete = not extra.get("missing")
+    tag, stale = ("", ".partial") if complete else (".partial", "")
     paths = {
         "results": out_dir / f"{name}.json",
-        "original_layout": out_dir / f"result_{name}.json",
+        "original_layout": out_dir / f"result_{name}{tag}.json",
         "summary": out_dir / f"{name}_summary.json",
         "chart": out_dir / f"{name}_chart.png",
     }
+    for old in [out_dir / f"result_{name}{stale}.json", *out_dir.glob(f"result_{name}_run[0-9]*.json")]:
+        if old.name.endswith(".partial.json") == bool(stale):  # the other kind's files
+            old.unlink(missing_ok=True)
     atomic_write_json(paths["results"], records)
     atomic_write_json(paths["original_layout"], original_layout(records))
     runs = original_runs(records)
     if len(runs) > 1:
         for j, run in enumerate(runs, 1):
-            atomic_write_json(out_dir / f"result_{name}_run{j}.json", run)
+            atomic_write_json(out_dir / f"result_{name}_run{j}{tag}.json", run)
     from huatuo_o1.eval.chart import write_chart
 
     chart = write_chart(summary, paths["chart"], title=name)
@@ -598,6 +617,7 @@ def write_results(out_dir: Path, name: str, records: list[dict], summary: dict, 
         paths["summary"],
         {
             **extra,
+            "complete": complete,
             "sources": summary,
             "overall": overall(summary),
             "columns": COLUMN_NOTES,
@@ -639,7 +659,8 @@ def print_report(
         for m in failed_msgs[:5]:
             print(f"  {m}", file=sys.stderr)
         print(
-            f"{missing} of {total} questions have no answer yet (requests failed): rerun the same command to retry them",
+            f"{missing} of {total} questions have no answer yet (requests failed), so the scores are "
+            f"partial ({paths['original_layout'].name}): rerun the same command to retry them",
             file=sys.stderr,
         )
         return 1
