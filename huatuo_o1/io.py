@@ -4,6 +4,8 @@
   the file and the item) on anything malformed, before any work starts.
 - `atomic_write_json` writes to a temp file in the same folder, fsyncs, then renames: a reader (or
   a resumed run) sees either the old file or the new one, never half of one, even after kill -9.
+- `write_file_set` writes several outputs of one run (the SFT and RL splits, verl's train and val
+  files) as one set, recorded in a manifest: never a mix of two runs, no stray temp file.
 - `ItemStore` is the per-item result folder used for resume: one `<process_id>.json` per item.
 - `check_writable_dir` / `check_writable_file` prove an output location can be written before a run
   spends anything (one-line `OutputError` otherwise).
@@ -153,7 +155,7 @@ def require_fields(path: str | Path, records: Iterable[dict], fields: Iterable[s
             raise InputError(f"{path}: item {i} lacks field(s) {', '.join(repr(m) for m in missing)}")
 
 
-def _json_bytes(obj: Any, indent: int | None) -> bytes:
+def json_bytes(obj: Any, indent: int | None = 2) -> bytes:
     """Standard JSON as UTF-8; on a lone surrogate or a NaN, the same after `clean_json`."""
     try:
         return json.dumps(obj, ensure_ascii=False, indent=indent, allow_nan=False).encode("utf-8")
@@ -186,12 +188,99 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
     """Write `obj` as standard JSON, atomically (see the module doc); OutputError when it cannot."""
-    atomic_write_bytes(Path(path), _json_bytes(obj, indent))  # encoded before any file exists
+    atomic_write_bytes(Path(path), json_bytes(obj, indent))  # encoded before any file exists
 
 
 def atomic_write_jsonl(path: str | Path, rows: Iterable[Any]) -> None:
     """One JSON value per line, atomically, with the same cleaning as `atomic_write_json`."""
-    atomic_write_bytes(Path(path), b"".join(_json_bytes(r, None) + b"\n" for r in rows))
+    atomic_write_bytes(Path(path), b"".join(json_bytes(r, None) + b"\n" for r in rows))
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _set_tmp(manifest: Path, key: str, path: Path) -> Path:
+    """A set member's temp file: beside its destination, named after the set, so a killed write's
+    leftover is found and removed by the next write of that set."""
+    return path.parent / f".{manifest.name}.{key}.tmp"
+
+
+def _finish_interrupted_set(manifest: Path) -> dict | None:
+    """The previous set this manifest recorded, after completing its renames if a kill stopped it
+    between them (every member was written and fsynced before the manifest said "committing")."""
+    try:
+        old = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(old, dict) or not isinstance(old.get("set_files"), dict):
+        return None
+    for entry in old["set_files"].values():
+        tmp = Path(entry.get("tmp", ""))
+        if old.get("set_state") == "committing" and tmp.name and tmp.exists():
+            os.replace(tmp, entry["path"])
+    return old
+
+
+def write_file_set(manifest: str | Path, files: dict[str, tuple[str | Path, bytes]], info: dict) -> None:
+    """Write several output files of one run so that they are consistent as a set.
+
+    `files` maps a role ("sft", "rl") to (path, bytes); `manifest` is a JSON file that records the
+    set (`info` plus each member's path and sha256). Every member is written to a temp file and
+    fsynced first; the manifest then says "committing" and the temps are renamed into place; last it
+    says "complete". A kill during the renames is finished by the next write of the same set, and a
+    kill before them leaves the old set whole (its temps are removed next time). Members of the
+    previous set that the new one does not overwrite (another size in a default file name) are
+    removed, but only when their bytes are still the ones the manifest recorded: provably ours.
+    OutputError (one line) when something cannot be written; the old set is then untouched."""
+    manifest = Path(manifest)
+    try:
+        old = _finish_interrupted_set(manifest)
+    except OSError as e:
+        raise OutputError(
+            f"cannot finish the interrupted write recorded in {manifest}: {e.strerror or e}"
+        ) from None
+    members = {key: (Path(path), data) for key, (path, data) in files.items()}
+    written: list[Path] = []
+    try:
+        for key, (path, data) in members.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _set_tmp(manifest, key, path)
+            with open(tmp, "wb") as f:
+                written.append(tmp)
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_UMASK)
+    except OSError as e:
+        for tmp in written:
+            tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    entries = {
+        key: {
+            "path": str(path),
+            "tmp": str(_set_tmp(manifest, key, path)),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        for key, (path, data) in members.items()
+    }
+    atomic_write_json(manifest, {**info, "set_state": "committing", "set_files": entries})
+    try:
+        for key, (path, _) in members.items():
+            os.replace(_set_tmp(manifest, key, path), path)
+    except OSError as e:
+        raise OutputError(
+            f"cannot rename into {path}: {e.strerror or e} (the next run finishes it)"
+        ) from None
+    new_paths = {os.path.abspath(e["path"]) for e in entries.values()}
+    for entry in (old or {}).get("set_files", {}).values():
+        path = Path(entry.get("path", ""))
+        if path.name and os.path.abspath(path) not in new_paths and _sha256(path) == entry.get("sha256"):
+            path.unlink(missing_ok=True)
+    atomic_write_json(manifest, {**info, "set_state": "complete", "set_files": entries})
 
 
 def _probe(folder: Path) -> None:

@@ -155,6 +155,62 @@ def test_decontaminate_and_split_refuse_one_file_for_two_outputs(tmp_path):
     assert p.stderr.strip().splitlines()[-1].startswith("error: --sft_output")
 
 
+def _split(data, *extra):
+    assert stage1_split.main(["--data_path", str(data), *map(str, extra)]) == 0
+
+
+def test_split_rerun_with_other_sizes_replaces_the_whole_set(tmp_path):
+    rows = [{OPEN_Q: f"Question {i}: which drug?", GT: f"drug {i}"} for i in range(12)]
+    data = write_json(tmp_path / "v.json", rows)
+    _split(data, "--sft_size", 4, "--rl_size", 4, "--seed", 1)
+    assert {"v_sft_4.json", "v_rl_4.json"} <= {p.name for p in tmp_path.iterdir()}
+    # another RL size: the SFT file keeps its name, the old RL file is removed, not left beside it
+    _split(data, "--sft_size", 4, "--rl_size", 6, "--seed", 2)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["v.json", "v_rl_6.json", "v_sft_4.json", "v_split_set.json"]
+    sft = {r[OPEN_Q] for r in json.loads((tmp_path / "v_sft_4.json").read_text())}
+    rl = {r[OPEN_Q] for r in json.loads((tmp_path / "v_rl_6.json").read_text())}
+    assert not sft & rl
+    manifest = json.loads((tmp_path / "v_split_set.json").read_text())
+    assert manifest["set_state"] == "complete" and set(manifest["set_files"]) == {"sft", "rl"}
+    # a file the user edited since is not ours to remove
+    (tmp_path / "v_rl_6.json").write_text("[]")
+    _split(data, "--sft_size", 4, "--rl_size", 5, "--seed", 2)
+    assert (tmp_path / "v_rl_6.json").read_text() == "[]" and (tmp_path / "v_rl_5.json").exists()
+
+
+def test_a_set_killed_between_its_renames_is_finished_by_the_next_write(tmp_path, monkeypatch):
+    from huatuo_o1 import io
+
+    a, b, manifest = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "set.json"
+    io.write_file_set(manifest, {"a": (a, b"old a"), "b": (b, b"old b")}, {})
+    real_replace, calls = io.os.replace, []
+
+    def killed_after_one(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:  # the "committing" manifest, a, then b
+            raise KeyboardInterrupt  # the kill: a renamed, b not yet
+        real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        io.write_file_set(manifest, {"a": (a, b"new a"), "b": (b, b"new b")}, {})
+    monkeypatch.setattr(io.os, "replace", real_replace)
+    assert (a.read_bytes(), b.read_bytes()) == (b"new a", b"old b")  # the torn state a kill leaves
+    # the next write of that set first completes the interrupted one, then writes its own
+    io.write_file_set(manifest, {"a": (a, b"third a"), "b": (b, b"third b")}, {})
+    assert (a.read_bytes(), b.read_bytes()) == (b"third a", b"third b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json", "set.json"]  # no temp left
+    # a failure while writing the members leaves the old set whole and no temp file
+    monkeypatch.setattr(
+        io.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "No space left on device"))
+    )
+    with pytest.raises(io.OutputError, match="No space left"):
+        io.write_file_set(manifest, {"a": (a, b"x"), "b": (b, b"y")}, {})
+    assert (a.read_bytes(), b.read_bytes()) == (b"third a", b"third b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json", "set.json"]
+
+
 # ---------------------------------------------------------------------------------------------
 # replies cut at max_tokens, without an answer, with a draft, or with an error body
 # ---------------------------------------------------------------------------------------------

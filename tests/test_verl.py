@@ -121,14 +121,14 @@ def test_parquet_is_group_readable_and_fsynced(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
     from huatuo_o1 import io
-    from huatuo_o1.rl.verl_data import write_parquet
+    from huatuo_o1.rl.verl_data import parquet_bytes
 
     synced = []
     real_fsync = os.fsync
     monkeypatch.setattr(io.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
     monkeypatch.setattr(io, "_UMASK", 0o022)  # the common umask (io reads it once at import)
     path = tmp_path / "train.parquet"
-    write_parquet([], path)
+    io.write_file_set(tmp_path / "set.json", {"train": (path, parquet_bytes([]))}, {})
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's 0600
     assert synced  # flushed to disk before the rename
     assert pq.read_table(path).num_rows == 0

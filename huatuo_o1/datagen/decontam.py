@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from huatuo_o1.contract import MCQ_QUESTION, OPEN_QUESTION, PAPER_EVAL_FILE, SFT_QUESTION, read_eval_file
-from huatuo_o1.io import InputError, atomic_write_json, check_distinct_paths, load_records
+from huatuo_o1.io import InputError, check_distinct_paths, json_bytes, load_records, write_file_set
 
 WINDOW = 64
 _BASE = 0x9E3779B97F4A7C15 | 1  # odd, so it has an inverse mod 2^64
@@ -326,8 +326,11 @@ def main(argv=None) -> int:
         for it, m in zip(items, matches, strict=True)
         if m is not None
     ]
-    atomic_write_json(out, clean)
-    atomic_write_json(bad, dropped)
+    write_file_set(
+        out.with_name(f"{src.stem}_decontam_set.json"),
+        {"clean": (out, json_bytes(clean)), "contaminated": (bad, json_bytes(dropped))},
+        {"data_path": str(src), "against": files, "fields": fields},
+    )
     report = {
         "items": len(items),
         "clean": len(clean),

@@ -26,7 +26,7 @@ from pathlib import Path
 from huatuo_o1.contract import GROUND_TRUTH as GT
 from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
 from huatuo_o1.datagen.decontam import normalize
-from huatuo_o1.io import InputError, atomic_write_json, check_distinct_paths, load_records
+from huatuo_o1.io import InputError, check_distinct_paths, json_bytes, load_records, write_file_set
 from huatuo_o1.prompts import format_options
 
 
@@ -185,8 +185,12 @@ def main(argv=None) -> int:
     sft_path = Path(args.sft_output or src.with_name(f"{src.stem}_sft_{len(sft)}.json"))
     rl_path = Path(args.rl_output or src.with_name(f"{src.stem}_rl_{len(rl)}.json"))
     check_distinct_paths(inputs, [("--sft_output", sft_path), ("--rl_output", rl_path)])
-    atomic_write_json(sft_path, sft)
-    atomic_write_json(rl_path, rl)
     report.update(sft_output=str(sft_path), rl_output=str(rl_path))
+    # the two splits are one set: a rerun with other sizes replaces both, never one of them
+    write_file_set(
+        sft_path.with_name(f"{src.stem}_split_set.json"),
+        {"sft": (sft_path, json_bytes(sft)), "rl": (rl_path, json_bytes(rl))},
+        {"seed": args.seed, **report},
+    )
     print(json.dumps(report, indent=2, ensure_ascii=False))
     return 0

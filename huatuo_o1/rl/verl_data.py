@@ -16,9 +16,10 @@ What this module does:
    chat template then gives verl the very token ids our PPO trains on; tested), `ability`,
    `reward_model` {`style`, `ground_truth`}, `extra_info` {`index`, `split`, `question`}.
 3. `train.parquet` and `val.parquet` are written with an explicit schema (so an empty split still
-   has verl's columns) to a temporary file, fsynced and renamed: a killed export leaves the old file
-   or the new one, never half of one; a rerun writes the same bytes again. They get the usual
-   permissions (0666 less the umask, so 0644 under the common 022: the group can read them).
+   has verl's columns) as one set with the summary (io.write_file_set: temporary files fsynced,
+   then renamed): a killed export leaves the old pair or the new one, never half of a file or a
+   mix of two runs; a rerun writes the same bytes again. They get the usual permissions (0666 less
+   the umask, so 0644 under the common 022: the group can read them).
 
 `index` is the row's position in its split (the order RL_stage2.py trains in before its own
 shuffle); `question` repeats the open-ended question so logs and rollout dumps can name the problem.
@@ -75,20 +76,14 @@ def _schema():
     )
 
 
-def write_parquet(rows: list[dict], path: str | Path) -> None:
-    """Write rows with verl's columns to `path` atomically: serialised in memory, then io's
-    atomic_write_bytes (temporary file in the same folder, fsync, mode 0666 less the umask, rename)."""
+def parquet_bytes(rows: list[dict]) -> bytes:
+    """Rows with verl's columns as the bytes of a parquet file (serialised in memory)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from huatuo_o1.io import atomic_write_bytes
-
-    path = Path(path)
-    table = pa.Table.from_pylist(rows, schema=_schema())
-    path.parent.mkdir(parents=True, exist_ok=True)
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    pq.write_table(pa.Table.from_pylist(rows, schema=_schema()), sink)
+    return sink.getvalue().to_pybytes()
 
 
 @dataclass
@@ -128,7 +123,7 @@ def export_verl_data(
     data_source: str = DATA_SOURCE,
 ) -> ExportSummary:
     """Build the RL data as RL_stage2.py does and write verl's train.parquet and val.parquet."""
-    from huatuo_o1.io import atomic_write_json
+    from huatuo_o1.io import write_file_set
     from huatuo_o1.rl.common import RLScriptArguments, load_tokenizer_and_data
 
     rl_args = RLScriptArguments(
@@ -139,11 +134,11 @@ def export_verl_data(
     )
     _, data = load_tokenizer_and_data(tokenizer_path, rl_args, seed)
     out = Path(output_dir)
-    paths = {}
+    paths, files = {}, {}
     for split, rows in (("train", data.train), ("val", data.eval)):
         records = [verl_row(r["question"], r["reference"], i, split, data_source) for i, r in enumerate(rows)]
         paths[split] = out / SPLIT_FILES[split]
-        write_parquet(records, paths[split])
+        files[split] = (paths[split], parquet_bytes(records))
     if not data.eval:
         log.warning("the validation split is empty (too few rows): verl needs val rows to validate")
     summary = ExportSummary(
@@ -158,7 +153,8 @@ def export_verl_data(
         train_file=str(paths["train"]),
         val_file=str(paths["val"]),
     )
-    atomic_write_json(out / SUMMARY_FILE, asdict(summary))
+    # train and val are one set, recorded in the summary: a killed export never mixes two runs
+    write_file_set(out / SUMMARY_FILE, files, asdict(summary))
     return summary
 
 
