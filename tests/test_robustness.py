@@ -541,3 +541,50 @@ def test_eval_partial_scores_are_named_partial_and_a_dead_server_is_not_a_timeou
         assert main(eval_argv(eval_file, out, srv.url)) == 0
     assert (out / "result_gpt-xe_api.json").exists() and not (out / "result_gpt-xe_api.partial.json").exists()
     assert json.loads((out / "gpt-xe_api_summary.json").read_text())["complete"] is True
+
+
+# ---------------------------------------------------------------------------------------------
+# a full disk during training
+# ---------------------------------------------------------------------------------------------
+
+
+def test_disk_full_during_an_sft_checkpoint_is_one_line_and_leaves_no_torn_checkpoint(
+    tiny_lm_dir, tmp_path, monkeypatch, capsys
+):
+    import torch
+
+    from huatuo_o1.train import sft
+    from tests.test_sft import make_records, sft_argv
+
+    data = write_json(tmp_path / "d.json", make_records(8))
+    argv = sft_argv(tiny_lm_dir, data, tmp_path / "run", "--max_steps", "4", "--save_steps", "2")
+    real_save = torch.save
+
+    def full_at_step_4(obj, f, *a, **kw):  # the optimizer file of checkpoint-4 finds the disk full
+        if "checkpoint-4" in str(f):
+            Path(f).write_bytes(b"\0" * 10)
+            # what torch's writer raises when the disk is full: no errno, no "No space left"
+            raise RuntimeError(
+                "[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file data/0: file write failed"
+            )
+        return real_save(obj, f, *a, **kw)
+
+    monkeypatch.setattr(torch, "save", full_at_step_4)
+    from huatuo_o1.cli import run_main
+
+    with pytest.raises(SystemExit) as e:
+        run_main(lambda: sft.main(argv))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        err[-1].startswith("error: cannot write in")
+        and "no space left" in err[-1]
+        and "removed the partial checkpoint-4" in err[-1]
+    )
+    assert "resume from checkpoint-2" in err[-1] and not any("Traceback" in line for line in err)
+    run = tmp_path / "run" / "sft_stage1"
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2"]
+    # space freed: the rerun resumes from checkpoint-2 and finishes
+    monkeypatch.setattr(torch, "save", real_save)
+    assert sft.main(argv) in (0, None)
+    assert (run / "checkpoint-4" / "trainer_state.json").exists() and (run / "model.safetensors").exists()

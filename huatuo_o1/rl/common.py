@@ -221,11 +221,18 @@ def prompt_token_ids(data) -> set[int]:
     return {i for r in data.train + data.eval for i in r["input_ids"]}
 
 
-def train_and_save(trainer, identity: dict, resume_from: str | None, script_args, args, model_args) -> Path:
+def train_and_save(
+    trainer, identity: dict, resume_from: str | None, script_args, args, model_args, is_complete=None
+) -> Path:
     """The part every RL run (PPO, GRPO) ends with: wandb's project and mode, run_args.json with every
     flag (rank 0), the curves written when training ends, training, and the final policy saved as a
     plain HF folder in <output_dir>/<run_name>."""
-    from huatuo_o1.train.checkpoints import RUN_ARGS_FILE, save_final_policy
+    from huatuo_o1.train.checkpoints import (
+        RUN_ARGS_FILE,
+        disk_full_stops_cleanly,
+        has_trainer_state,
+        save_final_policy,
+    )
     from huatuo_o1.train.plots import RL_CURVES, make_plot_callback
     from huatuo_o1.train.run_record import setup_wandb, write_run_args
 
@@ -233,8 +240,12 @@ def train_and_save(trainer, identity: dict, resume_from: str | None, script_args
     if args.process_index == 0:
         write_run_args(Path(args.output_dir) / RUN_ARGS_FILE, identity, script_args, args, model_args)
     trainer.add_callback(make_plot_callback(args.output_dir, RL_CURVES))
-    trainer.train(resume_from_checkpoint=resume_from)
-    return save_final_policy(trainer, final_dir(args.output_dir, args.run_name))
+    is_complete = (
+        is_complete or has_trainer_state
+    )  # what a finished checkpoint holds (PPO: a value model too)
+    with disk_full_stops_cleanly(args.output_dir, is_complete, main_process=args.process_index == 0):
+        trainer.train(resume_from_checkpoint=resume_from)
+        return save_final_policy(trainer, final_dir(args.output_dir, args.run_name))
 
 
 def run_policy_training(argv, make_parser, make_full_parser, parse_args, train) -> int:

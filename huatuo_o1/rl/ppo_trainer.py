@@ -701,4 +701,6 @@ def train_ppo(script_args: PPOScriptArguments, args, model_args) -> Path:
         args.output_dir, script_args.resume, identity, "use another --output_dir", is_complete_checkpoint
     )
     trainer = build_ppo_trainer(script_args, args, model_args, resume_from, identity)  # checks flags first
-    return train_and_save(trainer, identity, resume_from, script_args, args, model_args)
+    return train_and_save(
+        trainer, identity, resume_from, script_args, args, model_args, is_complete_checkpoint
+    )

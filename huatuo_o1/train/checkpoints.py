@@ -23,15 +23,18 @@ Shared by SFT (SFT_stage1.py), PPO (RL_stage2.py), GRPO (RL_stage2_grpo.py) and 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import os
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
 
-from huatuo_o1.io import InputError, atomic_write_json
+from huatuo_o1.io import InputError, OutputError, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +140,72 @@ def newest_complete_checkpoint(
             return str(p)
         log.warning("skipping torn checkpoint %s (%s); trying the next older one", p, reason)
     return None
+
+
+# what a write that found the disk full says when it is not an OSError: safetensors and DeepSpeed
+# keep the OS's words, torch's zip writer only says that the write failed
+_WRITE_FAILED = ("No space left on device", "Disk quota exceeded", "file write failed", "unexpected pos")
+
+
+def is_write_failure(err: BaseException) -> bool:
+    """Whether `err` (or what caused it) is a file write that failed for want of space: an OSError
+    with ENOSPC or EDQUOT, or the message torch, safetensors and DeepSpeed wrap it in."""
+    e: BaseException | None = err
+    for _ in range(8):
+        if e is None:
+            return False
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(e, (OSError, RuntimeError)) and any(w in str(e) for w in _WRITE_FAILED):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def remove_torn_saves(
+    run_dir: str | Path, is_complete: Callable[[Path], bool] = has_trainer_state
+) -> list[str]:
+    """Remove what a failed save left in `run_dir`: every `checkpoint-N` newer than the newest complete,
+    intact one, and top-level safetensors files that are cut short (a final save cut off). Names."""
+    run_dir = Path(run_dir)
+    keep = newest_complete_checkpoint(run_dir, is_complete)
+    keep_step = int(Path(keep).name.split("-", 1)[1]) if keep else -1
+    removed = []
+    for p in sorted(run_dir.glob("checkpoint-*")):
+        suffix = p.name.split("-", 1)[1]
+        if p.is_dir() and suffix.isdigit() and int(suffix) > keep_step:
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p.name)
+    for p in sorted(run_dir.glob("*.safetensors")):
+        if _safetensors_problem(p):
+            p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed
+
+
+@contextlib.contextmanager
+def disk_full_stops_cleanly(
+    run_dir: str | Path, is_complete: Callable[[Path], bool] = has_trainer_state, main_process: bool = True
+) -> Iterator[None]:
+    """Training and saving inside this block: a full disk stops the run with one line (OutputError, exit
+    code 2) instead of a traceback, and the save it cut off is removed (by the main process), so the
+    newest checkpoint left is a complete one and a rerun resumes from it."""
+    try:
+        yield
+    except Exception as e:
+        if not is_write_failure(e):
+            raise
+        removed = remove_torn_saves(run_dir, is_complete) if main_process else []
+        keep = newest_complete_checkpoint(run_dir, is_complete)
+        raise OutputError(
+            f"cannot write in {run_dir} (no space left on the device): {type(e).__name__}"
+            + (f"; removed the partial {', '.join(removed)}" if removed else "")
+            + (
+                f"; free space and rerun to resume from {Path(keep).name}"
+                if keep
+                else "; free space and rerun"
+            )
+        ) from None
 
 
 def check_resumable(

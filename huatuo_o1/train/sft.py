@@ -42,6 +42,7 @@ from huatuo_o1.lock import locked
 from huatuo_o1.models import load_pretrained
 from huatuo_o1.train.checkpoints import (
     RUN_ARGS_FILE,
+    disk_full_stops_cleanly,
     resume_field,
     resume_point,
     run_identity,
@@ -531,11 +532,11 @@ def train(args: SFTArguments, callbacks: list | None = None) -> str:
     )
     if args.loss_average == "micro_batch":
         trainer.model_accepts_loss_kwargs = False  # each micro-batch's own mean, / accumulation
-    with skip_engine_load() if weights_only else contextlib.nullcontext():
-        trainer.train(resume_from_checkpoint=resume_from)
-
-    # 4. Final model: a plain HF folder (weights gathered from ZeRO-3 shards) with the tokenizer.
-    save_final_policy(trainer, run_dir)
+    with disk_full_stops_cleanly(run_dir, main_process=trainer.is_world_process_zero()):
+        with skip_engine_load() if weights_only else contextlib.nullcontext():
+            trainer.train(resume_from_checkpoint=resume_from)
+        # 4. Final model: a plain HF folder (weights gathered from ZeRO-3 shards) with the tokenizer.
+        save_final_policy(trainer, run_dir)
     if trainer.is_world_process_zero():
         log.info("final model saved in %s", run_dir)
     return run_dir
