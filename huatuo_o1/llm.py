@@ -20,7 +20,9 @@ How a request goes:
      with the same request (`UNUSABLE_REPLY_TRIES` in all); still so, the item fails with
      `ReplyUnusable` ("cut at max_tokens ...") and nothing of it is kept. Clients of the evaluated
      models (`strict_replies=False`: evaluation, the difficulty filter) keep a cut answer as it
-     is, since being cut is part of what is measured.
+     is, since being cut is part of what is measured. So is a reply longer than
+     `MAX_REPLY_CHARS` (a server without a max_tokens cap looping on itself): it would be kept
+     several times over in the item's record.
 
   9. Before the endpoint has ever answered (in this process), a failed connection (refused,
      unknown host) is tried only `EARLY_CONNECT_TRIES` times, quickly: a wrong `--api_url` or a
@@ -109,6 +111,8 @@ class _ErrorBody(Exception):
 
 # Requests (the first included) for one reply cut at max_tokens or holding no answer
 UNUSABLE_REPLY_TRIES = 2
+# longer than any answer the stages ask for (GPT-4o's whole output limit is ~65,000 characters)
+MAX_REPLY_CHARS = 200_000
 
 
 # Tries of a request whose connection fails before the endpoint ever answered (then: FatalAPIError)
@@ -444,6 +448,9 @@ class LLMClient:
         """Why a reply's choice cannot be used as an answer, or None."""
         if choice.get("finish_reason") == "length":
             return 'cut at max_tokens (finish_reason "length")'
+        text = (choice.get("message") or {}).get("content") if chat else choice.get("text")
+        if isinstance(text, str) and len(text) > MAX_REPLY_CHARS:
+            return f"is {len(text):,} characters long (more than the {MAX_REPLY_CHARS:,} kept of a reply)"
         if chat:
             msg = choice.get("message") or {}
             if not str(msg.get("content") or "").strip():

@@ -318,6 +318,18 @@ def test_search_response_drops_the_think_draft(tmp_path):
     assert "<think>" not in rec["Response"] and "draft" not in rec["Response"]
 
 
+def test_a_runaway_reply_is_never_kept(monkeypatch):
+    from huatuo_o1 import llm
+
+    monkeypatch.setattr(llm, "MAX_REPLY_CHARS", 1000)
+    with FakeOpenAIServer(["x" * 1001, "y" * 1001]) as srv:
+        with pytest.raises(ReplyUnusable, match="1,001 characters long"):
+            call(client_for(srv), "chat", "q")
+        assert srv.count("/chat/completions") == 2  # asked again once, then the item fails
+    with FakeOpenAIServer(["x" * 1001, "short answer"]) as srv:
+        assert call(client_for(srv), "chat", "q") == "short answer"
+
+
 def test_http_200_with_an_error_body_is_retried_like_a_5xx():
     gateway = FakeResponse(body={"error": {"message": "upstream overloaded", "code": 503}})
     with FakeOpenAIServer([gateway, "OK"]) as srv:
@@ -588,3 +600,30 @@ def test_disk_full_during_an_sft_checkpoint_is_one_line_and_leaves_no_torn_check
     monkeypatch.setattr(torch, "save", real_save)
     assert sft.main(argv) in (0, None)
     assert (run / "checkpoint-4" / "trainer_state.json").exists() and (run / "model.safetensors").exists()
+
+
+def test_sigterm_with_a_grace_saves_a_checkpoint_then_stops(tiny_lm_dir, tmp_path):
+    import os
+    import signal
+
+    from transformers import TrainerCallback
+
+    from huatuo_o1.cli import Terminated
+    from huatuo_o1.train.sft import parse_args, train
+    from tests.test_sft import make_records, sft_argv
+
+    class Preempt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 1:
+                os.kill(os.getpid(), signal.SIGTERM)  # SLURM's notice, mid-run
+
+    data = write_json(tmp_path / "d.json", make_records(8))
+    argv = sft_argv(tiny_lm_dir, data, tmp_path / "run", "--max_steps", "4", "--sigterm_grace", "30")
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated):
+        train(parse_args(argv), callbacks=[Preempt()])
+    run = tmp_path / "run" / "sft_stage1"
+    # no save was due (the default saves once per epoch), yet the step in flight was saved
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-1"]
+    assert (run / "checkpoint-1" / "trainer_state.json").exists()
+    assert signal.getsignal(signal.SIGTERM) == before  # the run's handler is gone with it

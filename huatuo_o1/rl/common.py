@@ -25,6 +25,7 @@ from pathlib import Path
 from huatuo_o1.models import load_pretrained
 from huatuo_o1.rl.rewards import VERIFIER_MAX_LENGTH, RewardConfig
 from huatuo_o1.train.multi_gpu import outside_zero3_init
+from huatuo_o1.train.preemption import sigterm_grace_field
 from huatuo_o1.train.run_record import TrackingArguments
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class RLScriptArguments(RewardConfig, TrackingArguments):
             "dataset name, with an optional `:config` suffix (e.g. org/name:en)."
         },
     )
+    sigterm_grace: float = sigterm_grace_field()
     verifier: str = field(
         default="classifier",
         metadata={"help": "Reward verifier: classifier (--reward_model_path), llm (--judge_model) or exact."},
@@ -240,6 +242,10 @@ def train_and_save(
     if args.process_index == 0:
         write_run_args(Path(args.output_dir) / RUN_ARGS_FILE, identity, script_args, args, model_args)
     trainer.add_callback(make_plot_callback(args.output_dir, RL_CURVES))
+    if script_args.sigterm_grace > 0:
+        from huatuo_o1.train.preemption import sigterm_callback
+
+        trainer.add_callback(sigterm_callback(script_args.sigterm_grace))
     is_complete = (
         is_complete or has_trainer_state
     )  # what a finished checkpoint holds (PPO: a value model too)

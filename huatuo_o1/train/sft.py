@@ -52,6 +52,7 @@ from huatuo_o1.train.checkpoints import (
 from huatuo_o1.train.checks import check_training_flags, parse_dataclasses
 from huatuo_o1.train.multi_gpu import accumulation_for, end_distributed, global_batch_line, world_size
 from huatuo_o1.train.plots import SFT_CURVES, make_plot_callback
+from huatuo_o1.train.preemption import sigterm_callback, sigterm_grace_field
 from huatuo_o1.train.run_record import (
     WANDB_ENTITY_HELP,
     WANDB_PROJECT_HELP,
@@ -156,6 +157,7 @@ class SFTArguments:
     max_steps: int = field(
         default=-1, metadata={"help": "Stop after this many optimizer steps (-1: n_epochs)."}
     )
+    sigterm_grace: float = sigterm_grace_field()
     save_steps: int = field(
         default=0,
         metadata={
@@ -525,6 +527,7 @@ def train(args: SFTArguments, callbacks: list | None = None) -> str:
         original_decay=args.weight_decay_on_norms,
         callbacks=[
             *(callbacks or []),
+            *([sigterm_callback(args.sigterm_grace)] if args.sigterm_grace > 0 else []),
             _make_run_args_callback(identity),
             make_schedule_callback(),
             make_plot_callback(run_dir, SFT_CURVES),
