@@ -698,8 +698,10 @@ def check_client_args(args) -> None:
     check_api_url(args.api_url)
 
 
-def client_from_args(args, usage: Usage | None = None, **overrides) -> LLMClient:
-    """The LLMClient a script's flags describe; bad flag values raise InputError (exit 2)."""
+def client_from_args(args, usage: Usage | None = None, factory=None, **overrides) -> LLMClient:
+    """The LLMClient a script's flags describe; bad flag values raise InputError (exit 2).
+    `factory`: what makes the client from its keyword arguments (default LLMClient; with
+    --batch_api the run's `BatchRound.client`)."""
     check_client_args(args)
     if "api_url" in overrides:
         check_api_url(overrides["api_url"], "--verifier_api_url")
@@ -721,7 +723,7 @@ def client_from_args(args, usage: Usage | None = None, **overrides) -> LLMClient
         usage=usage,
     )
     kw.update(overrides)
-    return LLMClient(**kw)
+    return (factory or LLMClient)(**kw)
 
 
 def dry_run_report(
