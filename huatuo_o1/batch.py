@@ -213,9 +213,7 @@ class BatchState:
                 out[row["custom_id"]] = tuple(row["outcome"])
         return out
 
-    def new_batch(
-        self, lines: list[dict], endpoint: str, shown_url: str, model: str, path: str, estimate: float
-    ) -> str:
+    def new_batch(self, lines: list[dict], endpoint: str, model: str, path: str, estimate: float) -> str:
         """Save a batch's lines, then its pending record; its local id."""
         local_id = f"b{len(self.records) + 1:05d}-{secrets.token_hex(3)}"
         data = b"".join(json.dumps(x, ensure_ascii=False).encode("utf-8") + b"\n" for x in lines)
@@ -223,8 +221,7 @@ class BatchState:
         rec = {
             "local_id": local_id,
             "status": "pending",
-            "endpoint": endpoint,
-            "url": shown_url,
+            "endpoint": endpoint,  # the base URL, credentials masked
             "model": model,
             "path": path,
             "requests": len(lines),
@@ -375,7 +372,7 @@ class BatchRound:
 
     # -- collecting -----------------------------------------------------------------------------
     async def ask(self, client: BatchLLMClient, path: str, body: dict) -> tuple:
-        fp = request_hash(client._endpoint, path, body)
+        fp = request_hash(client.display_url, path, body)  # credentials in a URL are masked
         cid = custom_id_for(fp, self._seen[fp])
         self._seen[fp] += 1
         if cid in self.state.answers:  # answered by a batch of an earlier run: no request at all
@@ -485,7 +482,7 @@ class BatchRound:
         ]
         for chunk in self._chunks(lines):
             est = sum(self._estimate(client, x["body"]) for x in chunk)
-            lid = state.new_batch(chunk, client._endpoint, client.display_url, client.model, path, est)
+            lid = state.new_batch(chunk, client.display_url, client.model, path, est)
             await self._submit(client, lid)
             local_ids.add(lid)
         outcomes: dict[str, tuple] = {}

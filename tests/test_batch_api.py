@@ -98,7 +98,7 @@ def test_round_trip_through_files_and_batches(tmp_path):
     }
     for x in lines:  # the custom id is the request's fingerprint and its occurrence
         assert fingerprint_of(x["custom_id"]) == request_hash(
-            client._endpoint, "/chat/completions", x["body"]
+            client.display_url, "/chat/completions", x["body"]
         )
     assert "/v1/files" in paths and any(p.endswith("/content") for p in paths)
     saved = sorted(p.name for p in (tmp_path / "batches").iterdir())
@@ -284,7 +284,7 @@ def test_a_saved_request_that_no_longer_matches_its_id_answers_nothing(tmp_path)
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     cid = f"{request_hash('http://h/v1', '/chat/completions', body)}-0"
     line = {"custom_id": cid, "method": "POST", "url": "/v1/chat/completions", "body": body}
-    lid = st.new_batch([line], "http://h/v1", "http://h/v1", "m", "/chat/completions", 0.0)
+    lid = st.new_batch([line], "http://h/v1", "m", "/chat/completions", 0.0)
     assert BatchState(state_dir).waiting == {cid: lid}
     path = state_dir / f"{lid}.requests.jsonl"
     path.write_text(path.read_text().replace('"hi"', '"edited"'))
