@@ -431,7 +431,7 @@ class FakeOpenAIServer:
         async def not_found(request):
             return error(404, f"no route {request.path}")
 
-        app = web.Application()
+        app = web.Application(client_max_size=256 * 2**20)  # a batch file may be up to 200 MB
         app.router.add_get("/v1/models", models)
         app.router.add_get("/health", health)
         app.router.add_post("/v1/chat/completions", post)
