@@ -50,6 +50,7 @@ import random
 import re
 import socket
 import time
+from types import SimpleNamespace
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -58,22 +59,61 @@ import openai
 from huatuo_o1.io import InputError, clean_json, clean_text
 from huatuo_o1.redact import mask_secrets, mask_url
 
-# USD per 1M tokens (input, output); public list prices. Override with --price IN,OUT.
-PRICES_PER_1M: dict[str, tuple[float, float]] = {
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4.1-nano": (0.10, 0.40),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1": (2.00, 8.00),
-    "gpt-4-turbo": (10.00, 30.00),
-    "gpt-4": (30.00, 60.00),
-    "gpt-3.5-turbo": (0.50, 1.50),
-    "o1-mini": (1.10, 4.40),
-    "o1": (15.00, 60.00),
-    "o3-mini": (1.10, 4.40),
-    "o4-mini": (1.10, 4.40),
-    "deepseek-chat": (0.27, 1.10),
+
+@dataclasses.dataclass(frozen=True)
+class Rates:
+    """USD per 1M tokens of one model: live (input, cached input, output) and through the Batch API.
+
+    Cached input tokens (`usage.prompt_tokens_details.cached_tokens`, a prompt prefix the API served
+    from its cache) are part of the prompt tokens and billed at `cached_input` instead of `input`."""
+
+    input: float
+    output: float
+    cached_input: float
+    batch_input: float
+    batch_output: float
+    batch_cached_input: float
+
+    def cost(
+        self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, batch: bool = False
+    ) -> float:
+        """USD for one reply's usage (cached tokens are counted inside prompt_tokens)."""
+        cached = max(0, min(cached_tokens, prompt_tokens))
+        if batch:
+            rin, rcached, rout = self.batch_input, self.batch_cached_input, self.batch_output
+        else:
+            rin, rcached, rout = self.input, self.cached_input, self.output
+        return ((prompt_tokens - cached) * rin + cached * rcached + completion_tokens * rout) / 1e6
+
+
+def _rates(input: float, cached_input: float | None, output: float, batch: bool = True) -> Rates:
+    """A table row: the Batch API bills half of the live prices (None: the provider has no batch
+    API, so a batch is billed as live); no cached price means cached tokens cost full input."""
+    cached = input if cached_input is None else cached_input
+    half = 0.5 if batch else 1.0
+    return Rates(input, output, cached, input * half, output * half, cached * half)
+
+
+# USD per 1M tokens: input, cached input, output (public list prices); batch = half. Override the
+# live prices with --price IN,OUT (cached input then costs IN, a batch half of both).
+PRICE_TABLE: dict[str, Rates] = {
+    "gpt-4o-mini": _rates(0.15, 0.075, 0.60),
+    "gpt-4o": _rates(2.50, 1.25, 10.00),
+    "gpt-4.1-nano": _rates(0.10, 0.025, 0.40),
+    "gpt-4.1-mini": _rates(0.40, 0.10, 1.60),
+    "gpt-4.1": _rates(2.00, 0.50, 8.00),
+    "gpt-4-turbo": _rates(10.00, None, 30.00),
+    "gpt-4": _rates(30.00, None, 60.00),
+    "gpt-3.5-turbo": _rates(0.50, None, 1.50),
+    "o1-mini": _rates(1.10, 0.55, 4.40),
+    "o1": _rates(15.00, 7.50, 60.00),
+    "o3-mini": _rates(1.10, 0.55, 4.40),
+    "o4-mini": _rates(1.10, 0.275, 4.40),
+    "deepseek-chat": _rates(0.27, 0.07, 1.10, batch=False),
 }
+
+# (input, output) USD per 1M tokens of every model in PRICE_TABLE, the live list prices.
+PRICES_PER_1M: dict[str, tuple[float, float]] = {k: (r.input, r.output) for k, r in PRICE_TABLE.items()}
 
 RETRYABLE = (
     openai.RateLimitError,
@@ -145,12 +185,19 @@ class Budget:
 
 def price_for(model: str, override: tuple[float, float] | None = None) -> tuple[float, float] | None:
     """(input, output) USD per 1M tokens: the override, else the longest matching table prefix."""
+    rates = rates_for(model, override)
+    return None if rates is None else (rates.input, rates.output)
+
+
+def rates_for(model: str, override: tuple[float, float] | None = None) -> Rates | None:
+    """Every price of a model (live, cached, batch): from the override (IN,OUT; cached input at IN,
+    batch at half), else from the longest matching table prefix; None when unknown."""
     if override is not None:
-        return override
+        return _rates(float(override[0]), None, float(override[1]))
     name = model.lower().split("/")[-1]
-    for key in sorted(PRICES_PER_1M, key=len, reverse=True):
+    for key in sorted(PRICE_TABLE, key=len, reverse=True):
         if name == key or name.startswith(key + "-"):
-            return PRICES_PER_1M[key]
+            return PRICE_TABLE[key]
     return None
 
 
@@ -175,21 +222,37 @@ ESTIMATOR_NAME = "heuristic (~4 characters/token, 1 token per CJK character; no 
 
 @dataclasses.dataclass
 class Usage:
+    """Requests, tokens and cost. `cached_tokens` are the prompt tokens the API served from its
+    prompt cache (counted inside `prompt_tokens`, billed lower); `cost` is what was billed and
+    `cost_live` what the same requests cost sent live at list price (equal unless batched)."""
+
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
     retries: int = 0
+    cached_tokens: int = 0
+    cost_live: float = 0.0
 
-    def add(self, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
+    def add(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost: float,
+        cached_tokens: int = 0,
+        cost_live: float | None = None,
+    ) -> None:
         self.requests += 1
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
         self.cost += cost
+        self.cached_tokens += cached_tokens
+        self.cost_live += cost if cost_live is None else cost_live
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["cost"] = round(self.cost, 6)
+        d["cost_live"] = round(self.cost_live, 6)
         return d
 
 
@@ -337,6 +400,7 @@ class LLMClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.price = price_for(model, price)
+        self.rates = rates_for(model, price)
         self.budget = budget if budget is not None else Budget(max_cost)
         self.usage = usage if usage is not None else Usage()
         self.default_kwargs = default_kwargs or {}
@@ -398,18 +462,24 @@ class LLMClient:
 
     def _classify(self, err: openai.APIStatusError) -> Exception:
         """A non-retryable error: RequestRejected when it concerns this request only, else fatal."""
-        if err.status_code == 400 and _error_code(err) in PER_REQUEST_CODES:
-            return RequestRejected(f"rejected by {self.display_url} (HTTP 400, {_error_code(err)})")
-        return self._fatal(err)
+        return self.classify_status(err.status_code, getattr(err, "body", None), err.message)
+
+    def classify_status(self, status: int, body, message: str = "") -> Exception:
+        """`_classify` for an HTTP status and error body (also what a batch reports per request)."""
+        code = _error_code(SimpleNamespace(body=body))
+        if status == 400 and code in PER_REQUEST_CODES:
+            return RequestRejected(f"rejected by {self.display_url} (HTTP 400, {code})")
+        return self._fatal_status(status, body, message)
 
     def _fatal(self, err: openai.APIStatusError) -> FatalAPIError:
-        status = err.status_code
+        return self._fatal_status(err.status_code, getattr(err, "body", None), err.message)
+
+    def _fatal_status(self, status: int, body, message: str = "") -> FatalAPIError:
         where = self.display_url
-        body = getattr(err, "body", None)
         if isinstance(body, dict) and isinstance(body.get("error"), dict):
             body = body["error"]
         detail = body.get("message") if isinstance(body, dict) else None
-        detail = self._mask(" ".join(str(detail or err.message).split()))[:300]
+        detail = self._mask(" ".join(str(detail or message).split()))[:300]
         if status == 401:
             msg = f"invalid API key for {where} (HTTP 401)"
         elif status == 403:
@@ -430,18 +500,23 @@ class LLMClient:
         detail = f": {self._mask(' '.join(str(err).split()))[:200]}" if err else ""
         return f"HTTP 200 with an error body and no choices{detail}"
 
-    def _account(self, resp) -> None:
+    def _account(self, resp, batch: bool = False) -> None:
+        """Add a reply's usage to the run's and the current item's: cached prompt tokens at their
+        rate, at batch prices when it came through the Batch API (`cost_live`: the list price)."""
         u = resp.get("usage") or {}
         pt = u.get("prompt_tokens") or 0
         ct = u.get("completion_tokens") or 0
-        cost = 0.0
-        if self.price is not None:
-            cost = (pt * self.price[0] + ct * self.price[1]) / 1e6
-        self.usage.add(pt, ct, cost)
+        details = u.get("prompt_tokens_details") or {}
+        cached = (details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+        cost = live = 0.0
+        if self.rates is not None:
+            cost = self.rates.cost(pt, ct, cached, batch=batch)
+            live = self.rates.cost(pt, ct, cached, batch=False)
+        self.usage.add(pt, ct, cost, cached, live)
         self.budget.spent += cost
         item = current_item_usage.get()
         if item is not None and item is not self.usage:
-            item.add(pt, ct, cost)
+            item.add(pt, ct, cost, cached, live)
 
     @staticmethod
     def _unusable(choice: dict, chat: bool) -> str | None:
@@ -632,8 +707,10 @@ def check_client_args(args) -> None:
     check_api_url(args.api_url)
 
 
-def client_from_args(args, usage: Usage | None = None, **overrides) -> LLMClient:
-    """The LLMClient a script's flags describe; bad flag values raise InputError (exit 2)."""
+def client_from_args(args, usage: Usage | None = None, factory=None, **overrides) -> LLMClient:
+    """The LLMClient a script's flags describe; bad flag values raise InputError (exit 2).
+    `factory`: what makes the client from its keyword arguments (default LLMClient; with
+    --batch_api the run's `BatchRound.client`)."""
     check_client_args(args)
     if "api_url" in overrides:
         check_api_url(overrides["api_url"], "--verifier_api_url")
@@ -655,7 +732,7 @@ def client_from_args(args, usage: Usage | None = None, **overrides) -> LLMClient
         usage=usage,
     )
     kw.update(overrides)
-    return LLMClient(**kw)
+    return (factory or LLMClient)(**kw)
 
 
 def dry_run_report(
@@ -667,10 +744,14 @@ def dry_run_report(
     """
     p_tok = sum(estimate_tokens(p) for p, _ in requests)
     c_tok = sum(n for _, n in requests)
-    rate = price_for(model, price)
+    rate = rates_for(model, price)
     cost = "unknown (no price for this model; pass --price IN,OUT)"
     if rate is not None:
-        cost = f"~{(p_tok * rate[0] + c_tok * rate[1]) / 1e6:.4f} USD at {rate[0]}/{rate[1]} USD per 1M in/out tokens"
+        cost = (
+            f"~{rate.cost(p_tok, c_tok):.4f} USD at {rate.input}/{rate.output} USD per 1M in/out tokens; "
+            f"with --batch_api ~{rate.cost(p_tok, c_tok, batch=True):.4f} USD at "
+            f"{rate.batch_input:g}/{rate.batch_output:g}"
+        )
     lines = [
         f"[dry run] no request sent. {len(requests)} requests to {model}",
         f"[dry run] ~{p_tok} prompt tokens + ~{c_tok} completion tokens; cost {cost}",
@@ -684,7 +765,10 @@ def dry_run_report(
 def usage_report(model: str, usage: Usage, price: tuple[float, float] | None = None) -> str:
     rate = price_for(model, price)
     cost = f"{usage.cost:.4f} USD" if rate is not None else "unknown (no price for this model)"
+    if rate is not None and round(usage.cost_live, 6) != round(usage.cost, 6):
+        cost += f" (live-equivalent {usage.cost_live:.4f} USD)"
+    cached = f" ({usage.cached_tokens} cached)" if usage.cached_tokens else ""
     return (
-        f"API usage ({model}): {usage.requests} requests, {usage.prompt_tokens} prompt + "
+        f"API usage ({model}): {usage.requests} requests, {usage.prompt_tokens} prompt{cached} + "
         f"{usage.completion_tokens} completion tokens, {usage.retries} retries, cost {cost}"
     )

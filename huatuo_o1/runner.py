@@ -88,9 +88,11 @@ async def run_items(
     max_consecutive_failures: int = 20,
     show_progress: bool = True,
     label_of: Callable[[dict], object] | None = None,
+    batched: bool = False,
 ) -> RunReport:
     """`label_of(item)`: how messages name an item (default: its `id_key`, e.g. its position where the
-    store is keyed by content)."""
+    store is keyed by content). `batched`: every unfinished item at once, without the start ramp
+    (the Batch API's rounds, huatuo_o1/batch.py: requests wait in the round, not on the wire)."""
     report = RunReport(total=len(items))
     name = label_of or (lambda it: it.get(id_key))
     finished = store.fingerprints()
@@ -142,7 +144,7 @@ async def run_items(
 
     async def worker(rank: int):
         nonlocal consecutive
-        if rank:
+        if rank and ramp_step:
             await asyncio.sleep(rank * ramp_step)
         while not stop.is_set():
             try:
@@ -189,8 +191,8 @@ async def run_items(
             bar.update(1)
             refresh()
 
-    n_workers = max(1, min(concurrency, len(todo)))
-    ramp_step = min(RAMP_STEP_S, RAMP_MAX_S / n_workers)
+    n_workers = max(1, len(todo) if batched else min(concurrency, len(todo)))
+    ramp_step = 0.0 if batched else min(RAMP_STEP_S, RAMP_MAX_S / n_workers)
     workers = [asyncio.create_task(worker(rank)) for rank in range(n_workers)]
     try:
         await asyncio.gather(*workers, return_exceptions=True)

@@ -33,6 +33,7 @@ import logging
 import os
 from pathlib import Path
 
+from huatuo_o1.batch import add_batch_args, check_batch_args, round_from_args
 from huatuo_o1.cli import run_async_stage, str2bool
 from huatuo_o1.contract import GROUND_TRUTH as GT
 from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
@@ -62,6 +63,8 @@ from huatuo_o1.llm import (
     check_client_args,
     client_from_args,
     dry_run_report,
+    is_openai_url,
+    normalize_base_url,
     parse_price,
     price_for,
     usage_report,
@@ -314,14 +317,24 @@ def summarize(
     return summary
 
 
-def difficulty_from_args(args, out_dir: Path, task: str, budget) -> DifficultyFilter | None:
-    """The small-model clients the flags describe (sharing the run's --max_cost budget), or None."""
+def difficulty_batched(args) -> bool:
+    """Whether --batch_api covers the small models too: only when OpenAI serves them (their
+    endpoint is OpenAI's API or --api_url's); a local server has no Batch API."""
+    url = args.difficulty_api_url
+    same = normalize_base_url(url) == normalize_base_url(args.api_url) if args.api_url else False
+    return bool(getattr(args, "batch_api", False) and url and (is_openai_url(url) or same))
+
+
+def difficulty_from_args(args, out_dir: Path, task: str, budget, batches=None) -> DifficultyFilter | None:
+    """The small-model clients the flags describe (sharing the run's --max_cost budget), or None.
+    `batches`: the run's BatchRound, used for them when `difficulty_batched`."""
     models = [m.strip() for m in (args.difficulty_models or "").split(",") if m.strip()]
     if not models:
         return None
     clients = {}
+    make = batches.client if batches is not None and difficulty_batched(args) else LLMClient
     for m in models:
-        clients[m] = LLMClient(
+        clients[m] = make(
             model=m,
             api_key=args.difficulty_api_key,
             api_url=args.difficulty_api_url,
@@ -406,6 +419,7 @@ async def run(args) -> int:
     check_client_args(args)
     check_run_args(args)
     check_args(args)
+    check_batch_args(args)
     check_distinct_paths(
         [("--data_path", args.data_path)] + [("--decontaminate_against", f) for f in eval_files_for(args)[0]],
         [
@@ -452,28 +466,37 @@ async def _run_locked(args, items, todo, dropped, decontam, task: str, out_dir: 
     if reused:
         print(f"reused {reused} results of earlier runs (older layout or another input file name)")
     usage = Usage()
-    client = client_from_args(args, usage=usage)
+    # --batch_api: every item at once, their requests sent together as batches, round by round
+    batches = round_from_args(args, out_dir / task / "batches", reuse_answers=not args.retry_failed)
+    client = client_from_args(args, usage=usage, factory=batches.client if batches is not None else None)
     difficulty = None
+
+    async def process(it):
+        return await process_item(
+            {**it, "process_id": position[it["content_id"]]},
+            client,
+            args.filter_data,
+            args.language,
+            args.max_tries,
+            difficulty,
+        )
+
     try:
-        difficulty = difficulty_from_args(args, out_dir, task, budget=client.budget)
+        difficulty = difficulty_from_args(args, out_dir, task, budget=client.budget, batches=batches)
         report = await run_items(
             work,
-            lambda it: process_item(
-                {**it, "process_id": position[it["content_id"]]},
-                client,
-                args.filter_data,
-                args.language,
-                args.max_tries,
-                difficulty,
-            ),
+            batches.track(process) if batches is not None else process,
             store,
             concurrency=args.num_process,
             desc="construct",
             id_key="content_id",
             label_of=lambda it: position[it["content_id"]],
             max_consecutive_failures=args.max_consecutive_failures,
+            batched=batches is not None,
         )
     finally:
+        if batches is not None:
+            await batches.close()
         await client.close()
         if difficulty is not None:
             await difficulty.close()
@@ -488,6 +511,8 @@ async def _run_locked(args, items, todo, dropped, decontam, task: str, out_dir: 
     merged_path = write_merged(merged, out_dir, task, args.output_path)
     small_usage = {m: c.usage for m, c in difficulty.clients.items()} if difficulty else None
     summary = summarize(report, merged, len(items), usage, args.model_name, args.price, decontam, small_usage)
+    if batches is not None:
+        summary["batch_api"] = batches.summary()
     atomic_write_json(merged_path.with_name(merged_path.stem + "_summary.json"), summary)
     print(describe(summary, merged_path))
     return exit_code_for(report, list(finished.values()))
@@ -509,6 +534,12 @@ def describe(summary: dict, merged_path: Path) -> str:
                 f"{summary['difficulty']['correct_by_model'][m]} of {summary['difficulty']['judged_items']} items"
             )
     lines.append(f"filter verdicts: {json.dumps(summary['filter_verdicts'])}")
+    if "batch_api" in summary:
+        b = summary["batch_api"]
+        lines.append(
+            f"Batch API: {b['rounds']} rounds, {b['batches_submitted']} batches sent, "
+            f"{b['reused_answers']} answers reused from earlier runs"
+        )
     return "\n".join(lines)
 
 
@@ -614,6 +645,7 @@ def make_parser() -> argparse.ArgumentParser:
         "else 0 = self-hosted).",
     )
     add_run_args(p, merged_help="Merged output file")
+    add_batch_args(p)
     return p
 
 

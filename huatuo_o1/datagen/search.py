@@ -54,6 +54,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
+from huatuo_o1.batch import add_batch_args, check_batch_args, round_from_args
 from huatuo_o1.cli import add_dataclass_args, run_async_stage
 from huatuo_o1.contract import GROUND_TRUTH as GT
 from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
@@ -549,6 +550,7 @@ def summarize(
         },
         "usage_this_run": this_run,
         "cost_this_run": round(sum(u.cost for u, _ in usages.values()), 6),
+        "cost_this_run_live_equivalent": round(sum(u.cost_live for u, _ in usages.values()), 6),
         "usage_text": [usage_report(model, u, prices.get(name)) for name, (u, model) in usages.items()],
         "usage_all_runs": {
             "prompt_tokens": sum(b["prompt_tokens"] for b in buckets.values()),
@@ -575,6 +577,13 @@ def describe(summary: dict, merged_path: Path) -> str:
     for s, v in summary["strategies"].items():
         lines.append(f"{s:<24}{v['drawn']:>7}{v['judged_right']:>14}{v['final_step_of_a_success']:>22}")
     lines.extend(summary["usage_text"])
+    if "batch_api" in summary:
+        b = summary["batch_api"]
+        lines.append(
+            f"Batch API: {b['rounds']} rounds, {b['batches_submitted']} batches sent, "
+            f"{b['reused_answers']} answers reused from earlier runs; cost {summary['cost_this_run']:.4f} USD "
+            f"(live-equivalent {summary['cost_this_run_live_equivalent']:.4f} USD)"
+        )
     return "\n".join(lines)
 
 
@@ -598,6 +607,7 @@ async def run(args) -> int:
     trace folder is locked for the run (lock.py), so a second run on it is refused."""
     check_client_args(args)
     check_run_args(args)
+    check_batch_args(args)
     check_api_url(args.verifier_api_url, "--verifier_api_url")
     if args.max_search_attempts < 1 or args.max_search_depth < 0 or args.max_tries < 1:
         raise InputError("--max_search_attempts and --max_tries must be >= 1, --max_search_depth >= 0")
@@ -646,7 +656,10 @@ async def _run_locked(
     if reused:
         print(f"reused {reused} traces of earlier runs (older layout or another input file name)")
     usage = Usage()
-    client = client_from_args(args, usage=usage)
+    # --batch_api: every item at once, their requests sent together as batches, round by round
+    batches = round_from_args(args, out_dir / task / "batches", reuse_answers=not args.retry_failed)
+    factory = batches.client if batches is not None else None
+    client = client_from_args(args, usage=usage, factory=factory)
     usages = {"search": (usage, args.model_name)}
     prices = {"search": args.price}
     verifier = None
@@ -665,22 +678,30 @@ async def _run_locked(
             env_key=same_host,
             price=args.price if vmodel == args.model_name else None,
             budget=client.budget,  # --max_cost bounds the run, verifier included
+            factory=factory,
         )
         usages["verifier"] = (vusage, vmodel)
         prices["verifier"] = price_for(vmodel, prices["search"] if vmodel == args.model_name else None)
     searcher = Searcher(client, verifier, cfg)
+
+    async def process(it):
+        return await searcher.process({**it, "process_id": position[it["content_id"]]})
+
     try:
         report = await run_items(
             work,
-            lambda it: searcher.process({**it, "process_id": position[it["content_id"]]}),
+            batches.track(process) if batches is not None else process,
             store,
             concurrency=args.num_process,
             desc="search",
             id_key="content_id",
             label_of=lambda it: position[it["content_id"]],
             max_consecutive_failures=args.max_consecutive_failures,
+            batched=batches is not None,
         )
     finally:
+        if batches is not None:
+            await batches.close()
         await client.close()
         if verifier is not None:
             await verifier.close()
@@ -691,6 +712,8 @@ async def _run_locked(
         [r for r in records if r.get("status") == KEPT], out_dir, task, args.output_path
     )
     summary = summarize(records, len(items), skipped, report, usages, prices)
+    if batches is not None:
+        summary["batch_api"] = batches.summary()
     atomic_write_json(merged_path.with_name(merged_path.stem + "_summary.json"), summary)
     if args.export_verifier_data:
         examples = verifier_examples(records)
@@ -760,6 +783,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="Also write every verification as {response, reference, label} (.json list or .jsonl).",
     )
     add_run_args(p, merged_help="Merged SFT file")
+    add_batch_args(p)
     return p
 
 

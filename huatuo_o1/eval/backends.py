@@ -194,8 +194,10 @@ def make_server_process(client, gen: GenerationSettings):
     return generate
 
 
-def run_server(work_items: list[dict], store, client, gen: GenerationSettings) -> object:
+def run_server(work_items: list[dict], store, client, gen: GenerationSettings, batches=None) -> object:
     """Generate the unfinished items; each saved record is {"item_id", "outputs"[, "error"]}.
+    `batches`: the run's BatchRound (--batch_api; `client` is then its client): every question at
+    once, sent as batches round by round.
 
     A request the server rejects for this question alone (HTTP 400: prompt too long for the
     context, content filter) saves the question with empty outputs and an `error`: it counts as
@@ -219,14 +221,17 @@ def run_server(work_items: list[dict], store, client, gen: GenerationSettings) -
         try:
             return await run_items(
                 work_items,
-                process,
+                batches.track(process) if batches is not None else process,
                 store,
                 concurrency=gen.batch_size,
                 desc="eval",
                 id_key="item_id",
                 show_progress=gen.show_progress,
+                batched=batches is not None,
             )
         finally:
+            if batches is not None:
+                await batches.close()
             await client.close()
 
     return asyncio.run(go())

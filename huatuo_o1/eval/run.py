@@ -213,6 +213,9 @@ def make_parser() -> argparse.ArgumentParser:
         default=1800.0,
         help="Seconds to wait for the launched server to answer.",
     )
+    from huatuo_o1.batch import add_batch_args
+
+    add_batch_args(p)  # a model reached through an API (--api_url): half price, results within 24 h
     return p
 
 
@@ -227,6 +230,12 @@ def check_args(args: argparse.Namespace) -> None:
         args.batch_size = 8 if args.backend == "hf" else 1024
     if args.batch_size < 1 or args.n_samples < 1:
         raise InputError("--batch_size and --n_samples must be at least 1")
+    if args.batch_api:
+        from huatuo_o1.batch import check_batch_args
+
+        if args.backend != "server":
+            raise InputError("--batch_api needs --backend server (a model reached through an API)")
+        check_batch_args(args)
     if args.limit_num is not None and args.limit_num < 1:
         raise InputError(
             f"--limit_num must be at least 1 (got {args.limit_num}); leave it out to evaluate every question"
@@ -541,8 +550,14 @@ def _run_server(work: list[dict], store: ItemStore, args, gen: GenerationSetting
         sid = asyncio.run(served_model_id(base_url, api_key))
         if model is None:
             model = (sid if not args.api_url else None) or args.model_name or sid or "default"
-        client = LLMClient(
-            model,
+        batches = None
+        if args.batch_api:
+            from huatuo_o1.batch import round_from_args
+
+            batches = round_from_args(args, Path(store.root) / "batches")
+        make = batches.client if batches is not None else LLMClient
+        client = make(
+            model=model,
             api_key=api_key,
             api_url=base_url,
             max_concurrency=gen.batch_size,
@@ -551,7 +566,7 @@ def _run_server(work: list[dict], store: ItemStore, args, gen: GenerationSetting
             env_key=False,  # resolved once, in main
             strict_replies=False,  # an answer cut at max_tokens is scored as it is: part of the measure
         )
-        report = run_server(work, store, client, gen)
+        report = run_server(work, store, client, gen, batches=batches)
         if report.stopped_reason:
             print(f"stopped early: {report.stopped_reason}", file=sys.stderr)
         return report.errors

@@ -1,7 +1,10 @@
 """A loopback HTTP server that speaks the OpenAI protocol with scripted replies: the GPT-4o double
-of the tests and benchmarks (chat and completions endpoints, errors, latency, usage)."""
+of the tests and benchmarks (chat and completions endpoints, errors, latency, usage), and of the
+Batch API (file upload and download, batches with scripted status sequences)."""
 
 from __future__ import annotations
+
+TERMINAL_BATCH_STATUSES = ("completed", "expired", "cancelled", "failed")
 
 
 class FakeResponse:
@@ -25,6 +28,7 @@ class FakeResponse:
         reasoning_content: str | None = None,
         null_content: bool = False,
         body: dict | None = None,
+        cached_tokens: int = 0,
     ):
         self.text = text
         self.status = status
@@ -36,6 +40,29 @@ class FakeResponse:
         self.reasoning_content = reasoning_content
         self.null_content = null_content
         self.body = body
+        self.cached_tokens = cached_tokens
+
+
+class FakeBatch:
+    """How the server plays one batch.
+
+    `statuses`: what GET /v1/batches/{id} answers, one step per poll (the last one stays); a batch
+    that ends `completed` answers every request, one that ends `expired` or `cancelled` answers only
+    its first `answered` requests (the rest get a `batch_expired` / `batch_cancelled` error line),
+    one that ends `failed` answers none and reports `errors` (a list of {"code", "message", "line"}).
+    `tamper_ids`: the results carry custom ids that do not match the requests (a confused proxy)."""
+
+    def __init__(
+        self,
+        statuses=("validating", "in_progress", "completed"),
+        answered: int = 0,
+        errors: list[dict] | None = None,
+        tamper_ids: bool = False,
+    ):
+        self.statuses = list(statuses)
+        self.answered = answered
+        self.errors = errors
+        self.tamper_ids = tamper_ids
 
 
 class FakeRequest:
@@ -67,15 +94,39 @@ class FakeOpenAIServer:
     Every request is recorded in `srv.requests` (path, body, headers) for assertions.
     `in_process=False` runs the server in a forked child process instead (benchmarks: keeps the
     server's CPU work off the client's GIL); requests are then not recorded.
+
+    Batch API (`batch_api=True`; False answers 404 there, like a local server without it): POST
+    /v1/files, GET /v1/files/{id}/content, POST and GET /v1/batches, GET /v1/batches/{id}, POST
+    /v1/batches/{id}/cancel. Each line of a batch is answered by the same `responder` as a live
+    request (recorded in `srv.requests` with the line's url as path); `batches` (a FakeBatch, a list
+    of them used in order with the last repeating, or a callable batch index -> FakeBatch) scripts
+    each batch's statuses; `batch_latency` keeps a batch from finishing before that many seconds.
+    `srv.batch_creates` counts POST /v1/batches. `cached_tokens` (a callable FakeRequest -> int)
+    reports that many prompt tokens as cached in every reply's usage.
     """
 
     def __init__(
-        self, responder=None, latency: float = 0.0, in_process: bool = True, model: str = "fake-model"
+        self,
+        responder=None,
+        latency: float = 0.0,
+        in_process: bool = True,
+        model: str = "fake-model",
+        batch_api: bool = True,
+        batches=None,
+        batch_latency: float = 0.0,
+        cached_tokens=None,
     ):
         import threading
 
         self.responder = responder if responder is not None else (lambda req: "OK")
         self.latency = latency
+        self.batch_api = batch_api
+        self.batch_script = batches if batches is not None else FakeBatch()
+        self.batch_latency = batch_latency
+        self.cached_tokens = cached_tokens
+        self.files: dict[str, dict] = {}
+        self.batches: dict[str, dict] = {}
+        self.batch_creates = 0
         self.in_process = in_process
         self.model = model
         self.requests: list[FakeRequest] = []
@@ -130,6 +181,51 @@ class FakeOpenAIServer:
         async def health(request):
             return web.json_response({"status": "ok"})
 
+        def answer(path: str, body: dict, reply) -> tuple[int, dict, dict]:
+            """(status, JSON body, headers) of a scripted reply to a request on `path`."""
+            req = FakeRequest(path, body, {})
+            if not isinstance(reply, FakeResponse):
+                reply = FakeResponse(reply)
+            if reply.status != 200:
+                code = reply.code if reply.code is not None else reply.status
+                err = {"error": {"message": reply.error, "type": "scripted", "code": code}}
+                return reply.status, err, reply.headers
+            if reply.body is not None:
+                return 200, reply.body, reply.headers
+            texts = reply.text if isinstance(reply.text, list) else [reply.text or ""] * req.n
+            ptoks = max(1, len(req.prompt) // 4)
+            ctoks = sum(max(1, len(t) // 4) for t in texts)
+            usage = {"prompt_tokens": ptoks, "completion_tokens": ctoks, "total_tokens": ptoks + ctoks}
+            cached = reply.cached_tokens or (self.cached_tokens(req) if self.cached_tokens else 0)
+            if cached:
+                usage["prompt_tokens_details"] = {"cached_tokens": min(int(cached), ptoks)}
+            common = {
+                "id": "fake-1",
+                "created": int(time.time()),
+                "model": body.get("model", self.model),
+                "usage": usage,
+            }
+            finish = reply.finish_reason
+            if path.endswith("/chat/completions"):
+                choices = []
+                for i, t in enumerate(texts):
+                    message = {"role": "assistant", "content": None if reply.null_content else t}
+                    if reply.reasoning_content is not None:
+                        message["reasoning_content"] = reply.reasoning_content
+                    choices.append({"index": i, "message": message, "finish_reason": finish})
+                return 200, {**common, "object": "chat.completion", "choices": choices}, reply.headers
+            choices = [
+                {"index": i, "text": t, "finish_reason": finish, "logprobs": None}
+                for i, t in enumerate(texts)
+            ]
+            return 200, {**common, "object": "text_completion", "choices": choices}, reply.headers
+
+        def scripted(req: FakeRequest):
+            try:
+                return self._next_reply(req)
+            except Exception as e:  # a broken script is a 500 the test will see
+                return FakeResponse(status=500, error=f"responder raised {type(e).__name__}: {e}")
+
         async def post(request):
             raw = await request.read()
             try:
@@ -142,51 +238,210 @@ class FakeOpenAIServer:
                     self.requests.append(req)
             if self.latency:
                 await asyncio.sleep(self.latency)
-            try:
-                reply = self._next_reply(req)
-            except Exception as e:  # a broken script is a 500 the test will see
-                reply = FakeResponse(status=500, error=f"responder raised {type(e).__name__}: {e}")
-            if not isinstance(reply, FakeResponse):
-                reply = FakeResponse(reply)
-            if reply.delay:
+            reply = scripted(req)
+            if isinstance(reply, FakeResponse) and reply.delay:
                 await asyncio.sleep(reply.delay)
-            if reply.status != 200:
-                return error(reply.status, reply.error, reply.headers, reply.code)
-            if reply.body is not None:
-                return web.json_response(reply.body, headers=reply.headers)
-            texts = reply.text if isinstance(reply.text, list) else [reply.text or ""] * req.n
-            ptoks = max(1, len(req.prompt) // 4)
-            ctoks = sum(max(1, len(t) // 4) for t in texts)
-            usage = {"prompt_tokens": ptoks, "completion_tokens": ctoks, "total_tokens": ptoks + ctoks}
-            common = {
-                "id": "fake-1",
-                "created": int(time.time()),
-                "model": body.get("model", self.model),
-                "usage": usage,
+            status, out, headers = answer(request.path, body, reply)
+            return web.json_response(out, status=status, headers=headers)
+
+        # -- Batch API ------------------------------------------------------------------------
+        def record(path: str, headers) -> None:
+            if self.in_process:
+                with self._lock:
+                    self.requests.append(FakeRequest(path, {}, {k.lower(): v for k, v in headers.items()}))
+
+        def new_file(data: bytes, filename: str, purpose: str) -> dict:
+            fid = f"file-{len(self.files) + 1:05d}"
+            meta = {
+                "id": fid,
+                "object": "file",
+                "bytes": len(data),
+                "created_at": int(time.time()),
+                "filename": filename,
+                "purpose": purpose,
+                "status": "processed",
             }
-            finish = reply.finish_reason
-            if request.path.endswith("/chat/completions"):
-                choices = []
-                for i, t in enumerate(texts):
-                    message = {"role": "assistant", "content": None if reply.null_content else t}
-                    if reply.reasoning_content is not None:
-                        message["reasoning_content"] = reply.reasoning_content
-                    choices.append({"index": i, "message": message, "finish_reason": finish})
-                return web.json_response({**common, "object": "chat.completion", "choices": choices})
-            choices = [
-                {"index": i, "text": t, "finish_reason": finish, "logprobs": None}
-                for i, t in enumerate(texts)
-            ]
-            return web.json_response({**common, "object": "text_completion", "choices": choices})
+            self.files[fid] = {"meta": meta, "data": data}
+            return meta
+
+        async def upload(request):
+            if not self.batch_api:
+                return await not_found(request)
+            record(request.path, request.headers)
+            form = await request.post()
+            part = form.get("file")
+            if part is None or not hasattr(part, "file"):
+                return error(400, "no file in the upload")
+            return web.json_response(
+                new_file(part.file.read(), part.filename or "upload", form.get("purpose", ""))
+            )
+
+        async def file_content(request):
+            if not self.batch_api:
+                return await not_found(request)
+            record(request.path, request.headers)
+            f = self.files.get(request.match_info["fid"])
+            if f is None:
+                return error(404, f"no file {request.match_info['fid']}")
+            return web.Response(body=f["data"], content_type="application/octet-stream")
+
+        def batch_view(b: dict) -> dict:
+            return {k: v for k, v in b.items() if not k.startswith("_")}
+
+        def finish(b: dict, status: str) -> None:
+            """Answer the batch's lines as its final status says; write its output and error files."""
+            script = b["_script"]
+            lines = [json.loads(x) for x in self.files[b["input_file_id"]]["data"].decode().splitlines() if x]
+            if status == "failed":
+                b["errors"] = {
+                    "object": "list",
+                    "data": script.errors
+                    or [{"code": "invalid_request", "message": "scripted failure", "line": 1}],
+                }
+                b["request_counts"] = {"total": len(lines), "completed": 0, "failed": 0}
+                return
+            n = len(lines) if status == "completed" else min(script.answered, len(lines))
+            out, err = [], []
+            for i, line in enumerate(lines):
+                cid = line.get("custom_id")
+                if script.tamper_ids:
+                    cid = f"0000000000000000-{i}"
+                rid = f"batch_req_{b['id']}_{i}"
+                if i >= n:
+                    code = "batch_expired" if status == "expired" else "batch_cancelled"
+                    msg = "This request could not be executed before the completion window expired."
+                    err.append(
+                        {
+                            "id": rid,
+                            "custom_id": cid,
+                            "response": None,
+                            "error": {"code": code, "message": msg},
+                        }
+                    )
+                    continue
+                req = FakeRequest(line.get("url", ""), line.get("body") or {}, {"x-batch-id": b["id"]})
+                if self.in_process:
+                    with self._lock:
+                        self.requests.append(req)
+                st, body, _ = answer(req.path, req.body, scripted(req))
+                row = {
+                    "id": rid,
+                    "custom_id": cid,
+                    "response": {"status_code": st, "request_id": rid, "body": body},
+                    "error": None,
+                }
+                (out if st == 200 else err).append(row)
+            as_bytes = lambda rows: b"".join(json.dumps(r).encode() + b"\n" for r in rows)  # noqa: E731
+            if out:
+                b["output_file_id"] = new_file(as_bytes(out), f"{b['id']}_output.jsonl", "batch_output")["id"]
+            if err:
+                b["error_file_id"] = new_file(as_bytes(err), f"{b['id']}_error.jsonl", "batch_output")["id"]
+            b["request_counts"] = {"total": len(lines), "completed": len(out), "failed": len(err)}
+
+        def script_for(index: int) -> FakeBatch:
+            s = self.batch_script
+            if callable(s) and not isinstance(s, FakeBatch):
+                return s(index)
+            if isinstance(s, (list, tuple)):
+                return s[min(index, len(s) - 1)]
+            return s
+
+        async def create_batch(request):
+            if not self.batch_api:
+                return await not_found(request)
+            record(request.path, request.headers)
+            body = json.loads(await request.read() or b"{}")
+            fid = body.get("input_file_id")
+            if fid not in self.files:
+                return error(400, f"no input file {fid}")
+            with self._lock:
+                index = self.batch_creates
+                self.batch_creates += 1
+            bid = f"batch_{index + 1:05d}"
+            script = script_for(index)
+            b = {
+                "id": bid,
+                "object": "batch",
+                "endpoint": body.get("endpoint"),
+                "errors": None,
+                "input_file_id": fid,
+                "completion_window": body.get("completion_window", "24h"),
+                "status": script.statuses[0],
+                "output_file_id": None,
+                "error_file_id": None,
+                "created_at": int(time.time()),
+                "request_counts": {"total": 0, "completed": 0, "failed": 0},
+                "metadata": body.get("metadata"),
+                "_script": script,
+                "_step": 0,
+                "_t0": time.monotonic(),
+            }
+            self.batches[bid] = b
+            if b["status"] in TERMINAL_BATCH_STATUSES:
+                finish(b, b["status"])
+            return web.json_response(batch_view(b))
+
+        async def get_batch(request):
+            if not self.batch_api:
+                return await not_found(request)
+            record(request.path, request.headers)
+            b = self.batches.get(request.match_info["bid"])
+            if b is None:
+                return error(404, f"no batch {request.match_info['bid']}")
+            statuses = b["_script"].statuses
+            if b["status"] not in TERMINAL_BATCH_STATUSES and b["status"] != "cancelling":
+                nxt = statuses[min(b["_step"] + 1, len(statuses) - 1)]
+                early = time.monotonic() - b["_t0"] < self.batch_latency
+                if not (nxt in TERMINAL_BATCH_STATUSES and early):
+                    b["_step"] += 1
+                    b["status"] = nxt
+                    if nxt in TERMINAL_BATCH_STATUSES:
+                        finish(b, nxt)
+            elif b["status"] == "cancelling":
+                b["status"] = "cancelled"
+                finish(b, "cancelled")
+            return web.json_response(batch_view(b))
+
+        async def cancel_batch(request):
+            if not self.batch_api:
+                return await not_found(request)
+            record(request.path, request.headers)
+            b = self.batches.get(request.match_info["bid"])
+            if b is None:
+                return error(404, f"no batch {request.match_info['bid']}")
+            if b["status"] not in TERMINAL_BATCH_STATUSES:
+                b["status"] = "cancelling"
+            return web.json_response(batch_view(b))
+
+        async def list_batches(request):
+            if not self.batch_api:
+                return await not_found(request)
+            record(request.path, request.headers)
+            data = [batch_view(b) for b in reversed(list(self.batches.values()))]
+            return web.json_response(
+                {
+                    "object": "list",
+                    "data": data,
+                    "first_id": data[0]["id"] if data else None,
+                    "last_id": data[-1]["id"] if data else None,
+                    "has_more": False,
+                }
+            )
 
         async def not_found(request):
             return error(404, f"no route {request.path}")
 
-        app = web.Application()
+        app = web.Application(client_max_size=256 * 2**20)  # a batch file may be up to 200 MB
         app.router.add_get("/v1/models", models)
         app.router.add_get("/health", health)
         app.router.add_post("/v1/chat/completions", post)
         app.router.add_post("/v1/completions", post)
+        app.router.add_post("/v1/files", upload)
+        app.router.add_get("/v1/files/{fid}/content", file_content)
+        app.router.add_post("/v1/batches", create_batch)
+        app.router.add_get("/v1/batches", list_batches)
+        app.router.add_get("/v1/batches/{bid}", get_batch)
+        app.router.add_post("/v1/batches/{bid}/cancel", cancel_batch)
         app.router.add_route("*", "/{tail:.*}", not_found)
         return app
 
