@@ -39,3 +39,23 @@ def test_callback_writes_on_the_main_process_only(tmp_path):
     state.is_world_process_zero = True
     cb.on_train_end(None, state, TrainerControl())
     assert (tmp_path / "plots" / "loss.png").exists()
+
+
+def test_one_line_says_what_the_run_learnt(tmp_path, capsys):
+    from transformers import TrainerControl, TrainerState
+
+    from huatuo_o1.train.plots import summary_line
+
+    history = [{"reward/mean": 0.1, "reward/correct": 0.0, "reward/well_formed": 0.5, "objective/kl": 0.0,
+                "lr": 5e-7, "step": 1},
+               {"reward/mean": 0.55, "reward/correct": 0.5, "reward/well_formed": 1.0, "objective/kl": 0.02,
+                "lr": 5e-7, "step": 2}]  # fmt: skip
+    assert summary_line(history, RL_CURVES, 2) == (
+        "2 steps; reward/mean 0.1 -> 0.55, reward/correct 0 -> 0.5, reward/well_formed 0.5 -> 1, "
+        "objective/kl 0 -> 0.02"
+    )
+    cb = make_plot_callback(tmp_path, SFT_CURVES)
+    state = TrainerState()
+    state.log_history, state.global_step = [{"loss": 3.0, "step": 1}, {"loss": 1.25, "step": 8}], 8
+    cb.on_train_end(None, state, TrainerControl())
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "training finished: 8 steps; loss 3 -> 1.25"

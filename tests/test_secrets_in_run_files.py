@@ -54,3 +54,17 @@ def test_judge_key_never_reaches_run_or_wandb_files(tmp_path, tiny_lm_dir):
         and flags["wandb_project"] == "secrets-test"
     )
     assert "wandb: project secrets-test, offline" in r.stderr
+
+
+def test_verifier_settings_never_show_the_judge_key():
+    from types import SimpleNamespace
+
+    from huatuo_o1.rl.rewards import VerifierSettings
+
+    flags = SimpleNamespace(
+        verifier="llm", judge_model="gpt-4o", judge_api_key="sk-judge-secret-0123456789", judge_api_url=None,
+        judge_max_concurrency=4, verifier_max_length=512, verifier_batch_size=2,
+    )  # fmt: skip
+    s = VerifierSettings.of(flags, None)
+    assert s.api_key == "sk-judge-secret-0123456789" and s.max_concurrency == 4
+    assert "sk-judge" not in repr(s)

@@ -170,20 +170,11 @@ def make_verifier(
     """The verifier, loaded whole even under ZeRO-3: it is called as a plain module (GRPO's reward
     function; inside PPO's reward hook, which trl's engine partitions again itself), and a model
     loaded partitioned outside an engine would run on empty weights."""
-    from huatuo_o1.rl.rewards import build_verifier
+    from huatuo_o1.rl.rewards import VerifierSettings, build_verifier
 
     with outside_zero3_init():
         return build_verifier(
-            script_args.verifier,
-            reward_model_path,
-            judge_model=script_args.judge_model,
-            api_key=script_args.judge_api_key,  # the client falls back to OPENAI_API_KEY (llm.resolve_api_key)
-            api_url=script_args.judge_api_url,
-            max_concurrency=script_args.judge_max_concurrency,
-            max_length=script_args.verifier_max_length,
-            batch_size=script_args.verifier_batch_size,
-            dtype=dtype,
-            trust_remote_code=trust_remote_code,
+            VerifierSettings.of(script_args, reward_model_path, trust_remote_code), dtype=dtype
         )
 
 

@@ -335,35 +335,58 @@ class ExactMatchVerifier(Verifier):
         ]
 
 
-def build_verifier(
-    kind: str,
-    reward_model_path: str | None = None,
-    *,
-    judge_model: str | None = None,
-    api_key: str | None = None,
-    api_url: str | None = None,
-    max_concurrency: int = 10,
-    max_length: int = VERIFIER_MAX_LENGTH,
-    batch_size: int = 8,
-    dtype=None,
-    trust_remote_code: bool = False,
-) -> Verifier:
+@dataclass(frozen=True)
+class VerifierSettings:
+    """Everything that chooses and configures the reward's verifier, in one object (the RL scripts'
+    --verifier, --reward_model_path and judge/classifier flags)."""
+
+    kind: str
+    reward_model_path: str | None = None
+    judge_model: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never shown
+    api_url: str | None = None
+    max_concurrency: int = 10
+    max_length: int = VERIFIER_MAX_LENGTH
+    batch_size: int = 8
+    trust_remote_code: bool = False
+
+    @classmethod
+    def of(cls, script_args, reward_model_path: str | None, trust_remote_code: bool = False):
+        """The settings in the RL scripts' parsed flags."""
+        return cls(
+            kind=script_args.verifier,
+            reward_model_path=reward_model_path,
+            judge_model=script_args.judge_model,
+            api_key=script_args.judge_api_key,  # the client falls back to OPENAI_API_KEY (llm.resolve_api_key)
+            api_url=script_args.judge_api_url,
+            max_concurrency=script_args.judge_max_concurrency,
+            max_length=script_args.verifier_max_length,
+            batch_size=script_args.verifier_batch_size,
+            trust_remote_code=trust_remote_code,
+        )
+
+
+def build_verifier(settings: VerifierSettings, dtype=None) -> Verifier:
     """The verifier chosen by `--verifier {classifier,llm,exact}`."""
+    kind = settings.kind
     if kind == "classifier":
-        if not reward_model_path:
+        if not settings.reward_model_path:
             raise InputError("--verifier classifier needs --reward_model_path")
         return ClassifierVerifier.from_pretrained(
-            reward_model_path,
+            settings.reward_model_path,
             dtype=dtype,
-            trust_remote_code=trust_remote_code,
-            max_length=max_length,
-            batch_size=batch_size,
+            trust_remote_code=settings.trust_remote_code,
+            max_length=settings.max_length,
+            batch_size=settings.batch_size,
         )
     if kind == "llm":
-        if not judge_model:
+        if not settings.judge_model:
             raise InputError("--verifier llm needs --judge_model (e.g. gpt-4o)")
         return LLMJudgeVerifier(
-            judge_model, api_key=api_key, api_url=api_url, max_concurrency=max_concurrency
+            settings.judge_model,
+            api_key=settings.api_key,
+            api_url=settings.api_url,
+            max_concurrency=settings.max_concurrency,
         )
     if kind == "exact":
         return ExactMatchVerifier()

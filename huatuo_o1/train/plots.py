@@ -1,7 +1,7 @@
 """PNG plots of a training run's logged curves, from the trainer's own log history.
 
-At the end of a run, `PlotCallback` (a `TrainerCallback`, main process only) writes one PNG per
-curve group into `<run folder>/plots/`: for SFT loss, learning rate and token accuracy; for PPO and
+At the end of a run, `PlotCallback` (a `TrainerCallback`, main process only) prints one line with
+each curve's first and last value (`summary_line`) and writes one PNG per curve group into `<run folder>/plots/`: for SFT loss, learning rate and token accuracy; for PPO and
 GRPO the reward, the correct and well-formed shares, the KL and the response length; for the
 verifier its loss. A group whose keys were never logged is skipped. matplotlib draws with its Agg
 renderer (no display needed) through its object API, so no global backend is changed.
@@ -83,6 +83,22 @@ def write_plots(log_history: list[dict], out_dir: str | Path, curves: list) -> l
     return written
 
 
+def summary_line(log_history: list[dict], curves: list, steps: int) -> str:
+    """One line on what a run learnt: each curve's first and last logged value (the learning rate
+    left out), e.g. "8 steps; loss 3.12 -> 1.05, token_accuracy 0.41 -> 0.77"."""
+    parts = []
+    for stem, _, keys in curves:
+        if stem == "learning_rate":
+            continue
+        for key in keys:
+            _, ys = _series(log_history, key)
+            if ys:
+                parts.append(f"{key} {ys[0]:.3g} -> {ys[-1]:.3g}")
+                if stem != "shares":
+                    break  # the first logged key of a group is its value; the rest are aliases
+    return f"{steps} steps; " + (", ".join(parts) if parts else "nothing logged")
+
+
 def make_plot_callback(run_dir: str | Path, curves: list):
     """A TrainerCallback that writes the run's plots into `<run_dir>/plots` when training ends."""
     from transformers import TrainerCallback
@@ -91,6 +107,9 @@ def make_plot_callback(run_dir: str | Path, curves: list):
         def on_train_end(self, args, state, control, **kwargs):
             if not state.is_world_process_zero:
                 return
+            print(
+                f"training finished: {summary_line(state.log_history, curves, state.global_step)}", flush=True
+            )
             try:
                 files = write_plots(state.log_history, Path(run_dir) / PLOTS_DIR, curves)
             except Exception as e:  # a plot never costs the trained model
