@@ -44,6 +44,17 @@ SFT_QUESTION = "Question"
 SFT_COT = "Complex_CoT"
 SFT_RESPONSE = "Response"
 
+# §3 the search's audit trail, kept beside the SFT fields (read by SFT's simple_cot target):
+# the reasoning steps of every search step (the first is the initial reasoning), the kind of each
+# step ("Init_CoT", "Re_CoT_<Strategy>", "Label_CoT") and the verifier's verdict on each.
+SEARCH_STEPS = "response_struct"
+SEARCH_STEP_KINDS = "response_type"
+SEARCH_VERDICTS = "verify"
+SEARCH_INITIAL_KIND = "Init_CoT"
+# one reasoning step of a search reply: {"action": ..., "title": ..., "content": ...}
+STEP_ACTION, STEP_TITLE, STEP_CONTENT = "action", "title", "content"
+STEP_THINKING, STEP_CONCLUSION = "Inner Thinking", "Final Conclusion"
+
 # §5 verifier example
 VERIFIER_RESPONSE = "response"
 VERIFIER_REFERENCE = "reference"
