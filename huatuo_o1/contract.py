@@ -60,6 +60,11 @@ VERIFIER_RESPONSE = "response"
 VERIFIER_REFERENCE = "reference"
 VERIFIER_LABEL = "label"
 
+# DPO pair (scripts/make_dpo_pairs.py -> RL_stage2_dpo.py): trl's preference-data names
+DPO_PROMPT = "prompt"
+DPO_CHOSEN = "chosen"
+DPO_REJECTED = "rejected"
+
 # The fields each record kind must carry (what a reader of that kind checks for).
 RECORD_FIELDS = {
     "multiple_choice": (MCQ_QUESTION, MCQ_OPTIONS, MCQ_ANSWER),
@@ -67,6 +72,7 @@ RECORD_FIELDS = {
     "sft": (SFT_QUESTION, SFT_COT, SFT_RESPONSE),
     "verifier_example": (VERIFIER_RESPONSE, VERIFIER_REFERENCE, VERIFIER_LABEL),
     "evaluation": (MCQ_QUESTION, MCQ_OPTIONS, MCQ_ANSWER_IDX),
+    "dpo_pair": (DPO_PROMPT, DPO_CHOSEN, DPO_REJECTED),
 }
 
 # The paper's evaluation file: its place in this repository and in the original one (same path).
