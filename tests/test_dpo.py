@@ -121,3 +121,16 @@ def test_dpo_one_step_saves(tmp_path, tiny_lm_dir):
     AutoModelForCausalLM.from_pretrained(tmp_path / "o" / "d")
     s, a, _ = dpo.parse_args(["--model_name_or_path", "m", "--output_dir", "o", "--report_to", "none"])
     assert (a.learning_rate, a.beta, a.global_batch_size) == (1e-6, 1.0, 128)
+
+
+def test_pair_maker_samples_in_process_with_the_hf_backend(tiny_lm_dir, tmp_path):
+    data = tmp_path / "p.json"
+    data.write_text(json.dumps([{OPEN_QUESTION: "Q0 drug?", GROUND_TRUTH: "aspirin"}]))
+    out = tmp_path / "pairs.jsonl"
+    argv = ["--model_path", str(tiny_lm_dir), "--data_path", str(data), "--output", str(out), "--n_samples", "2",
+            "--backend", "hf", "--max_new_tokens", "4", "--verifier", "exact"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "pairs.jsonl.summary.json").read_text())
+    assert summary["questions"] == 1 and summary["sampled"] == 1  # a random model: no pair, but sampled
+    (cached,) = (tmp_path / "pairs.jsonl.samples").rglob("*.json")
+    assert len(json.loads(cached.read_text())["outputs"]) == 2
