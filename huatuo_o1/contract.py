@@ -44,10 +44,26 @@ SFT_QUESTION = "Question"
 SFT_COT = "Complex_CoT"
 SFT_RESPONSE = "Response"
 
+# §3 the search's audit trail, kept beside the SFT fields (read by SFT's simple_cot target):
+# the reasoning steps of every search step (the first is the initial reasoning), the kind of each
+# step ("Init_CoT", "Re_CoT_<Strategy>", "Label_CoT") and the verifier's verdict on each.
+SEARCH_STEPS = "response_struct"
+SEARCH_STEP_KINDS = "response_type"
+SEARCH_VERDICTS = "verify"
+SEARCH_INITIAL_KIND = "Init_CoT"
+# one reasoning step of a search reply: {"action": ..., "title": ..., "content": ...}
+STEP_ACTION, STEP_TITLE, STEP_CONTENT = "action", "title", "content"
+STEP_THINKING, STEP_CONCLUSION = "Inner Thinking", "Final Conclusion"
+
 # §5 verifier example
 VERIFIER_RESPONSE = "response"
 VERIFIER_REFERENCE = "reference"
 VERIFIER_LABEL = "label"
+
+# DPO pair (scripts/make_dpo_pairs.py -> RL_stage2_dpo.py): trl's preference-data names
+DPO_PROMPT = "prompt"
+DPO_CHOSEN = "chosen"
+DPO_REJECTED = "rejected"
 
 # The fields each record kind must carry (what a reader of that kind checks for).
 RECORD_FIELDS = {
@@ -56,6 +72,7 @@ RECORD_FIELDS = {
     "sft": (SFT_QUESTION, SFT_COT, SFT_RESPONSE),
     "verifier_example": (VERIFIER_RESPONSE, VERIFIER_REFERENCE, VERIFIER_LABEL),
     "evaluation": (MCQ_QUESTION, MCQ_OPTIONS, MCQ_ANSWER_IDX),
+    "dpo_pair": (DPO_PROMPT, DPO_CHOSEN, DPO_REJECTED),
 }
 
 # The paper's evaluation file: its place in this repository and in the original one (same path).

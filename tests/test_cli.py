@@ -18,6 +18,8 @@ ENTRY_POINTS = {
     "SFT_stage1.py": "huatuo_o1.train.sft",
     "RL_stage2.py": "huatuo_o1.rl.ppo",
     "RL_stage2_grpo.py": "huatuo_o1.rl.grpo",
+    "RL_stage2_rloo.py": "huatuo_o1.rl.rloo",
+    "RL_stage2_dpo.py": "huatuo_o1.rl.dpo",
     "train_verifier.py": "huatuo_o1.rl.verifier_train",
     "evaluation/eval.py": "huatuo_o1.eval.run",
     "evaluation/get_eval_data.py": "huatuo_o1.eval.data",
@@ -25,6 +27,7 @@ ENTRY_POINTS = {
     "scripts/decontaminate.py": "huatuo_o1.datagen.decontam",
     "scripts/split_stage1.py": "huatuo_o1.datagen.stage1_split",
     "scripts/export_verl_data.py": "huatuo_o1.rl.verl_data",
+    "scripts/make_dpo_pairs.py": "huatuo_o1.rl.dpo_pairs",
     "scripts/show_answer.py": "huatuo_o1.train.show_answer",
     "scripts/gpu_mfu.py": "huatuo_o1.train.mfu",
 }
@@ -76,7 +79,15 @@ def test_parser_and_main_live_in_the_package(script):
 
 
 @pytest.mark.parametrize(
-    "script", ["SFT_stage1.py", "RL_stage2.py", "RL_stage2_grpo.py", "train_verifier.py"]
+    "script",
+    [
+        "SFT_stage1.py",
+        "RL_stage2.py",
+        "RL_stage2_grpo.py",
+        "RL_stage2_rloo.py",
+        "RL_stage2_dpo.py",
+        "train_verifier.py",
+    ],
 )
 def test_help_all_lists_the_libraries_flags(script):
     r = subprocess.run(
@@ -92,10 +103,12 @@ def test_help_all_lists_the_libraries_flags(script):
 
 def test_every_training_main_closes_its_process_group(monkeypatch):
     """A finished training run ends through multi_gpu.end_distributed (its teardown: test_launch)."""
+    import huatuo_o1.rl.dpo_trainer
     import huatuo_o1.rl.grpo_trainer
     import huatuo_o1.rl.ppo_trainer
+    import huatuo_o1.rl.rloo_trainer
     import huatuo_o1.train.multi_gpu
-    from huatuo_o1.rl import grpo, ppo, verifier_train
+    from huatuo_o1.rl import dpo, grpo, ppo, rloo, verifier_train
     from huatuo_o1.train import sft
 
     calls = []
@@ -103,7 +116,9 @@ def test_every_training_main_closes_its_process_group(monkeypatch):
     monkeypatch.setattr(sft, "end_distributed", lambda: calls.append("sft"))
     monkeypatch.setattr(verifier_train, "end_distributed", lambda: calls.append("verifier"))
     for module, trainer, name in ((ppo, huatuo_o1.rl.ppo_trainer, "train_ppo"),
-                                  (grpo, huatuo_o1.rl.grpo_trainer, "train_grpo")):  # fmt: skip
+                                  (grpo, huatuo_o1.rl.grpo_trainer, "train_grpo"),
+                                  (rloo, huatuo_o1.rl.rloo_trainer, "train_rloo"),
+                                  (dpo, huatuo_o1.rl.dpo_trainer, "train_dpo")):  # fmt: skip
         monkeypatch.setattr(module, "parse_args", lambda argv: (None, None, None))
         monkeypatch.setattr(trainer, name, lambda *a: "out")
         assert module.main([]) == 0
@@ -115,4 +130,4 @@ def test_every_training_main_closes_its_process_group(monkeypatch):
     )
     monkeypatch.setattr(verifier_train, "train_verifier", lambda *a: {"accuracy": 1.0})
     assert verifier_train.main([]) == 0
-    assert calls == ["ppo/grpo", "ppo/grpo", "sft", "verifier"]
+    assert calls == ["ppo/grpo"] * 4 + ["sft", "verifier"]

@@ -7,7 +7,8 @@
   flags that script accepts: each flag after the script name must occur in the script's `--help`
   (`--help_all` for the training scripts once they offer it). Flags of `accelerate launch` itself
   come before the script name and are not checked.
-- Each recipes/paper/*.sh passes `bash -n`, and README.md names it and quotes its command verbatim.
+- Each recipes/paper/*.sh passes `bash -n`, and README.md names it and quotes its command verbatim;
+  each recipes/paper/ablations/*.sh passes `bash -n` and docs/ablations.md names it.
 """
 
 from __future__ import annotations
@@ -26,10 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOC_FILES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 RECIPES = sorted((ROOT / "recipes" / "paper").glob("*.sh"))
+# the paper's ablations (Table 2): named in docs/ablations.md, not quoted in the README
+ABLATION_RECIPES = sorted((ROOT / "recipes" / "paper" / "ablations").glob("*.sh"))
+ABLATIONS_DOC = ROOT / "docs" / "ablations.md"
 # the folders whose .py files are our command-line scripts (bench/ and tests/ are not checked)
 SCRIPT_DIRS = {ROOT, ROOT / "scripts", ROOT / "evaluation"}
 # training scripts whose plain --help lists only our own flags; --help_all adds trl/transformers'
-FULL_HELP = {"SFT_stage1.py", "RL_stage2.py", "RL_stage2_grpo.py", "train_verifier.py"}
+FULL_HELP = {"SFT_stage1.py", "RL_stage2.py", "RL_stage2_grpo.py", "RL_stage2_rloo.py", "RL_stage2_dpo.py",
+             "train_verifier.py"}  # fmt: skip
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -155,8 +160,9 @@ def all_commands() -> list[tuple[str, str]]:
     for doc in DOC_FILES:
         for block in code_blocks(doc.read_text(encoding="utf-8")):
             out += [(doc.name, line) for line in shell_commands(block)]
-    for recipe in RECIPES:
-        out += [(f"recipes/paper/{recipe.name}", line) for line in shell_commands(recipe_command(recipe))]
+    for recipe in [*RECIPES, *ABLATION_RECIPES]:
+        where = recipe.relative_to(ROOT).as_posix()
+        out += [(where, line) for line in shell_commands(recipe_command(recipe))]
     return out
 
 
@@ -259,6 +265,16 @@ def test_paper_recipe_is_valid_bash_and_quoted_in_the_readme(recipe):
     readme = README.read_text(encoding="utf-8")
     assert f"recipes/paper/{recipe.name}" in readme, f"README.md does not name recipes/paper/{recipe.name}"
     assert recipe_command(recipe) in readme, f"README.md does not quote the command of {recipe.name} verbatim"
+
+
+@pytest.mark.parametrize("recipe", ABLATION_RECIPES, ids=lambda p: p.name)
+def test_ablation_recipe_is_valid_bash_and_named_in_the_ablations_page(recipe):
+    text = recipe.read_text(encoding="utf-8")
+    assert text.startswith("#!/usr/bin/env bash\n")
+    assert "set -euo pipefail" in text and 'cd "$(dirname "$0")/../../.."' in text
+    done = subprocess.run(["bash", "-n", str(recipe)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"recipes/paper/ablations/{recipe.name}" in ABLATIONS_DOC.read_text(encoding="utf-8")
 
 
 def test_multi_gpu_launches_live_in_the_readme_and_the_recipes_only():

@@ -58,7 +58,14 @@ from huatuo_o1.batch import add_batch_args, check_batch_args, round_from_args
 from huatuo_o1.cli import add_dataclass_args, run_async_stage
 from huatuo_o1.contract import GROUND_TRUTH as GT
 from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
-from huatuo_o1.contract import SFT_COT, SFT_QUESTION, SFT_RESPONSE
+from huatuo_o1.contract import (
+    SEARCH_INITIAL_KIND,
+    SFT_COT,
+    SFT_QUESTION,
+    SFT_RESPONSE,
+    STEP_CONCLUSION,
+    STEP_THINKING,
+)
 from huatuo_o1.io import (
     InputError,
     ItemStore,
@@ -102,8 +109,8 @@ from huatuo_o1.runner import RunReport, add_run_args, check_run_args, exit_code_
 log = logging.getLogger(__name__)
 
 KEPT, DROPPED, FAILED = "kept", "dropped", "failed"
-COT_TAIL = ("Inner Thinking", "Final Conclusion", "Verification")
-INIT, LABEL = "Init_CoT", "Label_CoT"
+COT_TAIL = (STEP_THINKING, STEP_CONCLUSION, "Verification")
+INIT, LABEL = SEARCH_INITIAL_KIND, "Label_CoT"
 
 
 @dataclasses.dataclass

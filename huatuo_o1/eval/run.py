@@ -26,7 +26,8 @@ Steps:
      original's numbers: {source: [score, first right, n, last right]}, empty outputs left out;
      with k samples also `result_<same name>_run<j>.json` per run), `<same name>_summary.json`
      (the eval file's identity, lenient, fixed lenient, strict, unanswered, dropped, n-sample
-     statistics, settings with credentials masked, missing and rejected questions) and
+     statistics, settings with credentials masked, missing and rejected questions, generated tokens
+     per source: eval/tokens.py) and
      `<same name>_chart.png` (per source: the original layout's lenient beside our strict), and
      print the table.
 """
@@ -586,6 +587,25 @@ def collect_records(work: list[dict], gen_work: list[dict], store: ItemStore) ->
     return records
 
 
+def count_tokens(records: list[dict], store: ItemStore, tok, args) -> dict:
+    """Generated tokens per source (eval/tokens.py): the server's usage, else the model's tokenizer
+    (the one loaded for the prompts, else --tokenizer / a local --model_name folder, when it loads)."""
+    from huatuo_o1.eval.tokens import NOT_COUNTED, generated_tokens
+
+    cached = {r.get("item_id"): r for r in store.iter_records()}
+    tokens = generated_tokens(records, cached, tok)
+    source = args.tokenizer or args.model_name
+    if tok is None and tokens["counted_from"].get(NOT_COUNTED) and source:
+        if args.tokenizer or Path(source).is_dir():
+            from huatuo_o1.eval.backends import load_tokenizer
+
+            try:
+                tokens = generated_tokens(records, cached, load_tokenizer(source, args.trust_remote_code))
+            except InputError:
+                pass  # no tokenizer: the summary says the outputs are not counted
+    return tokens
+
+
 COLUMN_NOTES = {
     "lenient": "the original layout's score, the paper's number: the better of first- and last-letter "
     "accuracy with the original's extraction, empty outputs left out (mean over runs with --n_samples)",
@@ -651,6 +671,7 @@ def print_report(
     missing: int,
     total: int,
     failed_msgs: list[str],
+    tokens_line: str | None = None,
 ) -> int:
     """The table and where the files are; the exit code (1 while questions have no answer)."""
     from huatuo_o1.eval.data import not_paper_file_note
@@ -658,6 +679,8 @@ def print_report(
 
     print(f"*{paths['results'].name}*")
     print(format_table(summary))
+    if tokens_line:
+        print(tokens_line)
     print(
         f"results: {paths['results']}\nscores (original layout): {paths['original_layout']}\n"
         f"summary: {paths['summary']}" + (f"\nchart: {paths['chart']}" if "chart" in paths else "")
@@ -691,6 +714,7 @@ def main(argv: list[str] | None = None) -> int:
     from huatuo_o1.eval.backends import load_tokenizer
     from huatuo_o1.eval.data import describe_eval_file
     from huatuo_o1.eval.scoring import summarize
+    from huatuo_o1.eval.tokens import describe as describe_tokens
     from huatuo_o1.llm import is_openai_url, resolve_api_key
 
     args = make_parser().parse_args(argv)
@@ -732,12 +756,16 @@ def main(argv: list[str] | None = None) -> int:
             if r.get("error")
         ]
         summary = summarize(records)
+        tokens = count_tokens(records, store, tok, args)
         extra = {
             "eval_file": eval_info,
             "questions": len(work),
             "missing": missing,
             "rejected": rejected,
             "settings": settings,
+            "generated_tokens": tokens,
         }
         paths = write_results(out_dir, name, records, summary, extra)
-    return print_report(paths, summary, eval_info, rejected, missing, len(work), failed_msgs)
+    return print_report(
+        paths, summary, eval_info, rejected, missing, len(work), failed_msgs, describe_tokens(tokens)
+    )

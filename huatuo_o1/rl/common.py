@@ -124,7 +124,7 @@ class RLScriptArguments(RewardConfig, TrackingArguments):
 # RL script flags that change the trained policy (PPO and GRPO resume only a run made with the same).
 SCRIPT_RESULT_FLAGS = (
     "verifier", "judge_model", "correct_reward", "incorrect_reward", "malformed_reward", "reward_threshold",
-    "verifier_max_length", "eval_fraction", "max_eval_samples", "max_prompt_length",
+    "verifier_max_length", "eval_fraction", "max_eval_samples", "max_prompt_length", "sft_target",
 )  # fmt: skip
 REPORT_TO_HELP = (
     "Loggers: wandb (default; online when logged in, else offline; WANDB_MODE wins), tensorboard, none ..."

@@ -83,9 +83,16 @@ class MedicalGRPOConfig(GRPOConfig):
 
 
 def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
+    from trl import GRPOTrainer
+
+    return build_group_trainer(GRPOTrainer, script_args, args, model_args)
+
+
+def build_group_trainer(trainer_cls, script_args: GRPOScriptArguments, args, model_args):
+    """A trl trainer that samples a group of completions per prompt and scores them with
+    `MedicalRewardFunc` (GRPOTrainer here, RLOOTrainer in rl/rloo.py: the same constructor)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
-    from trl import GRPOTrainer
 
     if args.use_vllm and importlib.util.find_spec("vllm") is None:
         raise InputError(
@@ -127,7 +134,7 @@ def build_grpo_trainer(script_args: GRPOScriptArguments, args, model_args):
     set_pad_id(policy, tokenizer.pad_token_id)
 
     use_eval = data.eval and args.eval_strategy != "no"
-    trainer = GRPOTrainer(
+    trainer = trainer_cls(
         model=policy,
         reward_funcs=[MedicalRewardFunc(verifier, script_args.reward_config())],
         args=args,

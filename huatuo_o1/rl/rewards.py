@@ -4,6 +4,9 @@ Algorithm (paper §3.2, with the released verifier's interface):
 
 1. The decoded response is well-formed only with exactly one `## Thinking` and exactly one
    `## Final Response\\n\\n` (huatuo_o1.formats). Its answer is the text after that header.
+   The rule follows the SFT target the policy was trained on (`--sft_target`, docs/ablations.md):
+   a `response` or `mcq` policy writes no `## Thinking`, so its whole output is the answer and
+   every response is well-formed (1.0 right, 0.1 wrong, never the malformed reward).
 2. Every response goes through the verifier, a malformed one with the answer
    "I do not know the answer." (so every rank runs the verifier on the same batch shape, which
    ZeRO-3 needs), but a malformed response always gets `malformed_reward` (0.0).
@@ -29,7 +32,7 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
-from huatuo_o1.formats import extract_final_answer
+from huatuo_o1.formats import DEFAULT_SFT_TARGET, SFT_TARGET_HELP, SFT_TARGETS, answer_for_target
 from huatuo_o1.io import InputError
 from huatuo_o1.redact import mask_url
 
@@ -76,6 +79,14 @@ class RewardConfig:
         default=DEFAULT_REWARD_THRESHOLD,
         metadata={"help": "Correct when the verifier's P(True) is above this."},
     )
+    sft_target: str = field(
+        default=DEFAULT_SFT_TARGET,
+        metadata={"help": SFT_TARGET_HELP + " It sets the reward's format rule: response and mcq have none."},
+    )
+
+    def __post_init__(self):
+        if self.sft_target not in SFT_TARGETS:  # a ValueError: one line, exit 2 (train.checks)
+            raise ValueError(f"--sft_target must be one of {', '.join(SFT_TARGETS)}, got {self.sft_target!r}")
 
     @classmethod
     def of(cls, args) -> RewardConfig:
@@ -116,7 +127,7 @@ def score_responses(
     cfg = cfg or RewardConfig()
     if len(responses) != len(references):
         raise ValueError(f"{len(responses)} responses but {len(references)} references")
-    parsed = [extract_final_answer(r) for r in responses]
+    parsed = [answer_for_target(r, cfg.sft_target) for r in responses]
     well_formed = [a is not None for a in parsed]
     answers = [a if a is not None else UNKNOWN_ANSWER for a in parsed]
     probs = [float(p) for p in verifier.probabilities(answers, list(references))]

@@ -6,6 +6,8 @@ onto it and adds what the paper's recipe needs:
 - `SFTArguments`: the original flags with their defaults (3 epochs, lr 5e-6, batch 2 x 8
   accumulation per GPU, cosine schedule with 5% warmup, weight decay 0.1, AdamW), plus a few
   extras (`--packing`, `--resume`, `--max_steps`, `--report_to`, ...).
+- `--sft_target` picks what the assistant turn is (huatuo_o1.train.sft_targets): the default
+  `complex_cot`, or the paper's ablations `simple_cot`, `response`, `mcq` (docs/ablations.md).
 - Order of work: check the data (exit 2 on bad data) -> tokenizer -> tokenize all records -> build
   `TrainingArguments` (under `accelerate launch` with a DeepSpeed config this sets up ZeRO-3, so
   the model loads partitioned) -> load the model -> train -> save the final model.
@@ -37,6 +39,7 @@ from pathlib import Path
 
 from huatuo_o1.cli import dataclass_parser, print_help_if_asked, setup_training_logging
 from huatuo_o1.contract import split_config
+from huatuo_o1.formats import DEFAULT_SFT_TARGET, SFT_TARGET_HELP
 from huatuo_o1.io import InputError
 from huatuo_o1.lock import locked
 from huatuo_o1.models import load_pretrained
@@ -69,10 +72,10 @@ from huatuo_o1.train.save_only_model import (
 from huatuo_o1.train.sft_data import (
     end_of_turn_ids,
     ensure_chat_template,
-    load_sft_records,
     make_collator,
-    tokenize_records,
+    tokenize_chats,
 )
+from huatuo_o1.train.sft_targets import check_target, load_sft_chats
 
 log = logging.getLogger("sft")
 
@@ -221,6 +224,14 @@ class SFTArguments:
     )
     wandb_project: str | None = field(default=None, metadata={"help": WANDB_PROJECT_HELP})
     wandb_entity: str | None = field(default=None, metadata={"help": WANDB_ENTITY_HELP})
+    sft_target: str = field(default=DEFAULT_SFT_TARGET, metadata={"help": SFT_TARGET_HELP})
+    simple_cot_first_correct: bool = field(
+        default=True,
+        metadata={
+            "help": "--sft_target simple_cot: only items whose first conclusion the search's verifier "
+            "judged correct (False: every item with a first reasoning, right or wrong)."
+        },
+    )
 
 
 DESCRIPTION = """SFT stage 1 of HuatuoGPT-o1: teach a chat model to answer as `## Thinking` / `## Final Response`.
@@ -258,7 +269,7 @@ def parse_args(argv: list[str] | None = None) -> SFTArguments:
 RESULT_FLAGS = (
     "data_config", "max_seq_len", "packing", "train_bsz_per_gpu", "gradient_accumulation_steps",
     "learning_rate", "weight_decay", "warmup_rates", "n_epochs", "max_grad_norm", "seed", "bf16",
-    "loss_average", "weight_decay_on_norms",
+    "loss_average", "weight_decay_on_norms", "sft_target", "simple_cot_first_correct",
 )  # fmt: skip
 
 
@@ -267,6 +278,7 @@ def check_flags(args: SFTArguments) -> None:
     path is checked after the data, so bad data is reported first)."""
     if args.max_seq_len < 2:
         raise InputError(f"--max_seq_len must be >= 2, got {args.max_seq_len}")
+    check_target(args.sft_target)
     check_training_flags(
         batch_size=("--train_bsz_per_gpu", args.train_bsz_per_gpu),
         accumulation=("--gradient_accumulation_steps", args.gradient_accumulation_steps),
@@ -298,6 +310,8 @@ def sft_identity(args: SFTArguments) -> dict:
     if args.global_batch_size:  # the accumulation follows the GPU count: the global batch is the recipe
         flags["gradient_accumulation_steps"] = None
     flags["global_batch_size"] = args.global_batch_size
+    if args.sft_target != "simple_cot":  # the option only changes what simple_cot trains on
+        flags["simple_cot_first_correct"] = None
     return run_identity({"model_path": args.model_path, "data_path": data}, flags)
 
 
@@ -429,7 +443,7 @@ def train(args: SFTArguments, callbacks: list | None = None) -> str:
     # 1. Flags and data first: bad ones fail here, before any model is loaded.
     check_flags(args)
     batch_line = set_global_batch(args)
-    records = load_sft_records(args.data_path, args.data_config)
+    chats = load_sft_chats(args.data_path, args.data_config, args.sft_target, args.simple_cot_first_correct)
     check_training_flags(model_paths=[("--model_path", args.model_path)])
     run_dir = run_dir_for(args)
     log_dir = os.path.join(args.log_dir, args.experiment_name)
@@ -440,8 +454,8 @@ def train(args: SFTArguments, callbacks: list | None = None) -> str:
     added_tokens = ensure_chat_template(tokenizer)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    examples, stats = tokenize_records(tokenizer, records, args.max_seq_len)
-    log.info("SFT data %s: %s", args.data_path, stats.summary(args.max_seq_len))
+    examples, stats = tokenize_chats(tokenizer, chats, args.max_seq_len)
+    log.info("SFT data %s (%s): %s", args.data_path, args.sft_target, stats.summary(args.max_seq_len))
     train_dataset = Dataset.from_list(examples)
 
     # 2. Trainer arguments before the model: under `accelerate launch` with DeepSpeed ZeRO-3 they

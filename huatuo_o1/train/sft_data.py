@@ -61,7 +61,7 @@ END_OF_TURN_TOKENS = ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<
 # --------------------------------------------------------------------------- records
 
 
-def _check_records(records: Sequence[dict], source: str) -> list[dict]:
+def check_sft_records(records: Sequence[dict], source: str) -> list[dict]:
     """Return [{"Question", "Complex_CoT", "Response"}]; raise InputError naming the first bad record."""
     if len(records) == 0:
         raise InputError(f"{source}: no records (expected a list of {{Question, Complex_CoT, Response}})")
@@ -85,11 +85,14 @@ def _check_records(records: Sequence[dict], source: str) -> list[dict]:
     return out
 
 
+_check_records = check_sft_records  # the older private name
+
+
 def load_sft_records(data_path: str, data_config: str | None = None) -> list[dict]:
     """Load and check SFT records from a JSON/JSONL file, a `datasets` folder or a hub dataset name
     (`name:config`, or the older `--data_config`)."""
     records = load_dataset_records(data_path, data_config, what="SFT data")
-    return _check_records(records, data_path)
+    return check_sft_records(records, data_path)
 
 
 # --------------------------------------------------------------------------- chat rendering
@@ -181,12 +184,20 @@ def tokenize_records(
     tokenizer, records: Sequence[dict], max_seq_len: int
 ) -> tuple[list[dict], TokenizeStats]:
     """Tokenize checked records into [{"input_ids", "labels"}], truncating so the prompt survives."""
+    chats = [(rec[SFT_QUESTION], format_response(rec[SFT_COT], rec[SFT_RESPONSE])) for rec in records]
+    return tokenize_chats(tokenizer, chats, max_seq_len)
+
+
+def tokenize_chats(
+    tokenizer, chats: Sequence[tuple[str, str]], max_seq_len: int
+) -> tuple[list[dict], TokenizeStats]:
+    """Tokenize (user turn, assistant turn) pairs (any SFT target, train/sft_targets.py) into
+    [{"input_ids", "labels"}], truncating so the prompt survives."""
     eot_ids = end_of_turn_ids(tokenizer)
-    stats = TokenizeStats(total=len(records))
+    stats = TokenizeStats(total=len(chats))
     out = []
-    for rec in records:
-        answer = format_response(rec[SFT_COT], rec[SFT_RESPONSE])
-        ids, labels, mismatch = tokenize_example(tokenizer, rec[SFT_QUESTION], answer, eot_ids)
+    for question, answer in chats:
+        ids, labels, mismatch = tokenize_example(tokenizer, question, answer, eot_ids)
         stats.prefix_mismatch += mismatch
         if len(ids) > max_seq_len:
             n_prompt = next((i for i, lab in enumerate(labels) if lab != IGNORE_INDEX), len(labels))
