@@ -4,8 +4,9 @@
 Each run saves at step 1 and stops (--max_steps 1); the same command with --max_steps 2 resumes
 from checkpoint-1 (weights, optimizer, scheduler, data position) rather than starting over: the
 launch says so, checkpoint-2 holds global step 2, and its log history keeps step 1's entry from the
-first launch (a fresh 2-step run logs step 1 again, with the learning rate of a 2-step schedule). A rerun with another
-learning rate is refused (one line, exit 2) instead of continuing a run made with other settings.
+first launch (a fresh 2-step run logs step 1 again, with a 2-step schedule's learning rate). A rerun
+with another learning rate is refused (one line, exit 2) instead of continuing a run made with other
+settings.
 """
 
 from __future__ import annotations
