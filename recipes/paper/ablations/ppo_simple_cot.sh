@@ -4,7 +4,7 @@
 # format rule of that SFT target (--sft_target simple_cot). Policy: ${OUTPUT_DIR}/ppo_simple_cot.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-accelerate launch --num_processes "${NUM_GPUS:-8}" --num_machines 1 --machine_rank 0 --config_file ./configs/deepspeed_zero3.yaml \
+accelerate launch --num_processes "${NUM_GPUS:-8}" --num_machines 1 --machine_rank 0 --config_file "${ACCELERATE_CONFIG:-./configs/deepspeed_zero3.yaml}" \
   --deepspeed_multinode_launcher standard RL_stage2.py --sft_target simple_cot --model_name_or_path "${SFT_MODEL:-./ckpts/sft_simple_cot}" \
   --reward_model_path "${VERIFIER:-FreedomIntelligence/medical_o1_verifier_3B}" --value_model_path "${VALUE_MODEL:-meta-llama/Llama-3.2-3B-Instruct}" \
   --dataset_name "${DATA:-FreedomIntelligence/medical-o1-verifiable-problem}" --response_length 1300 --temperature 0.5 \

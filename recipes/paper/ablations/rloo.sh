@@ -4,7 +4,7 @@
 # Policy: ${OUTPUT_DIR}/rloo_medical_o1_8B.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-accelerate launch --num_processes "${NUM_GPUS:-8}" --num_machines 1 --machine_rank 0 --config_file ./configs/deepspeed_zero3.yaml \
+accelerate launch --num_processes "${NUM_GPUS:-8}" --num_machines 1 --machine_rank 0 --config_file "${ACCELERATE_CONFIG:-./configs/deepspeed_zero3.yaml}" \
   --deepspeed_multinode_launcher standard RL_stage2_rloo.py --model_name_or_path "${SFT_MODEL:-./ckpts/sft_stage1}" \
   --reward_model_path "${VERIFIER:-FreedomIntelligence/medical_o1_verifier_3B}" \
   --dataset_name "${DATA:-FreedomIntelligence/medical-o1-verifiable-problem}" --num_generations 2 --max_completion_length 1300 \
