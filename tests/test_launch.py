@@ -46,10 +46,20 @@ def launch(
 ) -> subprocess.CompletedProcess:
     config = config if Path(config).is_absolute() else ROOT / "configs" / config
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-           "--mixed_precision", "no", "--num_processes", str(processes), str(ROOT / script), *map(str, args)]  # fmt: skip
+           "--mixed_precision", "no", "--num_processes", str(processes), "--main_process_port", str(free_port()),
+           str(ROOT / script), *map(str, args)]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=ENV, timeout=600)
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-4000:])
     return r
+
+
+def free_port() -> int:
+    """A port no other launch uses (several tests may launch at once under pytest -n)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def write_json(path: Path, obj) -> Path:
