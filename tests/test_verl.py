@@ -580,7 +580,7 @@ def test_verl_naive_reward_manager_calls_our_file(tiny_lm_dir, tiny_verifier_dir
     tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
     kwargs = {"reward_model_path": str(tiny_verifier_dir), "verifier_device": "cpu"}
     fn_cfg = {
-        "path": str(REPO / "huatuo_o1" / "verl_reward.py"),
+        "path": str(REPO / "huatuo_o1" / "rl" / "verl_reward.py"),
         "name": "compute_score",
         "reward_kwargs": kwargs,
     }
