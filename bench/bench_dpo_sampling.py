@@ -8,7 +8,7 @@ template) and the same sampling settings, and are timed from loading the tokeniz
   ours     : scripts/make_dpo_pairs.py's main (huatuo_o1.rl.dpo_pairs): load the problems, sample n
              per question through the backend (each finished question saved at once), verify every
              sample with RL's reward rule (--verifier exact), write the pairs and the summary.
-  eval     : the evaluation backend alone on the same work items (huatuo_o1.eval.backends:
+  eval     : the evaluation backend alone on the same work items (huatuo_o1.generation:
              run_server, or run_hf), nothing verified or written besides its resume cache.
 Two backends, same run:
   server   : the loopback OpenAI-protocol server (huatuo_o1.testing.openai_server, its own
@@ -65,7 +65,7 @@ def run_ours(argv: list[str]) -> float:
 
 def run_eval(backend: str, model: str, data: Path, a, url: str | None) -> float:
     """The evaluation backend on the pair maker's prompts and settings."""
-    from huatuo_o1.eval.backends import GenerationSettings, PromptBuilder, load_tokenizer
+    from huatuo_o1.generation import GenerationSettings, PromptBuilder, load_tokenizer
     from huatuo_o1.io import ItemStore
     from huatuo_o1.rl.dpo_pairs import load_questions
 
@@ -83,7 +83,7 @@ def run_eval(backend: str, model: str, data: Path, a, url: str | None) -> float:
                                  show_progress=False)  # fmt: skip
         store = ItemStore(d)
         if backend == "server":
-            from huatuo_o1.eval.backends import run_server
+            from huatuo_o1.generation import run_server
             from huatuo_o1.llm import LLMClient, normalize_base_url
 
             client = LLMClient(model, api_url=normalize_base_url(url), max_concurrency=a.in_flight,
@@ -93,7 +93,7 @@ def run_eval(backend: str, model: str, data: Path, a, url: str | None) -> float:
         else:
             from transformers import set_seed
 
-            from huatuo_o1.eval.backends import HFGenerator, run_hf
+            from huatuo_o1.generation import HFGenerator, run_hf
 
             set_seed(42)
             run_hf(work, store, HFGenerator(model, tok), gen)

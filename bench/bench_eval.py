@@ -23,8 +23,8 @@ import random
 import tempfile
 import time
 
-from huatuo_o1.eval.backends import GenerationSettings, run_server
 from huatuo_o1.eval.run import generation_input, item_id, make_record
+from huatuo_o1.generation import GenerationSettings, run_server
 from huatuo_o1.io import ItemStore
 from huatuo_o1.llm import LLMClient
 from huatuo_o1.prompts import eval_prompt

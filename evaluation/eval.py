@@ -8,7 +8,7 @@
     python evaluation/eval.py --model_name $model_name --eval_file ... --launch_server   # starts and stops SGLang
     python evaluation/eval.py --model_name models/SmolLM2-135M-Instruct --eval_file evaluation/data/eval_sample.json --backend hf
 
-All logic lives in huatuo_o1/eval/: run.py (flags and flow), backends.py (generation), original.py
+All logic lives in huatuo_o1/eval/: run.py (flags and flow; answers from huatuo_o1/generation.py), original.py
 (the original's numbers), scoring.py (our reading and the summaries), data.py (the paper's file),
 chart.py (the chart) and serving.py (the SGLang process).
 """

@@ -391,7 +391,7 @@ def test_a_bad_key_still_stops_the_run(tiny_lm_dir, eval_file, tmp_path):
 
 
 def test_hf_batched_greedy_equals_one_at_a_time_and_copies_greedy_samples(tiny_lm_dir):
-    from huatuo_o1.eval.backends import HFGenerator, load_tokenizer
+    from huatuo_o1.generation import HFGenerator, load_tokenizer
 
     tok = load_tokenizer(str(tiny_lm_dir))
     gen = HFGenerator(str(tiny_lm_dir), tok, device="cpu", dtype="float32")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import random
 
-from huatuo_o1.eval.backends import postprocess_output
 from huatuo_o1.eval.original import original_extract, original_scores
+from huatuo_o1.generation import postprocess_output
 
 SOURCES = {  # source -> list of option sets (texts chosen so some contain others or sit in words)
     "MedQA_USLME_test": [

@@ -143,7 +143,7 @@ def test_n_samples_statistics():
 def test_max_tokens_cuts_the_question_not_the_options(tiny_lm_dir):
     from transformers import AutoTokenizer
 
-    from huatuo_o1.eval.backends import PromptBuilder
+    from huatuo_o1.generation import PromptBuilder
 
     tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
     item = {"question": "The patient presents with fever and cough. " * 30 + "Which drug?", "options": OPTS}
@@ -170,7 +170,7 @@ def test_max_tokens_cuts_the_question_not_the_options(tiny_lm_dir):
 
 
 def builder_ok(tok) -> int:
-    from huatuo_o1.eval.backends import PromptBuilder
+    from huatuo_o1.generation import PromptBuilder
 
     b = PromptBuilder(tok, max_tokens=120)
     b.build({"question": "short?", "options": OPTS})

@@ -1,5 +1,5 @@
 """The package's shape: imports run only downward (the shared core <- every stage; train <- rl),
-eval never imports rl, rl imports eval in one module only, and nothing in the core imports a stage."""
+eval and rl never import each other, and nothing in the core imports a stage."""
 
 from __future__ import annotations
 
@@ -18,9 +18,7 @@ ALLOWED = {
     "eval": set(),
     "testing": set(),
 }
-# single modules allowed one more import: the DPO pair maker samples through evaluation's
-# generation backends (hf in-process or an OpenAI-compatible server) instead of a second copy
-MODULE_ALLOWED = {"rl/dpo_pairs.py": {"eval.backends"}}
+MODULE_ALLOWED: dict[str, set[str]] = {}  # single modules allowed one more import (none today)
 
 
 def _imports(path):

@@ -35,15 +35,11 @@ from __future__ import annotations
 import difflib
 import re
 
+from huatuo_o1.generation import clean_output  # noqa: F401 - the original's clean-up, part of its pipeline
+
 ORIGINAL_LETTERS = "ABCDEFGHIJKLMN"
 FINAL_SPLIT = "## Final Response\n\n"
 _ANSWER_IS = re.compile(r"answer is\s*?([A-N])", re.S)
-
-
-def clean_output(text: str) -> str:
-    """The original's clean-up of a generated text (before the empty check)."""
-    text = (text or "").replace("</s>", "")
-    return text[1:] if text[:1] == " " else text
 
 
 def _standalone_letter_pattern(n_options: int) -> re.Pattern:

@@ -11,7 +11,7 @@ Steps:
   1. Read the eval file (docs/data_formats.md §6: source -> items, or a plain list = source `normal`) and
      check every item (question a string, options, answer_idx among the options) before any
      request. The file's git blob id is recorded; when it is not the paper's file a line says so.
-  2. Build each prompt (prompts.eval_prompt, chat template applied locally, see eval/backends.py).
+  2. Build each prompt (prompts.eval_prompt, chat template applied locally, see huatuo_o1/generation.py).
   3. Generate with the chosen backend. Each finished question's outputs (only the outputs, never
      scores) are saved at once in a cache folder named after the run and a hash of every setting
      that changes outputs (for a local model folder, also a fingerprint of its config and weight
@@ -43,7 +43,7 @@ from pathlib import Path
 
 from huatuo_o1.cli import str2bool
 from huatuo_o1.contract import read_eval_file
-from huatuo_o1.eval.backends import GenerationSettings
+from huatuo_o1.generation import GenerationSettings
 from huatuo_o1.io import InputError, ItemStore, atomic_write_json, check_writable_dir
 from huatuo_o1.lock import run_lock
 from huatuo_o1.redact import mask_url
@@ -453,7 +453,7 @@ def check_output_dir(out_dir: Path, folders: list[Path], names: list[str]) -> No
 
 def build_work(indexed: list[tuple[int, dict]], args, tok) -> list[dict]:
     """One work item per question: its id, the item, the user turn and the text sent."""
-    from huatuo_o1.eval.backends import PromptBuilder
+    from huatuo_o1.generation import PromptBuilder
 
     builder = PromptBuilder(
         tok, use_chat_template=args.use_chat_template and not args.use_chat_api, max_tokens=args.max_tokens
@@ -502,7 +502,7 @@ def generate(gen_work: list[dict], store: ItemStore, args, tok, api_key: str | N
             file=sys.stderr,
         )
     if args.backend == "hf":
-        from huatuo_o1.eval.backends import HFGenerator, run_hf
+        from huatuo_o1.generation import HFGenerator, run_hf
 
         if args.seed is not None:
             from transformers import set_seed
@@ -524,7 +524,7 @@ def _run_server(work: list[dict], store: ItemStore, args, gen: GenerationSetting
     import asyncio
     import contextlib
 
-    from huatuo_o1.eval.backends import run_server, served_model_id
+    from huatuo_o1.generation import run_server, served_model_id
     from huatuo_o1.io import fingerprint
     from huatuo_o1.llm import LLMClient, normalize_base_url
 
@@ -597,7 +597,7 @@ def count_tokens(records: list[dict], store: ItemStore, tok, args) -> dict:
     source = args.tokenizer or args.model_name
     if tok is None and tokens["counted_from"].get(NOT_COUNTED) and source:
         if args.tokenizer or Path(source).is_dir():
-            from huatuo_o1.eval.backends import load_tokenizer
+            from huatuo_o1.generation import load_tokenizer
 
             try:
                 tokens = generated_tokens(records, cached, load_tokenizer(source, args.trust_remote_code))
@@ -711,10 +711,10 @@ def print_report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from huatuo_o1.eval.backends import load_tokenizer
     from huatuo_o1.eval.data import describe_eval_file
     from huatuo_o1.eval.scoring import summarize
     from huatuo_o1.eval.tokens import describe as describe_tokens
+    from huatuo_o1.generation import load_tokenizer
     from huatuo_o1.llm import is_openai_url, resolve_api_key
 
     args = make_parser().parse_args(argv)

@@ -7,7 +7,7 @@ drop a question without such a pair. Steps:
 1. Problems: docs/data_formats.md §2 records (`Open-ended Verifiable Question`, `Ground-True
    Answer`); rows without both are skipped and counted. The prompt is the question as the one user
    turn of the model's chat template, as RL prompts it.
-2. Sampling through the evaluation backends (huatuo_o1.eval.backends): `--backend hf`
+2. Sampling through the generation backends evaluation uses (huatuo_o1.generation): `--backend hf`
    (transformers in-process) or `--backend server` (an OpenAI-compatible completions server,
    e.g. SGLang or vLLM serving the SFT model). Each finished question's samples are saved at once
    under `<output>.samples/<settings hash>/`, so a rerun never samples a finished question again
@@ -21,7 +21,6 @@ drop a question without such a pair. Steps:
 5. Output: a JSONL file of {prompt, chosen, rejected, reference, n_samples, n_correct} (trl's
    DPO field names, contract.DPO_*), and `<output>.summary.json` with the counts.
 
-The one module of rl that imports eval: it generates through eval's backends (eval never imports rl).
 """
 
 from __future__ import annotations
@@ -185,12 +184,12 @@ def load_questions(data_path: str, limit: int = -1) -> tuple[list[dict], int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Sampling through evaluation's backends
+# Sampling through the generation backends (the ones evaluation uses)
 
 
 def sample_all(args: DPOPairsArguments, questions: list[dict], store: ItemStore) -> None:
     """Sample the questions the store has not finished (each saved as soon as it is done)."""
-    from huatuo_o1.eval.backends import GenerationSettings, PromptBuilder, load_tokenizer
+    from huatuo_o1.generation import GenerationSettings, PromptBuilder, load_tokenizer
 
     tok = load_tokenizer(args.model_path, args.trust_remote_code)
     builder = PromptBuilder(tok)
@@ -201,7 +200,7 @@ def sample_all(args: DPOPairsArguments, questions: list[dict], store: ItemStore)
         n_samples=args.n_samples, batch_size=args.batch_size, show_progress=sys.stderr.isatty(),
     )  # fmt: skip
     if args.backend == "hf":
-        from huatuo_o1.eval.backends import HFGenerator, run_hf
+        from huatuo_o1.generation import HFGenerator, run_hf
 
         if args.seed is not None:
             from transformers import set_seed
@@ -209,7 +208,7 @@ def sample_all(args: DPOPairsArguments, questions: list[dict], store: ItemStore)
             set_seed(args.seed)
         run_hf(work, store, HFGenerator(args.model_path, tok, trust_remote_code=args.trust_remote_code), gen)
         return
-    from huatuo_o1.eval.backends import run_server
+    from huatuo_o1.generation import run_server
     from huatuo_o1.llm import LLMClient, normalize_base_url
 
     client = LLMClient(
@@ -242,7 +241,7 @@ def check_args(args: DPOPairsArguments) -> None:
 
 def main(argv: list[str] | None = None, verifier: Verifier | None = None) -> int:
     """Sample, verify, pair; `verifier` replaces the one the flags name (tests)."""
-    from huatuo_o1.rl.rewards import build_verifier
+    from huatuo_o1.rl.rewards import VerifierSettings, build_verifier
 
     parser = make_parser()
     ns = parser.parse_args(argv)
@@ -257,8 +256,11 @@ def main(argv: list[str] | None = None, verifier: Verifier | None = None) -> int
     sample_all(args, questions, store)
     samples = {r["item_id"]: r.get("outputs") or [] for r in store.iter_records()}
     if verifier is None:
-        verifier = build_verifier(args.verifier, args.reward_model_path, judge_model=args.judge_model,
-                                  api_url=args.judge_api_url, trust_remote_code=args.trust_remote_code)  # fmt: skip
+        settings = VerifierSettings(
+            kind=args.verifier, reward_model_path=args.reward_model_path, judge_model=args.judge_model,
+            api_url=args.judge_api_url, trust_remote_code=args.trust_remote_code,
+        )  # fmt: skip
+        verifier = build_verifier(settings)
     cfg = RewardConfig(reward_threshold=args.reward_threshold, sft_target=args.sft_target)
     pairs, counts = build_pairs(questions, samples, verifier, cfg, args.n_samples)
     counts = {"questions": len(questions), "skipped_rows": skipped, **counts}

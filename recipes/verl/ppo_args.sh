@@ -13,6 +13,8 @@ POLICY=${POLICY:-FreedomIntelligence/HuatuoGPT-o1-8B}               # the SFT mo
 VALUE_MODEL=${VALUE_MODEL:-$POLICY}                                   # critic init; must share the policy's tokenizer
 VERIFIER=${VERIFIER:-FreedomIntelligence/medical_o1_verifier_3B}      # 2-label classifier (verifier=classifier)
 VERIFIER_KIND=${VERIFIER_KIND:-classifier}                            # classifier | llm | exact
+JUDGE_MODEL=${JUDGE_MODEL:-gpt-4o}                                    # the LLM judge (VERIFIER_KIND=llm; key: OPENAI_API_KEY)
+JUDGE_API_URL=${JUDGE_API_URL:-}                                      # its OpenAI-compatible URL (empty: OpenAI)
 VERIFIER_ON_GPU=${VERIFIER_ON_GPU:-True}                              # classifier served by vLLM on the GPUs (False: CPU in the reward workers)
 VERIFIER_TP=${VERIFIER_TP:-1}                                         # its tensor parallel size
 DATA_DIR=${DATA_DIR:-$REPO/data/verl}                                 # scripts/export_verl_data.py --output_dir
@@ -103,6 +105,13 @@ PPO_ARGS=(
   trainer.nnodes="$NNODES"
   trainer.n_gpus_per_node="$GPUS_PER_NODE"
 )
+
+if [ "$VERIFIER_KIND" = llm ]; then
+  PPO_ARGS+=(+reward.custom_reward_function.reward_kwargs.judge_model="$JUDGE_MODEL")
+  if [ -n "$JUDGE_API_URL" ]; then
+    PPO_ARGS+=(+reward.custom_reward_function.reward_kwargs.judge_api_url="$JUDGE_API_URL")
+  fi
+fi
 
 # The classifier on GPUs: verl serves reward.reward_model.model_path with vLLM (colocated with the
 # actor, woken up only while rewards are computed) and passes its router's address to our

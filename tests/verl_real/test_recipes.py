@@ -25,8 +25,8 @@ VARIANTS = {
     "1node_classifier_in_reward_workers": (ONE_NODE, {"VERIFIER_ON_GPU": "False"}, ()),
     "1node_llm_judge": (
         ONE_NODE,
-        {"VERIFIER_KIND": "llm"},
-        ("+reward.custom_reward_function.reward_kwargs.judge_model=gpt-4o-mini",),
+        {"VERIFIER_KIND": "llm", "JUDGE_MODEL": "gpt-4o-mini"},
+        (),
     ),
     "1node_exact_v1": (ONE_NODE, {"VERIFIER_KIND": "exact", "USE_V1": "True"}, ()),
     "4nodes_classifier_served": (

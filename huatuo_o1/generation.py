@@ -1,4 +1,7 @@
-"""Where evaluation's answers come from: an OpenAI-compatible server, or transformers in-process.
+"""Where generated answers come from: an OpenAI-compatible server, or transformers in-process.
+
+Evaluation (eval/run.py) and the DPO pair maker (rl/dpo_pairs.py) sample through these backends,
+each question's outputs cached as soon as they are done. The flags named below are evaluation's.
 
 Prompts: the user turn (prompts.eval_prompt) goes through the chat template of `--model_name`'s
 tokenizer locally, and the resulting text is sent to the server's completions endpoint, as the
@@ -30,7 +33,6 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from huatuo_o1.eval.original import clean_output
 from huatuo_o1.io import InputError
 from huatuo_o1.models import load_pretrained
 from huatuo_o1.redact import mask_url
@@ -38,9 +40,14 @@ from huatuo_o1.redact import mask_url
 log = logging.getLogger(__name__)
 
 
-def postprocess_output(text: str) -> str:
-    """The original's clean-up (eval.original.clean_output): drop `</s>` and one leading space."""
-    return clean_output(text)
+def clean_output(text: str) -> str:
+    """The original evaluation's clean-up of a generated text: drop `</s>` and one leading space
+    (eval.original scores outputs cleaned this way)."""
+    text = (text or "").replace("</s>", "")
+    return text[1:] if text[:1] == " " else text
+
+
+postprocess_output = clean_output  # what every backend applies before saving an output
 
 
 @dataclass(frozen=True)
