@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from huatuo_o1.cli import dataclass_parser
 from huatuo_o1.rl.common import run_policy_training
 from huatuo_o1.train.checkpoints import resume_field
+from huatuo_o1.train.preemption import sigterm_grace_field
 from huatuo_o1.train.run_record import TrackingArguments
 
 EPILOG = (
@@ -34,6 +35,7 @@ class DPOScriptArguments(TrackingArguments):
     )
     eval_fraction: float = field(default=0.0, metadata={"help": "Share of pairs held out for evaluation."})
     resume: bool | None = resume_field()
+    sigterm_grace: float = sigterm_grace_field()
 
 
 def make_parser() -> argparse.ArgumentParser:
