@@ -117,10 +117,31 @@ def run_main(main: Callable[[], int | None]) -> None:
     sys.exit(code or 0)
 
 
+# What the libraries say on every RL run about their own internal calls, with nothing for the user
+# to change: trl's PPO passes a generation config together with generation arguments, and a
+# one-process run reports the layers it did not shard across processes.
+LIBRARY_NOISE = {
+    "transformers.generation.utils": "Passing `generation_config` together with generation-related arguments",
+    "transformers.distributed.tensor_parallel": "The following layers were not sharded",
+}
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, start: str):
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.start)
+
+
 def setup_training_logging() -> None:
-    """INFO logs with timestamps for the training scripts, without accelerate's per-step chatter."""
+    """INFO logs with timestamps for the training scripts, without accelerate's per-step chatter or
+    the library notices in LIBRARY_NOISE (filtered in our entry points only)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
+    for name, start in LIBRARY_NOISE.items():
+        logging.getLogger(name).addFilter(_DropMessage(start))
 
 
 def run_async_stage(run: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:

@@ -131,3 +131,16 @@ def test_every_training_main_closes_its_process_group(monkeypatch):
     monkeypatch.setattr(verifier_train, "train_verifier", lambda *a: {"accuracy": 1.0})
     assert verifier_train.main([]) == 0
     assert calls == ["ppo/grpo"] * 4 + ["sft", "verifier"]
+
+
+def test_training_logging_drops_only_the_listed_library_notices(caplog):
+    import logging
+
+    from huatuo_o1.cli import LIBRARY_NOISE, setup_training_logging
+
+    setup_training_logging()
+    name, start = next(iter(LIBRARY_NOISE.items()))
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger(name).warning(f"{start}=({{'output_scores'}}) is deprecated")
+        logging.getLogger(name).warning("something the user must see")
+    assert [r.getMessage() for r in caplog.records] == ["something the user must see"]
