@@ -3,7 +3,8 @@
 Runs a few PPO steps (trl PPOTrainer + our reward hook) and prints, per step, the time spent in
 generation (policy.generate), in the reward (RewardHook: decode, verifier template, classifier),
 and in everything else (reference/value forwards, GAE, PPO epochs), each also as a share of
-the step. GRPO steps with the same reward run next to it for a samples/s ratio (--grpo).
+the step. With --grpo, GRPO steps with the same reward follow, split the same way (generation:
+model.generate, not timed under vLLM; reward: the reward function), with a samples/s ratio.
 
     python bench/bench_rl_step.py                       # tiny random models, CPU (~1 min)
     python bench/bench_rl_step.py --policy models/SmolLM2-135M-Instruct --response_length 64
@@ -15,6 +16,7 @@ The baseline of the ratio is the step itself (shares sum to 1); GRPO is compared
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import tempfile
@@ -68,13 +70,16 @@ def bench_ppo(policy, verifier, data, work, a) -> dict:
     gen, rew = Timer(), Timer()
     trainer.policy_model.generate = gen.wrap(trainer.policy_model.generate)
     trainer.reward_hook.scorer.forward = rew.wrap(trainer.reward_hook.scorer.forward)
-    steps = []
+    return train_timed(trainer, gen, rew, a)
+
+
+def train_timed(trainer, gen: Timer, rew: Timer, a) -> dict:
+    """Train, recording each optimizer step's (total, generation, reward) seconds."""
     from transformers import TrainerCallback
 
-    class StepClock(TrainerCallback):
-        def on_step_begin(self, *_, **__):
-            pass
+    steps = []
 
+    class StepClock(TrainerCallback):
         def on_step_end(self, *_, **__):
             now = time.perf_counter()
             steps.append((now - self.t0, gen.total, rew.total))
@@ -91,6 +96,20 @@ def bench_ppo(policy, verifier, data, work, a) -> dict:
     return {"steps": steps, "samples_per_s": a.batch * a.steps / wall}
 
 
+def print_split(name: str, steps: list, other: str) -> None:
+    """Each step's split and the steady-state shares (steps 2 on)."""
+    print(f"# {name}")
+    print(f"{'step':>4} {'total_s':>8} {'gen_s':>7} {'reward_s':>8} {'other_s':>7}  gen%  rew%  other%")
+    for i, (tot, g, r) in enumerate(steps, 1):
+        o = tot - g - r
+        print(f"{i:>4} {tot:8.2f} {g:7.2f} {r:8.2f} {o:7.2f}  {g / tot:4.0%} {r / tot:5.0%} {o / tot:6.0%}")
+    steady = steps[1:] or steps
+    tot = sum(s[0] for s in steady)
+    g, r = sum(s[1] for s in steady), sum(s[2] for s in steady)
+    print(f"{name} steady-state shares (steps 2+): generation {g / tot:.0%}, reward {r / tot:.0%}, "
+          f"other ({other}) {(tot - g - r) / tot:.0%}")  # fmt: skip
+
+
 def bench_grpo(policy, verifier, data, work, a) -> dict:
     from huatuo_o1.rl import grpo
     from huatuo_o1.rl.grpo_trainer import build_grpo_trainer
@@ -104,10 +123,11 @@ def bench_grpo(policy, verifier, data, work, a) -> dict:
     ]  # fmt: skip
     s, args, m = grpo.parse_args(argv)
     trainer = build_grpo_trainer(s, args, m)
-    t = time.perf_counter()
-    trainer.train()
-    wall = time.perf_counter() - t
-    return {"samples_per_s": a.batch * a.steps / wall}
+    gen, rew = Timer(), Timer()
+    if not a.use_vllm:  # vLLM generates outside the model: that time lands in "other"
+        trainer.model.generate = gen.wrap(trainer.model.generate)
+    trainer.reward_funcs = [functools.wraps(f)(rew.wrap(f)) for f in trainer.reward_funcs]
+    return train_timed(trainer, gen, rew, a)
 
 
 def main() -> None:
@@ -138,20 +158,13 @@ def main() -> None:
         print(f"# PPO step split: policy={policy if a.policy else 'tiny random'} device={device} "
               f"batch={a.batch} response_length={a.response_length} threads={torch.get_num_threads()}")  # fmt: skip
         ppo = bench_ppo(policy, verifier, data, work, a)
-        print(f"{'step':>4} {'total_s':>8} {'gen_s':>7} {'reward_s':>8} {'other_s':>7}  gen%  rew%  other%")
-        for i, (tot, g, r) in enumerate(ppo["steps"], 1):
-            o = tot - g - r
-            print(
-                f"{i:>4} {tot:8.2f} {g:7.2f} {r:8.2f} {o:7.2f}  {g / tot:4.0%} {r / tot:5.0%} {o / tot:6.0%}"
-            )
-        steady = ppo["steps"][1:] or ppo["steps"]
-        tot = sum(s[0] for s in steady)
-        g, r = sum(s[1] for s in steady), sum(s[2] for s in steady)
-        print(f"steady-state shares (steps 2+): generation {g / tot:.0%}, reward {r / tot:.0%}, "
-              f"other (ref/value forwards + PPO update) {(tot - g - r) / tot:.0%}")  # fmt: skip
+        print_split("PPO", ppo["steps"], "ref/value forwards + PPO update")
         print(f"PPO samples/s: {ppo['samples_per_s']:.3f}")
         if a.grpo:
             grpo = bench_grpo(policy, verifier, data, work, a)
+            print_split(
+                "GRPO", grpo["steps"], "ref forward + update" + (", vLLM generation" if a.use_vllm else "")
+            )
             print(
                 f"GRPO samples/s: {grpo['samples_per_s']:.3f}  (GRPO/PPO ratio {grpo['samples_per_s'] / ppo['samples_per_s']:.2f}x)"
             )

@@ -10,7 +10,8 @@
 #   1. SFT, bf16, DeepSpeed ZeRO-3, 300 optimizer steps: tokens/s and MFU (scripts/gpu_mfu.py)
 #   2. verifier: train_verifier.py for 40 steps on verdicts made from data/demo_data.json
 #   3. PPO: 2 updates under ZeRO-3 with that classifier verifier as the reward
-#   4. GRPO: 2 steps under ZeRO-3 with the same verifier
+#   4. GRPO: 2 steps under ZeRO-3 with the same verifier; then one PPO and one GRPO step split into
+#      generation, reward and the rest (bench/bench_rl_step.py)
 #   5. evaluation of the PPO policy with the in-process hf backend on the 32-item sample
 #
 # Python wheels needed beyond torch (a CUDA build) and transformers: accelerate, deepspeed, trl,
@@ -137,6 +138,13 @@ run "4_grpo_zero3" 120 "${LAUNCH[@]}" RL_stage2_grpo.py --model_name_or_path "$O
   --bf16 True --report_to none --logging_steps 1 --save_strategy no --resume False
 figures "GRPO last step" "$OUT/4_grpo_zero3.log" rewards/medical_verifier/mean reward/correct \
   completions/mean_length step_time
+
+# where an RL step's time goes (generation / reward / the rest: forwards and update), PPO and GRPO
+run "4b_rl_step_split" 120 "$PY" bench/bench_rl_step.py --policy "$OUT/ckpts/sft" --verifier_path "$OUT/verifier" \
+  --response_length 256 --batch 8 --steps 3 --grpo
+STEP=4b_rl_step_split_summary
+"$PY" -c 'import sys; print("".join(l for l in open(sys.argv[1]) if l.startswith(("PPO ", "GRPO "))), end="")' \
+  "$OUT/4b_rl_step_split.log" | tee -a "$SUMMARY" || true
 
 SAMPLE=evaluation/data/eval_sample.json
 run "5_eval_hf" 90 "$PY" evaluation/eval.py --model_name "$OUT/ppo/final" --eval_file "$SAMPLE" --backend hf \
