@@ -25,7 +25,7 @@ from huatuo_o1.train.mfu import main, match_peak, mfu, peak_line
         ("NVIDIA L40S", "L40S", 362.0),
         ("NVIDIA L40", "L40", 181.0),
         ("NVIDIA L4", "L4", 121.0),
-        ("NVIDIA A10G", "A10G", 70.0),
+        ("NVIDIA A10G", "A10G (estimate: AWS publishes no tensor figure)", 70.0),
         ("NVIDIA A10", "A10", 125.0),
         ("NVIDIA RTX A6000", "RTX A6000", 155.0),
         ("NVIDIA RTX 6000 Ada Generation", "RTX 6000 Ada", 364.0),

@@ -47,7 +47,7 @@ PEAK_TABLE = (
     ("L40S", r"\bL40S\b", 362.0),
     ("L40", r"\bL40\b", 181.0),
     ("L4", r"\bL4\b", 121.0),
-    ("A10G", r"\bA10G\b", 70.0),
+    ("A10G (estimate: AWS publishes no tensor figure)", r"\bA10G\b", 70.0),
     ("A10", r"\bA10\b", 125.0),
     ("RTX 6000 Ada", r"\bRTX 6000 ADA\b", 364.0),
     ("RTX A6000", r"\bA6000\b", 155.0),
