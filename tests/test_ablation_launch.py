@@ -6,7 +6,7 @@ from checkpoint-1 (weights, optimizer, scheduler, data position) rather than sta
 launch says so, checkpoint-2 holds global step 2, and its log history keeps step 1's entry from the
 first launch (a fresh 2-step run logs step 1 again, with a 2-step schedule's learning rate). A rerun
 with another learning rate is refused (one line, exit 2) instead of continuing a run made with other
-settings.
+settings. Both also train one step under the recipes' DeepSpeed ZeRO-3 config.
 """
 
 from __future__ import annotations
@@ -91,3 +91,22 @@ def test_rloo_launch_saves_and_resumes(tmp_path, tiny_lm_dir, tiny_verifier_dir)
     ]
     err = refusal(rloo.main, argv(3, lr="1e-6"))
     assert "--learning_rate 5e-07, not --learning_rate 1e-06" in err
+
+
+def test_dpo_and_rloo_train_under_the_shipped_zero3_config(tmp_path, tiny_lm_dir, tiny_verifier_dir):
+    """The recipes' launcher config (DeepSpeed ZeRO-3): one step each, a loadable final policy."""
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("\n".join(json.dumps({"prompt": f"Q{i}: drug?", "chosen": "aspirin", "rejected": "heparin"})
+                               for i in range(4)))  # fmt: skip
+    rows = [{"Open-ended Verifiable Question": f"Q{i}: which drug?", "Ground-True Answer": f"drug {i}"}
+            for i in range(4)]  # fmt: skip
+    data = write_json(tmp_path / "rl.json", rows)
+    common = ["--model_name_or_path", tiny_lm_dir, "--run_name", "final", "--per_device_train_batch_size", "2",
+              "--global_batch_size", "2", "--max_steps", "1", "--report_to", "none", "--save_strategy", "no"]  # fmt: skip
+    launch("deepspeed_zero3.yaml", "RL_stage2_dpo.py", *common, "--dataset_name", pairs, "--max_length", "32",
+           "--output_dir", tmp_path / "dpo", cwd=tmp_path)  # fmt: skip
+    launch("deepspeed_zero3.yaml", "RL_stage2_rloo.py", *common, "--dataset_name", data,
+           "--reward_model_path", tiny_verifier_dir, "--max_completion_length", "4",
+           "--output_dir", tmp_path / "rloo", cwd=tmp_path)  # fmt: skip
+    for out in (tmp_path / "dpo" / "final", tmp_path / "rloo" / "final"):
+        assert_loadable(out)
