@@ -492,6 +492,19 @@ def content_key(*parts: Any) -> str:
     return "c" + hashlib.sha256(clean_text(text).encode()).hexdigest()[:20]
 
 
+def keyed_by_content(items: list[dict], key_of: Callable[[dict], str | None]) -> list[dict]:
+    """The items as the runner keys them: each with its `content_id` (key_of), without its position
+    (`process_id`, so a moved item is still finished), one per content."""
+    out, seen = [], set()
+    for it in items:
+        work = {k: v for k, v in it.items() if k != "process_id"}
+        work["content_id"] = key_of(it)
+        if work["content_id"] not in seen:
+            seen.add(work["content_id"])
+            out.append(work)
+    return out
+
+
 def adopt_results(
     store: ItemStore,
     items: list[dict],

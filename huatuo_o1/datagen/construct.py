@@ -51,6 +51,7 @@ from huatuo_o1.io import (
     check_writable_dir,
     check_writable_file,
     content_key,
+    keyed_by_content,
     load_records,
     summary_path_for,
     write_merged,
@@ -117,19 +118,6 @@ TASK_SUFFIX = "_verifiable"
 def item_key(item: dict) -> str:
     """The item's identity: what this stage reads of it (question, options, answer)."""
     return content_key(item["question"], item["options"], item["answer"])
-
-
-def for_runner(items: list[dict]) -> list[dict]:
-    """The items as the runner keys them: by `content_id`, without their position (so a moved item is
-    still finished), one per content."""
-    out, seen = [], set()
-    for it in items:
-        work = {k: v for k, v in it.items() if k != "process_id"}
-        work["content_id"] = item_key(it)
-        if work["content_id"] not in seen:
-            seen.add(work["content_id"])
-            out.append(work)
-    return out
 
 
 def other_result_folders(out_dir: Path, task: str) -> list[Path]:
@@ -438,7 +426,7 @@ async def run(args) -> int:
     )
     todo = [it for it in items if it["process_id"] not in dropped]
     if args.dry_run:
-        done = ItemStore.existing_ids(out_dir / task, for_runner(todo), "content_id")
+        done = ItemStore.existing_ids(out_dir / task, keyed_by_content(todo, item_key), "content_id")
         difficulty = difficulty_from_args(args, out_dir, task, budget=None)
         left = [it for it in todo if item_key(it) not in done]
         try:
@@ -461,7 +449,7 @@ async def _run_locked(args, items, todo, dropped, decontam, task: str, out_dir: 
     position = {}
     for it in todo:
         position.setdefault(item_key(it), it["process_id"])
-    work = for_runner(todo)
+    work = keyed_by_content(todo, item_key)
     reused = adopt_results(store, work, _stored_key, other_result_folders(out_dir, task))
     if reused:
         print(f"reused {reused} results of earlier runs (older layout or another input file name)")

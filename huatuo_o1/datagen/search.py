@@ -76,6 +76,7 @@ from huatuo_o1.io import (
     check_writable_dir,
     check_writable_file,
     content_key,
+    keyed_by_content,
     load_records,
     summary_path_for,
     write_merged,
@@ -359,18 +360,6 @@ def item_key(item: dict) -> str | None:
     return content_key(q, str(a))
 
 
-def for_runner(items: list[dict]) -> list[dict]:
-    """The items keyed by `content_id`, without their position, one per content."""
-    out, seen = [], set()
-    for it in items:
-        work = {k: v for k, v in it.items() if k != "process_id"}
-        work["content_id"] = item_key(it)
-        if work["content_id"] not in seen:
-            seen.add(work["content_id"])
-            out.append(work)
-    return out
-
-
 def load_search_items(path: str | Path) -> tuple[list[dict], int]:
     """docs/data_formats.md §2 records numbered by input position; returns (searchable items, skipped count)."""
     records = load_records(path, what="input")
@@ -633,7 +622,7 @@ async def run(args) -> int:
     task = task_name_for(args.data_path)
     out_dir = Path(args.output_dir)
     if args.dry_run:
-        done = ItemStore.existing_ids(out_dir / task, for_runner(items), "content_id")
+        done = ItemStore.existing_ids(out_dir / task, keyed_by_content(items, item_key), "content_id")
         todo = [it for it in items if item_key(it) not in done]
         print(dry_run_text(args, todo, skipped, cfg))
         if done:
@@ -657,7 +646,7 @@ async def _run_locked(
     position = {}
     for it in items:
         position.setdefault(item_key(it), it["process_id"])
-    work = for_runner(items)
+    work = keyed_by_content(items, item_key)
     others = [p for p in out_dir.glob(f"*{TASK_SUFFIX}") if p.is_dir() and p.name != task]
     reused = adopt_results(store, work, item_key, others)
     if reused:

@@ -195,7 +195,16 @@ GRPO_RESULT_FLAGS = (
 def grpo_identity(script_args: GRPOScriptArguments, args, model_args) -> dict:
     """What a checkpoint must have been trained from to be resumed by this run: policy, data,
     verifier and the result-changing flags (as PPO's identity)."""
-    settings = {name: getattr(args, name, None) for name in GRPO_RESULT_FLAGS}
+    return group_identity(GRPO_RESULT_FLAGS, script_args, args, model_args)
+
+
+def group_identity(result_flags: tuple, script_args, args, model_args) -> dict:
+    """The run identity of a group-sampling trainer (GRPO, RLOO) from its result-changing flags.
+    With --global_batch_size the global batch is the recipe, not the accumulation the GPU count
+    derives from it (so a run resumes on another number of GPUs)."""
+    settings = {name: getattr(args, name, None) for name in result_flags}
+    if settings.get("global_batch_size"):
+        settings["gradient_accumulation_steps"] = None
     settings.update({name: getattr(script_args, name, None) for name in SCRIPT_RESULT_FLAGS})
     settings["dtype"] = model_args.dtype
     return run_identity(

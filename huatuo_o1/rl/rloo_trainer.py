@@ -21,15 +21,14 @@ from trl import RLOOConfig
 from huatuo_o1.lock import locked
 from huatuo_o1.rl.common import (
     REPORT_TO_HELP,
-    SCRIPT_RESULT_FLAGS,
     WARMUP_RATIO_HELP,
     apply_compat_defaults,
     train_and_save,
 )
-from huatuo_o1.rl.grpo_trainer import build_group_trainer
+from huatuo_o1.rl.grpo_trainer import build_group_trainer, group_identity
 from huatuo_o1.rl.options import GLOBAL_BATCH_HELP, apply_global_batch
 from huatuo_o1.rl.rloo import RLOOScriptArguments
-from huatuo_o1.train.checkpoints import resume_point, run_identity
+from huatuo_o1.train.checkpoints import resume_point
 
 log = logging.getLogger(__name__)
 
@@ -77,21 +76,7 @@ RLOO_RESULT_FLAGS = (
 
 def rloo_identity(script_args: RLOOScriptArguments, args, model_args) -> dict:
     """What a checkpoint must have been trained from to be resumed by this run (as GRPO's)."""
-    settings = {name: getattr(args, name, None) for name in RLOO_RESULT_FLAGS}
-    if settings[
-        "global_batch_size"
-    ]:  # the accumulation follows the GPU count: the global batch is the recipe
-        settings["gradient_accumulation_steps"] = None
-    settings.update({name: getattr(script_args, name, None) for name in SCRIPT_RESULT_FLAGS})
-    settings["dtype"] = model_args.dtype
-    return run_identity(
-        {
-            "model_name_or_path": model_args.model_name_or_path,
-            "dataset_name": script_args.dataset_name,
-            "reward_model_path": script_args.reward_model_path,
-        },
-        settings,
-    )
+    return group_identity(RLOO_RESULT_FLAGS, script_args, args, model_args)
 
 
 # one run per output folder (lock.py)

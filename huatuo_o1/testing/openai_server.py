@@ -264,10 +264,19 @@ class FakeOpenAIServer:
             self.files[fid] = {"meta": meta, "data": data}
             return meta
 
+        def batch_route(handler):
+            """A Batch API endpoint: 404 while the server plays one without it; recorded."""
+
+            async def route(request):
+                if not self.batch_api:
+                    return await not_found(request)
+                record(request.path, request.headers)
+                return await handler(request)
+
+            return route
+
+        @batch_route
         async def upload(request):
-            if not self.batch_api:
-                return await not_found(request)
-            record(request.path, request.headers)
             form = await request.post()
             part = form.get("file")
             if part is None or not hasattr(part, "file"):
@@ -276,10 +285,8 @@ class FakeOpenAIServer:
                 new_file(part.file.read(), part.filename or "upload", form.get("purpose", ""))
             )
 
+        @batch_route
         async def file_content(request):
-            if not self.batch_api:
-                return await not_found(request)
-            record(request.path, request.headers)
             f = self.files.get(request.match_info["fid"])
             if f is None:
                 return error(404, f"no file {request.match_info['fid']}")
@@ -346,10 +353,8 @@ class FakeOpenAIServer:
                 return s[min(index, len(s) - 1)]
             return s
 
+        @batch_route
         async def create_batch(request):
-            if not self.batch_api:
-                return await not_found(request)
-            record(request.path, request.headers)
             body = json.loads(await request.read() or b"{}")
             fid = body.get("input_file_id")
             if fid not in self.files:
@@ -381,10 +386,8 @@ class FakeOpenAIServer:
                 finish(b, b["status"])
             return web.json_response(batch_view(b))
 
+        @batch_route
         async def get_batch(request):
-            if not self.batch_api:
-                return await not_found(request)
-            record(request.path, request.headers)
             b = self.batches.get(request.match_info["bid"])
             if b is None:
                 return error(404, f"no batch {request.match_info['bid']}")
@@ -402,10 +405,8 @@ class FakeOpenAIServer:
                 finish(b, "cancelled")
             return web.json_response(batch_view(b))
 
+        @batch_route
         async def cancel_batch(request):
-            if not self.batch_api:
-                return await not_found(request)
-            record(request.path, request.headers)
             b = self.batches.get(request.match_info["bid"])
             if b is None:
                 return error(404, f"no batch {request.match_info['bid']}")
@@ -413,10 +414,8 @@ class FakeOpenAIServer:
                 b["status"] = "cancelling"
             return web.json_response(batch_view(b))
 
+        @batch_route
         async def list_batches(request):
-            if not self.batch_api:
-                return await not_found(request)
-            record(request.path, request.headers)
             data = [batch_view(b) for b in reversed(list(self.batches.values()))]
             return web.json_response(
                 {
