@@ -90,6 +90,24 @@ def fingerprint_of(custom_id: str) -> str:
     return str(custom_id).rsplit("-", 1)[0]
 
 
+async def run_items_live_or_batched(items: list[dict], process, store, batches, **kwargs):
+    """runner.run_items, with each item's requests gathered into rounds when `batches` (this module's
+    round runner) is given, and those batches closed at the end; live otherwise."""
+    from huatuo_o1.runner import run_items
+
+    try:
+        return await run_items(
+            items,
+            batches.track(process) if batches is not None else process,
+            store,
+            batched=batches is not None,
+            **kwargs,
+        )
+    finally:
+        if batches is not None:
+            await batches.close()
+
+
 def add_batch_args(parser) -> None:
     """--batch_api and its settings (the API stages and evaluation through an API)."""
     from huatuo_o1.cli import str2bool

@@ -210,8 +210,8 @@ def run_server(work_items: list[dict], store, client, gen: GenerationSettings, b
     context, content filter) saves the question with empty outputs and an `error`: it counts as
     wrong and unanswered instead of stopping the run.
     """
+    from huatuo_o1.batch import run_items_live_or_batched
     from huatuo_o1.llm import RequestRejected
-    from huatuo_o1.runner import run_items
 
     generate = make_server_process(client, gen)
 
@@ -226,19 +226,17 @@ def run_server(work_items: list[dict], store, client, gen: GenerationSettings, b
 
     async def go():
         try:
-            return await run_items(
+            return await run_items_live_or_batched(
                 work_items,
-                batches.track(process) if batches is not None else process,
+                process,
                 store,
+                batches,
                 concurrency=gen.batch_size,
                 desc="eval",
                 id_key="item_id",
                 show_progress=gen.show_progress,
-                batched=batches is not None,
             )
         finally:
-            if batches is not None:
-                await batches.close()
             await client.close()
 
     return asyncio.run(go())

@@ -33,7 +33,7 @@ import logging
 import os
 from pathlib import Path
 
-from huatuo_o1.batch import add_batch_args, check_batch_args, round_from_args
+from huatuo_o1.batch import add_batch_args, check_batch_args, round_from_args, run_items_live_or_batched
 from huatuo_o1.cli import run_async_stage, str2bool
 from huatuo_o1.contract import GROUND_TRUTH as GT
 from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
@@ -73,7 +73,7 @@ from huatuo_o1.llm import (
 from huatuo_o1.lock import run_lock
 from huatuo_o1.parsing import extract_json, parse_filter_verdict
 from huatuo_o1.prompts import LANGUAGES, filter_prompt, rewrite_prompt
-from huatuo_o1.runner import RunReport, add_run_args, check_run_args, exit_code_for, run_items
+from huatuo_o1.runner import RunReport, add_run_args, check_run_args, exit_code_for
 
 log = logging.getLogger(__name__)
 
@@ -471,20 +471,18 @@ async def _run_locked(args, items, todo, dropped, decontam, task: str, out_dir: 
 
     try:
         difficulty = difficulty_from_args(args, out_dir, task, budget=client.budget, batches=batches)
-        report = await run_items(
+        report = await run_items_live_or_batched(
             work,
-            batches.track(process) if batches is not None else process,
+            process,
             store,
+            batches,
             concurrency=args.num_process,
             desc="construct",
             id_key="content_id",
             label_of=lambda it: position[it["content_id"]],
             max_consecutive_failures=args.max_consecutive_failures,
-            batched=batches is not None,
         )
     finally:
-        if batches is not None:
-            await batches.close()
         await client.close()
         if difficulty is not None:
             await difficulty.close()

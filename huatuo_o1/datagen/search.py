@@ -54,7 +54,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from huatuo_o1.batch import add_batch_args, check_batch_args, round_from_args
+from huatuo_o1.batch import add_batch_args, check_batch_args, round_from_args, run_items_live_or_batched
 from huatuo_o1.cli import add_dataclass_args, run_async_stage
 from huatuo_o1.contract import GROUND_TRUTH as GT
 from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
@@ -105,7 +105,7 @@ from huatuo_o1.prompts import (
     refine_prompt,
     verify_prompt,
 )
-from huatuo_o1.runner import RunReport, add_run_args, check_run_args, exit_code_for, run_items
+from huatuo_o1.runner import RunReport, add_run_args, check_run_args, exit_code_for
 
 log = logging.getLogger(__name__)
 
@@ -684,20 +684,18 @@ async def _run_locked(
         return await searcher.process({**it, "process_id": position[it["content_id"]]})
 
     try:
-        report = await run_items(
+        report = await run_items_live_or_batched(
             work,
-            batches.track(process) if batches is not None else process,
+            process,
             store,
+            batches,
             concurrency=args.num_process,
             desc="search",
             id_key="content_id",
             label_of=lambda it: position[it["content_id"]],
             max_consecutive_failures=args.max_consecutive_failures,
-            batched=batches is not None,
         )
     finally:
-        if batches is not None:
-            await batches.close()
         await client.close()
         if verifier is not None:
             await verifier.close()
