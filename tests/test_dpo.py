@@ -68,8 +68,13 @@ def test_pair_maker_through_a_server_resumes_without_resampling(tiny_lm_dir, tmp
     with FakeOpenAIServer(responder) as srv:
         assert main([*argv, "--api_url", srv.url]) == 0
         first = len(srv.requests)
-        assert main([*argv, "--api_url", srv.url]) == 0
-        assert len(srv.requests) == first  # every question finished: nothing sampled again
+
+        class NeverAsked(Verifier):
+            def probabilities(self, answers, references):
+                raise AssertionError("a rerun asked the verifier again")
+
+        assert main([*argv, "--api_url", srv.url], verifier=NeverAsked()) == 0
+        assert len(srv.requests) == first  # every question finished: nothing sampled again, nothing judged
     pairs = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(p["prompt"], p["chosen"], p["rejected"]) for p in pairs] == [
         ("Q0 drug?", "aspirin", "heparin"),
@@ -132,5 +137,5 @@ def test_pair_maker_samples_in_process_with_the_hf_backend(tiny_lm_dir, tmp_path
     assert main(argv) == 0
     summary = json.loads((tmp_path / "pairs.jsonl.summary.json").read_text())
     assert summary["questions"] == 1 and summary["sampled"] == 1  # a random model: no pair, but sampled
-    (cached,) = (tmp_path / "pairs.jsonl.samples").rglob("*.json")
+    (cached,) = (tmp_path / "pairs.jsonl.samples").glob("*/*.json")  # the samples (verdicts: a subfolder)
     assert len(json.loads(cached.read_text())["outputs"]) == 2

@@ -133,9 +133,16 @@ def make_pair(samples: list[str], correct: list[bool]) -> tuple[str, str] | None
 
 
 def build_pairs(
-    questions: list[dict], samples: dict[str, list[str]], verifier: Verifier, cfg: RewardConfig, n: int
+    questions: list[dict],
+    samples: dict[str, list[str]],
+    verifier: Verifier,
+    cfg: RewardConfig,
+    n: int,
+    verdicts_store: ItemStore | None = None,
 ) -> tuple[list[dict], dict]:
-    """The pairs of the sampled questions and the counts (see the module docstring, steps 3-4)."""
+    """The pairs of the sampled questions and the counts (see the module docstring, steps 3-4).
+    With `verdicts_store`, each question's verdicts are saved once made and reused while its samples
+    are the same, so a rerun never asks the verifier (an LLM judge: paid) again."""
     counts: Counter = Counter()
     pairs = []
     for q in questions:
@@ -149,7 +156,7 @@ def build_pairs(
         if not outs:
             counts["dropped_no_sample"] += 1
             continue
-        verdicts = score_responses(outs, [q["reference"]] * len(outs), verifier, cfg).correct
+        verdicts = _verdicts(q, outs, verifier, cfg, verdicts_store)
         pair = make_pair(outs, verdicts)
         if pair is None:
             counts["dropped_all_correct" if all(verdicts) else "dropped_all_incorrect"] += 1
@@ -166,6 +173,30 @@ def build_pairs(
         )
     counts["pairs"] = len(pairs)
     return pairs, dict(counts)
+
+
+def _verdicts(
+    q: dict, outs: list[str], verifier: Verifier, cfg: RewardConfig, store: ItemStore | None
+) -> list:
+    """Whether each sample is correct: from the store when made from these very samples, else judged
+    now (and saved)."""
+    made_from = content_key(q["reference"], outs)
+    if store is not None and store.has(q["id"]):
+        saved = store.load(q["id"])
+        if saved.get("made_from") == made_from:
+            return saved["correct"]
+    correct = score_responses(outs, [q["reference"]] * len(outs), verifier, cfg).correct
+    if store is not None:
+        store.save(q["id"], {"made_from": made_from, "correct": list(correct)})
+    return correct
+
+
+def verdicts_folder(args: DPOPairsArguments) -> Path:
+    """Where the verdicts are cached: beside the samples, one folder per verifier and reward rule."""
+    settings = [args.verifier, args.reward_model_path, args.judge_model, args.judge_api_url,
+                args.reward_threshold, args.sft_target]  # fmt: skip
+    key = hashlib.sha1(json.dumps(settings).encode()).hexdigest()[:10]
+    return samples_folder(args) / "verdicts" / key
 
 
 def load_questions(data_path: str, limit: int = -1) -> tuple[list[dict], int]:
@@ -262,7 +293,9 @@ def main(argv: list[str] | None = None, verifier: Verifier | None = None) -> int
         )  # fmt: skip
         verifier = build_verifier(settings)
     cfg = RewardConfig(reward_threshold=args.reward_threshold, sft_target=args.sft_target)
-    pairs, counts = build_pairs(questions, samples, verifier, cfg, args.n_samples)
+    pairs, counts = build_pairs(
+        questions, samples, verifier, cfg, args.n_samples, ItemStore(verdicts_folder(args))
+    )
     counts = {"questions": len(questions), "skipped_rows": skipped, **counts}
     atomic_write_jsonl(args.output, pairs)
     atomic_write_json(
