@@ -57,6 +57,7 @@ from huatuo_o1.llm import (
     TransientAPIError,
     current_item_usage,
     estimate_tokens,
+    tokens_of,
 )
 
 log = logging.getLogger(__name__)
@@ -286,6 +287,17 @@ class BatchLLMClient(LLMClient):
         super().__init__(*args, **kwargs)
         self.round = batch_round
 
+    def _account_reused(self, resp: dict) -> None:
+        """A reply an earlier run's batch paid for: part of its item's cost (what the item cost over
+        all runs), not of this run's cost or --max_cost budget; the round reports it apart."""
+        pt, ct, cached = tokens_of(resp)
+        cost = self.rates.cost(pt, ct, cached, batch=True) if self.rates is not None else 0.0
+        live = self.rates.cost(pt, ct, cached, batch=False) if self.rates is not None else 0.0
+        self.round.reused_cost += cost
+        item = current_item_usage.get()
+        if item is not None and item is not self.usage:
+            item.add(pt, ct, cost, cached, live)
+
     async def _post(self, path: str, body: dict) -> dict:
         failures = 0
         last = ""
@@ -294,12 +306,15 @@ class BatchLLMClient(LLMClient):
                 raise BudgetExceeded(
                     f"--max_cost {self.budget.limit} USD reached (spent {self.budget.spent:.4f} USD)"
                 )
-            outcome = await self.round.ask(self, path, body)
+            outcome, reused = await self.round.ask(self, path, body)
             kind = outcome[0]
             if kind == OK:
                 resp = outcome[1]
                 if isinstance(resp, dict) and isinstance(resp.get("choices"), list) and resp["choices"]:
-                    self._account(resp, batch=True)
+                    if reused:  # an earlier run's batch answered it and was billed then
+                        self._account_reused(resp)
+                    else:
+                        self._account(resp, batch=True)
                     return resp
                 last = self._error_body_reason(resp)
             elif kind == ERROR:
@@ -350,6 +365,7 @@ class BatchRound:
         self.rounds = 0  # rounds that sent or waited on a batch
         self.submitted = 0  # batches created by this run
         self.reused = 0  # requests answered from batches of an earlier run
+        self.reused_cost = 0.0  # what those batches were billed (then, not by this run)
         self._pending: list[_Ask] = []
         self._active: Counter = Counter()
         self._seen: Counter = Counter()
@@ -386,21 +402,28 @@ class BatchRound:
             self._task = None
 
     def summary(self) -> dict:
-        return {"rounds": self.rounds, "batches_submitted": self.submitted, "reused_answers": self.reused}
+        return {
+            "rounds": self.rounds,
+            "batches_submitted": self.submitted,
+            "reused_answers": self.reused,
+            "reused_answers_cost_billed_earlier": round(self.reused_cost, 6),
+        }
 
     # -- collecting -----------------------------------------------------------------------------
-    async def ask(self, client: BatchLLMClient, path: str, body: dict) -> tuple:
+    async def ask(self, client: BatchLLMClient, path: str, body: dict) -> tuple[tuple, bool]:
+        """The request's outcome, and whether a batch of an earlier run answered it (no request at
+        all, and no cost in this run: that batch was billed when it ran)."""
         fp = request_hash(client.display_url, path, body)  # credentials in a URL are masked
         cid = custom_id_for(fp, self._seen[fp])
         self._seen[fp] += 1
-        if cid in self.state.answers:  # answered by a batch of an earlier run: no request at all
+        if cid in self.state.answers:
             self.reused += 1
-            return self.state.answers[cid]
+            return self.state.answers[cid], True
         fut = asyncio.get_running_loop().create_future()
         item = current_item_usage.get()
         self._pending.append(_Ask(client, path, body, cid, fut, id(item) if item is not None else id(fut)))
         self._poke()
-        return await fut
+        return await fut, False
 
     def _poke(self) -> None:
         if self._wake is None:

@@ -503,11 +503,7 @@ class LLMClient:
     def _account(self, resp, batch: bool = False) -> None:
         """Add a reply's usage to the run's and the current item's: cached prompt tokens at their
         rate, at batch prices when it came through the Batch API (`cost_live`: the list price)."""
-        u = resp.get("usage") or {}
-        pt = u.get("prompt_tokens") or 0
-        ct = u.get("completion_tokens") or 0
-        details = u.get("prompt_tokens_details") or {}
-        cached = (details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+        pt, ct, cached = tokens_of(resp)
         cost = live = 0.0
         if self.rates is not None:
             cost = self.rates.cost(pt, ct, cached, batch=batch)
@@ -609,6 +605,14 @@ class LLMClient:
             raise TransientAPIError(
                 f"{self.display_url} kept failing after {self.max_retries + 1} tries ({reason})"
             ) from None
+
+
+def tokens_of(resp: dict) -> tuple[int, int, int]:
+    """A reply's (prompt, completion, cached prompt) token counts from its `usage` (0 when absent)."""
+    u = resp.get("usage") or {}
+    details = u.get("prompt_tokens_details") or {}
+    cached = (details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+    return u.get("prompt_tokens") or 0, u.get("completion_tokens") or 0, cached
 
 
 def _is_connect_failure(err: Exception) -> bool:

@@ -379,9 +379,17 @@ def test_rerun_after_finish_reuses_answers_without_requests(tmp_path):
         for p in (out / "data_CoT_search").glob("*.json"):
             p.unlink()  # the item files lost; the batches folder kept
         n = srv.batch_creates
+        first = json.loads(next(out.glob("*_summary.json")).read_text())
         assert script.main(search_argv(data, srv, out, *FAST)) == 0
         assert srv.batch_creates == n
     assert len(records(out)) == 2
+    # the rerun paid nothing: what it reused was billed by the first run, and is reported as such
+    summary = json.loads(next(out.glob("*_summary.json")).read_text())
+    assert summary["cost_this_run"] == 0
+    assert summary["batch_api"]["reused_answers_cost_billed_earlier"] == pytest.approx(
+        first["cost_this_run"], abs=1e-5
+    )
+    assert summary["usage_all_runs"]["cost"] == pytest.approx(first["cost_this_run"], abs=1e-5)
 
 
 def test_a_failed_request_line_is_retried_next_round_and_a_rejected_one_fails_its_item(tmp_path):

@@ -577,7 +577,8 @@ def describe(summary: dict, merged_path: Path) -> str:
         b = summary["batch_api"]
         lines.append(
             f"Batch API: {b['rounds']} rounds, {b['batches_submitted']} batches sent, "
-            f"{b['reused_answers']} answers reused from earlier runs; cost {summary['cost_this_run']:.4f} USD "
+            f"{b['reused_answers']} answers reused from earlier runs (billed then: "
+            f"{b['reused_answers_cost_billed_earlier']:.4f} USD); cost {summary['cost_this_run']:.4f} USD "
             f"(live-equivalent {summary['cost_this_run_live_equivalent']:.4f} USD)"
         )
     return "\n".join(lines)
