@@ -54,3 +54,19 @@ def test_target_flag_in_the_identity_of_ppo_and_grpo():
         InputError, match="--sft_target must be one of complex_cot, simple_cot, response, mcq"
     ):
         grpo.parse_args([*base, "--sft_target", "cot"])
+
+
+def test_ppo_reward_hook_takes_the_target(tmp_path, tiny_lm_dir):
+    import json
+
+    from huatuo_o1.rl import ppo
+    from huatuo_o1.rl.ppo_trainer import build_ppo_trainer
+
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps([{"Open-ended Verifiable Question": f"Q{i}?", "Ground-True Answer": "a"}
+                                for i in range(8)]))  # fmt: skip
+    argv = ["--model_name_or_path", str(tiny_lm_dir), "--dataset_name", str(data), "--verifier", "exact",
+            "--output_dir", str(tmp_path / "o"), "--report_to", "none", "--per_device_train_batch_size", "2",
+            "--gradient_accumulation_steps", "1", "--total_episodes", "4", "--sft_target", "response"]  # fmt: skip
+    trainer = build_ppo_trainer(*ppo.parse_args(argv))
+    assert trainer.reward_hook.scorer.cfg.sft_target == "response"
