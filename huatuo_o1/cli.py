@@ -147,4 +147,32 @@ def setup_training_logging() -> None:
 def run_async_stage(run: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
     """main() of an API stage: warnings-level logging, then the stage's coroutine; its exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return asyncio.run(run(args))
+    return run_coroutine(run(args))
+
+
+def run_coroutine(coro: Awaitable):
+    """asyncio.run, with SIGTERM handled by the event loop: it cancels the run's task, so every
+    request in flight unwinds as cancelled (no half-sent request's task left with an exception to
+    report), and then stops the run like Ctrl-C (`Terminated`). The process's own SIGTERM handler is
+    restored afterwards."""
+
+    async def guarded():
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        signalled = []
+        previous = signal.getsignal(signal.SIGTERM)
+        in_main = threading.current_thread() is threading.main_thread()
+        if in_main:
+            loop.add_signal_handler(signal.SIGTERM, lambda: (signalled.append(True), task.cancel()))
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if signalled:
+                raise Terminated() from None
+            raise
+        finally:
+            if in_main:
+                loop.remove_signal_handler(signal.SIGTERM)
+                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+    return asyncio.run(guarded())

@@ -239,7 +239,9 @@ def run_server(work_items: list[dict], store, client, gen: GenerationSettings, b
         finally:
             await client.close()
 
-    return asyncio.run(go())
+    from huatuo_o1.cli import run_coroutine
+
+    return run_coroutine(go())
 
 
 # ---------------------------------------------------------------------------------------------
