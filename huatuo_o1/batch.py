@@ -57,7 +57,6 @@ from huatuo_o1.llm import (
     TransientAPIError,
     current_item_usage,
     estimate_tokens,
-    tokens_of,
 )
 
 log = logging.getLogger(__name__)
@@ -287,17 +286,6 @@ class BatchLLMClient(LLMClient):
         super().__init__(*args, **kwargs)
         self.round = batch_round
 
-    def _account_reused(self, resp: dict) -> None:
-        """A reply an earlier run's batch paid for: part of its item's cost (what the item cost over
-        all runs), not of this run's cost or --max_cost budget; the round reports it apart."""
-        pt, ct, cached = tokens_of(resp)
-        cost = self.rates.cost(pt, ct, cached, batch=True) if self.rates is not None else 0.0
-        live = self.rates.cost(pt, ct, cached, batch=False) if self.rates is not None else 0.0
-        self.round.reused_cost += cost
-        item = current_item_usage.get()
-        if item is not None and item is not self.usage:
-            item.add(pt, ct, cost, cached, live)
-
     async def _post(self, path: str, body: dict) -> dict:
         failures = 0
         last = ""
@@ -311,10 +299,11 @@ class BatchLLMClient(LLMClient):
             if kind == OK:
                 resp = outcome[1]
                 if isinstance(resp, dict) and isinstance(resp.get("choices"), list) and resp["choices"]:
-                    if reused:  # an earlier run's batch answered it and was billed then
-                        self._account_reused(resp)
-                    else:
-                        self._account(resp, batch=True)
+                    # a reply an earlier run's batch paid for counts for its item, not this run;
+                    # the round reports it apart
+                    cost = self._account(resp, batch=True, this_run=not reused)
+                    if reused:
+                        self.round.reused_cost += cost
                     return resp
                 last = self._error_body_reason(resp)
             elif kind == ERROR:

@@ -500,19 +500,23 @@ class LLMClient:
         detail = f": {self._mask(' '.join(str(err).split()))[:200]}" if err else ""
         return f"HTTP 200 with an error body and no choices{detail}"
 
-    def _account(self, resp, batch: bool = False) -> None:
+    def _account(self, resp, batch: bool = False, this_run: bool = True) -> float:
         """Add a reply's usage to the run's and the current item's: cached prompt tokens at their
-        rate, at batch prices when it came through the Batch API (`cost_live`: the list price)."""
+        rate, at batch prices when it came through the Batch API (`cost_live`: the list price).
+        `this_run=False`: a reply an earlier run paid for, counted for its item only (not in this
+        run's usage or --max_cost budget). Returns its cost."""
         pt, ct, cached = tokens_of(resp)
         cost = live = 0.0
         if self.rates is not None:
             cost = self.rates.cost(pt, ct, cached, batch=batch)
             live = self.rates.cost(pt, ct, cached, batch=False)
-        self.usage.add(pt, ct, cost, cached, live)
-        self.budget.spent += cost
+        if this_run:
+            self.usage.add(pt, ct, cost, cached, live)
+            self.budget.spent += cost
         item = current_item_usage.get()
         if item is not None and item is not self.usage:
             item.add(pt, ct, cost, cached, live)
+        return cost
 
     @staticmethod
     def _unusable(choice: dict, chat: bool) -> str | None:

@@ -627,15 +627,17 @@ def write_results(out_dir: Path, name: str, records: list[dict], summary: dict, 
     from huatuo_o1.eval.scoring import original_layout, original_runs, overall
 
     complete = not extra.get("missing")
-    tag, stale = ("", ".partial") if complete else (".partial", "")
+    tag = "" if complete else ".partial"
     paths = {
         "results": out_dir / f"{name}.json",
         "original_layout": out_dir / f"result_{name}{tag}.json",
         "summary": out_dir / f"{name}_summary.json",
         "chart": out_dir / f"{name}_chart.png",
     }
-    for old in [out_dir / f"result_{name}{stale}.json", *out_dir.glob(f"result_{name}_run[0-9]*.json")]:
-        if old.name.endswith(".partial.json") == bool(stale):  # the other kind's files
+    # the other kind's original-layout files go: never a complete and a partial score side by side
+    for old in [out_dir / f"result_{name}.json", out_dir / f"result_{name}.partial.json",
+                *out_dir.glob(f"result_{name}_run[0-9]*.json")]:  # fmt: skip
+        if old.name.endswith(".partial.json") == complete:
             old.unlink(missing_ok=True)
     atomic_write_json(paths["results"], records)
     atomic_write_json(paths["original_layout"], original_layout(records))
