@@ -162,13 +162,11 @@ def is_write_failure(err: BaseException) -> bool:
     return False
 
 
-def remove_torn_saves(
-    run_dir: str | Path, is_complete: Callable[[Path], bool] = has_trainer_state
-) -> list[str]:
-    """Remove what a failed save left in `run_dir`: every `checkpoint-N` newer than the newest complete,
-    intact one, and top-level safetensors files that are cut short (a final save cut off). Names."""
+def remove_torn_saves(run_dir: str | Path, keep: str | None) -> list[str]:
+    """Remove what a failed save left in `run_dir`: every `checkpoint-N` newer than `keep` (the newest
+    complete, intact one, or None), and top-level safetensors files that are cut short (a final save
+    cut off). Names."""
     run_dir = Path(run_dir)
-    keep = newest_complete_checkpoint(run_dir, is_complete)
     keep_step = int(Path(keep).name.split("-", 1)[1]) if keep else -1
     removed = []
     for p in sorted(run_dir.glob("checkpoint-*")):
@@ -195,8 +193,8 @@ def disk_full_stops_cleanly(
     except Exception as e:
         if not is_write_failure(e):
             raise
-        removed = remove_torn_saves(run_dir, is_complete) if main_process else []
         keep = newest_complete_checkpoint(run_dir, is_complete)
+        removed = remove_torn_saves(run_dir, keep) if main_process else []
         raise OutputError(
             f"cannot write in {run_dir} (no space left on the device): {type(e).__name__}"
             + (f"; removed the partial {', '.join(removed)}" if removed else "")
