@@ -1,5 +1,6 @@
 """The package's shape: imports run only downward (the shared core <- every stage; train <- rl),
-eval and rl never import each other, and nothing in the core imports a stage."""
+eval and rl never import each other, nothing in the core imports a stage, and no two modules import
+each other, directly or round a longer loop (imports inside functions count too)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,85 @@ def test_every_module_is_in_a_stage_folder_or_the_core():
     assert folders == set(STAGES)
     for folder in STAGES:
         assert (PKG / folder / "__init__.py").exists()
+
+
+# Modules still in an import loop, left to their own rework (PPO's script and trainer).
+LOOPS_PENDING = {"huatuo_o1.rl.ppo", "huatuo_o1.rl.ppo_trainer"}
+
+
+def _module_name(path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each package module -> the package modules it imports (at the top or inside a function)."""
+    paths = {_module_name(p): p for p in PKG.rglob("*.py")}
+    graph = {}
+    for name, path in paths.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("huatuo_o1"):
+                for alias in node.names:  # `from huatuo_o1.rl import grpo` imports the module grpo
+                    sub = f"{node.module}.{alias.name}"
+                    deps.add(sub if sub in paths else node.module)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name in paths)
+        graph[name] = {d for d in deps if d in paths and d != name}
+    return graph
+
+
+def import_loops(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (each holds an import loop)."""
+    index, low, stack, on_stack, loops = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                loops.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return loops
+
+
+def test_no_import_loops():
+    graph = import_graph()
+    assert {"huatuo_o1.rl.grpo_args", "huatuo_o1.rl.grpo_trainer"} <= graph["huatuo_o1.rl.grpo"]
+    loops = [group for group in import_loops(graph) if not set(group) <= LOOPS_PENDING]
+    assert loops == []
+
+
+def test_import_loops_are_found():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert import_loops(graph) == [["a", "b", "c"]]
+
+
+def test_script_flags_and_trainers_import_no_command_line():
+    """The flags modules import no trainer and no command line; the trainers no command line."""
+    graph = import_graph()
+    for algo in ("grpo", "rloo", "dpo"):
+        cli, args, trainer = (f"huatuo_o1.rl.{algo}{tail}" for tail in ("", "_args", "_trainer"))
+        assert not {m for m in graph[args] if m.endswith("_trainer") or m in CLI_MODULES}, args
+        assert not graph[trainer] & CLI_MODULES, trainer
+        assert args in graph[cli] and args in graph[trainer]
+
+
+CLI_MODULES = {f"huatuo_o1.rl.{name}" for name in ("grpo", "rloo", "dpo", "ppo")}

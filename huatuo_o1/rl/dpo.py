@@ -1,41 +1,26 @@
-"""The DPO command line (RL_stage2_dpo.py): its own flags, parsing, and main().
+"""The DPO command line (RL_stage2_dpo.py): parsing its flags, and main().
 
     accelerate launch --config_file ./configs/deepspeed_zero3.yaml RL_stage2_dpo.py \\
         --model_name_or_path <SFT model> --dataset_name data/dpo_pairs.jsonl ...
 
 The pairs come from scripts/make_dpo_pairs.py. Defaults follow the paper's DPO ablation:
 --learning_rate 1e-6, --beta 1.0, --global_batch_size 128. Every trl `DPOConfig` / `ModelConfig`
-flag works too (`--help_all` lists them). The trainer is huatuo_o1/rl/dpo_trainer.py.
+flag works too (`--help_all` lists them). The script's own flags are huatuo_o1/rl/dpo_args.py, the
+trainer huatuo_o1/rl/dpo_trainer.py; neither imports this module.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
 
 from huatuo_o1.cli import dataclass_parser
 from huatuo_o1.rl.common import run_policy_training
-from huatuo_o1.train.checkpoints import resume_field
-from huatuo_o1.train.preemption import sigterm_grace_field
-from huatuo_o1.train.run_record import TrackingArguments
+from huatuo_o1.rl.dpo_args import DPOScriptArguments
 
 EPILOG = (
     "Also every trl DPOConfig / transformers TrainingArguments / trl ModelConfig flag (--learning_rate, "
     "--beta, --max_length, --model_name_or_path, --global_batch_size, ...): --help_all lists them."
 )
-
-
-@dataclass
-class DPOScriptArguments(TrackingArguments):
-    dataset_name: str = field(
-        default="data/dpo_pairs.jsonl",
-        metadata={
-            "help": "Preference pairs {prompt, chosen, rejected} (JSON/JSONL) from scripts/make_dpo_pairs.py."
-        },
-    )
-    eval_fraction: float = field(default=0.0, metadata={"help": "Share of pairs held out for evaluation."})
-    resume: bool | None = resume_field()
-    sigterm_grace: float = sigterm_grace_field()
 
 
 def make_parser() -> argparse.ArgumentParser:

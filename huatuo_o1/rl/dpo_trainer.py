@@ -29,7 +29,7 @@ from huatuo_o1.rl.common import (
     torch_dtype,
     train_and_save,
 )
-from huatuo_o1.rl.dpo import DPOScriptArguments
+from huatuo_o1.rl.dpo_args import DPOScriptArguments
 from huatuo_o1.rl.options import GLOBAL_BATCH_HELP, apply_global_batch, check_rl_flags
 from huatuo_o1.train.checkpoints import resume_point, run_identity
 

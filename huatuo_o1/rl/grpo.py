@@ -1,4 +1,4 @@
-"""The GRPO command line (RL_stage2_grpo.py): its own flags, parsing, and main().
+"""The GRPO command line (RL_stage2_grpo.py): parsing its flags, and main().
 
     accelerate launch --config_file ./configs/deepspeed_zero3.yaml RL_stage2_grpo.py \\
         --model_name_or_path FreedomIntelligence/HuatuoGPT-o1-8B \\
@@ -6,32 +6,24 @@
         --dataset_name FreedomIntelligence/medical-o1-verifiable-problem \\
         --num_generations 8 --max_completion_length 1300 --beta 0.03 --use_vllm True ...
 
-Every trl `GRPOConfig` / `ModelConfig` flag works too (`--help_all` lists them). The trainer is
-huatuo_o1/rl/grpo_trainer.py.
+Every trl `GRPOConfig` / `ModelConfig` flag works too (`--help_all` lists them). The script's own
+flags are huatuo_o1/rl/grpo_args.py, the trainer huatuo_o1/rl/grpo_trainer.py; neither imports this
+module.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
 
 from huatuo_o1.cli import dataclass_parser
-from huatuo_o1.rl.common import RLScriptArguments, run_policy_training
-from huatuo_o1.train.checkpoints import resume_field
+from huatuo_o1.rl.common import run_policy_training
+from huatuo_o1.rl.grpo_args import GRPOScriptArguments
 
 EPILOG = (
     "Also every trl GRPOConfig / transformers TrainingArguments / trl ModelConfig flag (--learning_rate, "
     "--num_generations, --max_completion_length, --beta, --use_vllm, --model_name_or_path, ...): "
     "--help_all lists them with their defaults."
 )
-
-
-@dataclass
-class GRPOScriptArguments(RLScriptArguments):
-    reward_model_path: str | None = field(
-        default=None, metadata={"help": "Verifier: a 2-label sequence classifier folder or hub name."}
-    )
-    resume: bool | None = resume_field()
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -43,7 +43,7 @@ from huatuo_o1.rl.common import (
     torch_dtype,
     train_and_save,
 )
-from huatuo_o1.rl.grpo import GRPOScriptArguments
+from huatuo_o1.rl.grpo_args import GRPOScriptArguments
 from huatuo_o1.rl.options import apply_global_batch, check_rl_flags, model_dtypes
 from huatuo_o1.rl.rewards import RewardConfig, Verifier, score_responses
 from huatuo_o1.train.checkpoints import resume_point, run_identity

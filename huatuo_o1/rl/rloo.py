@@ -1,4 +1,4 @@
-"""The RLOO command line (RL_stage2_rloo.py): its flags (the GRPO script's), parsing, and main().
+"""The RLOO command line (RL_stage2_rloo.py): parsing its flags (the GRPO script's), and main().
 
     accelerate launch --config_file ./configs/deepspeed_zero3.yaml RL_stage2_rloo.py \\
         --model_name_or_path <SFT model> \\
@@ -8,28 +8,23 @@
 
 Defaults follow the paper's RLOO ablation (PPO's settings, k = 2): --num_generations 2,
 --learning_rate 5e-7, --beta 0.03, --global_batch_size 128. Every trl `RLOOConfig` / `ModelConfig`
-flag works too (`--help_all` lists them). The trainer is huatuo_o1/rl/rloo_trainer.py.
+flag works too (`--help_all` lists them). The script's own flags are huatuo_o1/rl/rloo_args.py,
+the trainer huatuo_o1/rl/rloo_trainer.py; neither imports this module.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 
 from huatuo_o1.cli import dataclass_parser
 from huatuo_o1.rl.common import run_policy_training
-from huatuo_o1.rl.grpo import GRPOScriptArguments
+from huatuo_o1.rl.rloo_args import RLOOScriptArguments
 
 EPILOG = (
     "Also every trl RLOOConfig / transformers TrainingArguments / trl ModelConfig flag (--learning_rate, "
     "--num_generations, --max_completion_length, --beta, --use_vllm, --model_name_or_path, "
     "--global_batch_size, ...): --help_all lists them with their defaults."
 )
-
-
-@dataclass
-class RLOOScriptArguments(GRPOScriptArguments):
-    """The GRPO script's flags: data, reward, verifier, resume."""
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -27,7 +27,7 @@ from huatuo_o1.rl.common import (
 )
 from huatuo_o1.rl.grpo_trainer import build_group_trainer, group_identity
 from huatuo_o1.rl.options import GLOBAL_BATCH_HELP, apply_global_batch
-from huatuo_o1.rl.rloo import RLOOScriptArguments
+from huatuo_o1.rl.rloo_args import RLOOScriptArguments
 from huatuo_o1.train.checkpoints import resume_point
 
 log = logging.getLogger(__name__)
