@@ -97,7 +97,7 @@ def build_group_trainer(trainer_cls, script_args: GRPOScriptArguments, args, mod
     if args.use_vllm and importlib.util.find_spec("vllm") is None:
         raise InputError(
             "--use_vllm True needs vLLM, which is not installed: pip install -r requirements-vllm.txt "
-            "(vllm 0.27.1; trl 1.12 supports 0.19.0-0.27.1)"
+            "(vllm 0.30.0; trl 1.16 supports 0.22.0-0.31.0)"
         )
     policy_path = model_args.model_name_or_path
     if not policy_path:

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 GIB = 1024**3
 GPU_MEMORY_ENV = "HUATUO_GPU_MEMORY_GIB"
-TRL_BATCHED_TOKENS = 4096  # trl 1.12 passes max_num_batched_tokens=4096 to vLLM in colocate mode
+TRL_BATCHED_TOKENS = 4096  # trl (1.12 to 1.16) passes max_num_batched_tokens=4096 to vLLM in colocate mode
 FIXED_OVERHEAD_GIB = 1.5  # CUDA graphs, CUDA context, allocator slack (rounded up)
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 2, "half": 2, "float": 2}  # served in 16 bits
 
