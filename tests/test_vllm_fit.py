@@ -122,3 +122,31 @@ def test_grpo_stops_before_loading_models(tmp_path, monkeypatch, tiny_lm_dir):
     with pytest.raises(InputError, match="colocated vLLM will not fit"):
         grpo_trainer.build_grpo_trainer(s, a, m)
     assert a.vllm_max_model_length > 16
+
+
+def test_the_vllm_pin_is_one_trl_supports(monkeypatch):
+    """requirements-vllm.txt pins a vLLM inside the range the installed trl supports (trl warns
+    outside it), and the message of a missing vLLM names that pin."""
+    import re
+    import warnings
+
+    from trl import import_utils
+
+    from tests.helpers import REPO
+
+    pins = re.findall(r"^vllm==(\S+)$", (REPO / "requirements-vllm.txt").read_text(), flags=re.M)
+    assert len(pins) == 1
+    real = import_utils._is_package_available
+    installed = {"vllm": pins[0]}
+
+    def available(name, return_version=False):
+        return (True, installed[name]) if name in installed else real(name, return_version=return_version)
+
+    monkeypatch.setattr(import_utils, "_is_package_available", available)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert import_utils.is_vllm_available()
+    installed["vllm"] = "99.0.0"  # the check does warn outside the range
+    with pytest.warns(UserWarning, match="supports vLLM versions"):
+        import_utils.is_vllm_available()
+    assert f"vllm {pins[0]}" in (REPO / "huatuo_o1/rl/grpo_trainer.py").read_text()
