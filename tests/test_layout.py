@@ -141,3 +141,21 @@ def test_script_flags_and_trainers_import_no_command_line():
 
 
 CLI_MODULES = {f"huatuo_o1.rl.{name}" for name in ("grpo", "rloo", "dpo", "ppo")}
+
+
+def test_grpo_rloo_and_dpo_load_no_trl_ppo():
+    """trl 1.13 and later ship no `trl.experimental.ppo`: GRPO, RLOO and DPO (and the shared flag
+    helpers) must not load it, even where an older trl still has it."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "import huatuo_o1.rl.options, huatuo_o1.rl.grpo_trainer, huatuo_o1.rl.rloo_trainer\n"
+        "import huatuo_o1.rl.dpo_trainer\n"
+        "from trl import DPOTrainer, GRPOTrainer, RLOOTrainer\n"
+        "print(any(m.startswith('trl.experimental.ppo') for m in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "False"
