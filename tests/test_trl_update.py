@@ -83,3 +83,25 @@ def test_same_update_as_the_reference_trl(installed, tmp_path, tiny_lm_dir):
     assert max_relative(old["grad"], new["grad"]) < GRAD_RTOL
     for name, value in old["metrics"].items():
         assert new["metrics"][name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
+
+
+@pytest.mark.parametrize(
+    "module, config, pinned",
+    [
+        ("grpo_trainer", "MedicalGRPOConfig", "PINNED_GRPO"),
+        ("rloo_trainer", "MedicalRLOOConfig", "PAPER_RLOO"),
+        ("dpo_trainer", "MedicalDPOConfig", "PAPER_DPO"),
+    ],
+)
+def test_our_settings_are_declared_by_our_configs(module, config, pinned, tmp_path):
+    """The paper's and our settings are defaults of our own config classes, not trl's: a trl whose
+    defaults change cannot change them."""
+    import importlib
+
+    plumbing = importlib.import_module(f"huatuo_o1.rl.{module}")
+    cls, settings = getattr(plumbing, config), getattr(plumbing, pinned)
+    args = cls(output_dir=str(tmp_path), report_to="none")
+    for name, value in settings.items():
+        assert name in cls.__annotations__, f"{config} takes --{name} from trl"
+        assert getattr(args, name) == value, name
+        assert "help" in cls.__dataclass_fields__[name].metadata, name

@@ -4,8 +4,9 @@ trl's `DPOTrainer` on the pairs of scripts/make_dpo_pairs.py (huatuo_o1.rl.dpo_p
 {prompt, chosen, rejected} becomes a conversational example (the prompt as the one user turn,
 chosen and rejected as the assistant turn), so trl applies the policy's chat template as SFT and
 RL do. The reference model is the starting policy (trl copies it). Defaults are the paper's:
-learning rate 1e-6, beta 1.0, 128 pairs per optimizer step over all processes
-(`--global_batch_size 128`). Checkpoints, resume identity, run_args.json and the final policy
+learning rate 1e-6, beta 1.0, the sigmoid loss, 128 pairs per optimizer step over all processes
+(`--global_batch_size 128`), each declared by `MedicalDPOConfig`, so a later trl default cannot
+change it. Checkpoints, resume identity, run_args.json and the final policy
 folder work as in GRPO (huatuo_o1.rl.common.train_and_save).
 """
 
@@ -35,7 +36,7 @@ from huatuo_o1.train.checkpoints import resume_point, run_identity
 
 log = logging.getLogger(__name__)
 
-PAPER_DPO = {"learning_rate": 1e-6, "beta": 1.0, "global_batch_size": 128}
+PAPER_DPO = {"learning_rate": 1e-6, "beta": 1.0, "global_batch_size": 128, "loss_type": ["sigmoid"]}
 
 
 @dataclass
@@ -46,6 +47,10 @@ class MedicalDPOConfig(DPOConfig):
         default=PAPER_DPO["learning_rate"], metadata={"help": "Peak learning rate (the paper: 1e-6)."}
     )
     beta: float = field(default=PAPER_DPO["beta"], metadata={"help": "DPO beta (the paper: 1.0)."})
+    loss_type: list[str] = field(
+        default_factory=lambda: list(PAPER_DPO["loss_type"]),
+        metadata={"help": "DPO loss(es): sigmoid (the paper's DPO), hinge, ipo, ... (several are summed)."},
+    )
     global_batch_size: int | None = field(
         default=PAPER_DPO["global_batch_size"],
         metadata={"help": GLOBAL_BATCH_HELP + " The paper's DPO: 128 pairs."},

@@ -70,10 +70,24 @@ class MedicalRewardFunc:
         return res.rewards
 
 
+# GRPO's loss settings, declared by our config rather than taken from trl's defaults
+PINNED_GRPO = {"loss_type": "dapo", "epsilon": 0.2, "scale_rewards": "group"}
+
+
 @dataclass
 class MedicalGRPOConfig(GRPOConfig):
-    """trl's GRPOConfig plus the original's --warmup_ratio; bf16 on by default only on GPU."""
+    """trl's GRPOConfig plus the original's --warmup_ratio; bf16 on by default only on GPU. The loss
+    settings are declared here (trl 1.12 to 1.16's defaults), so a later trl default cannot change them."""
 
+    loss_type: str = field(
+        default=PINNED_GRPO["loss_type"],
+        metadata={"help": "GRPO loss: dapo (token mean over the global batch), grpo, dr_grpo, bnpo, ..."},
+    )
+    epsilon: float = field(default=PINNED_GRPO["epsilon"], metadata={"help": "Lower clip of the ratio."})
+    scale_rewards: str = field(
+        default=PINNED_GRPO["scale_rewards"],
+        metadata={"help": "Advantage scaling: group (by the group's std), batch, or none."},
+    )
     warmup_ratio: float | None = field(default=None, metadata={"help": WARMUP_RATIO_HELP})
     report_to: None | str | list[str] = field(default="wandb", metadata={"help": REPORT_TO_HELP})
 

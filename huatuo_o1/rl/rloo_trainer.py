@@ -7,7 +7,8 @@ reward function object (`MedicalRewardFunc`, the exact rule PPO uses, `--sft_tar
 
 Defaults are the paper's: PPO's reward and hyperparameters with k = 2, i.e. learning rate 5e-7,
 KL coefficient (`--beta`) 0.03, 128 completions per optimizer step over all processes
-(`--global_batch_size 128`: the accumulation follows the GPU count), clip 0.2 (trl's default).
+(`--global_batch_size 128`: the accumulation follows the GPU count), clip 0.2 (`--epsilon`). Each is
+declared by `MedicalRLOOConfig`, so a later trl default cannot change it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,13 @@ from huatuo_o1.train.checkpoints import resume_point
 
 log = logging.getLogger(__name__)
 
-PAPER_RLOO = {"learning_rate": 5e-7, "beta": 0.03, "num_generations": 2, "global_batch_size": 128}
+PAPER_RLOO = {
+    "learning_rate": 5e-7,
+    "beta": 0.03,
+    "num_generations": 2,
+    "global_batch_size": 128,
+    "epsilon": 0.2,
+}
 
 
 @dataclass
@@ -43,6 +50,7 @@ class MedicalRLOOConfig(RLOOConfig):
         default=PAPER_RLOO["learning_rate"], metadata={"help": "Peak learning rate (PPO's, as the paper)."}
     )
     beta: float = field(default=PAPER_RLOO["beta"], metadata={"help": "KL coefficient (PPO's 0.03)."})
+    epsilon: float = field(default=PAPER_RLOO["epsilon"], metadata={"help": "Ratio clip (PPO's 0.2)."})
     num_generations: int | None = field(
         default=PAPER_RLOO["num_generations"], metadata={"help": "k: samples per prompt (the paper: 2)."}
     )
