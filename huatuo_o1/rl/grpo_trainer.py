@@ -83,7 +83,10 @@ class MedicalGRPOConfig(GRPOConfig):
         default=PINNED_GRPO["loss_type"],
         metadata={"help": "GRPO loss: dapo (token mean over the global batch), grpo, dr_grpo, bnpo, ..."},
     )
-    epsilon: float = field(default=PINNED_GRPO["epsilon"], metadata={"help": "Lower clip of the ratio."})
+    epsilon: float = field(
+        default=PINNED_GRPO["epsilon"],
+        metadata={"help": "Ratio clip: 1 - epsilon (and 1 + epsilon unless --epsilon_high)."},
+    )
     scale_rewards: str = field(
         default=PINNED_GRPO["scale_rewards"],
         metadata={"help": "Advantage scaling: group (by the group's std), batch, or none."},

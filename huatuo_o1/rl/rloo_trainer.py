@@ -50,7 +50,10 @@ class MedicalRLOOConfig(RLOOConfig):
         default=PAPER_RLOO["learning_rate"], metadata={"help": "Peak learning rate (PPO's, as the paper)."}
     )
     beta: float = field(default=PAPER_RLOO["beta"], metadata={"help": "KL coefficient (PPO's 0.03)."})
-    epsilon: float = field(default=PAPER_RLOO["epsilon"], metadata={"help": "Ratio clip (PPO's 0.2)."})
+    epsilon: float = field(
+        default=PAPER_RLOO["epsilon"],
+        metadata={"help": "Ratio clip, PPO's 0.2 (the upper one too unless --epsilon_high)."},
+    )
     num_generations: int | None = field(
         default=PAPER_RLOO["num_generations"], metadata={"help": "k: samples per prompt (the paper: 2)."}
     )
