@@ -20,9 +20,12 @@ import asyncio
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 pytest.importorskip("verl")
+
+import torch  # noqa: E402
 
 from huatuo_o1.rl import verl_reward  # noqa: E402
 from huatuo_o1.rl.data import build_rl_data  # noqa: E402
@@ -276,3 +279,59 @@ def test_v1_with_a_verifier_not_served_scores_in_the_rollout(
     got = out.batch["rm_scores"].sum(-1).tolist()
     assert len(got) == n and got == pytest.approx(_expected(rows, kwargs))
     assert 0.0 in got and (1.0 in got if env.get("VERIFIER_KIND") == "exact" else True)
+
+
+def _manager(tmp_path, rows_by_file: dict[str, list[dict]]):
+    """Our reward manager over parquet files holding these verl rows (verl_data.verl_row)."""
+    from omegaconf import OmegaConf
+
+    from huatuo_o1.rl.verl_data import parquet_bytes
+    from huatuo_o1.rl.verl_reward_manager import DatasetFieldsRewardManager
+
+    paths = []
+    for name, rows in rows_by_file.items():
+        (tmp_path / name).write_bytes(parquet_bytes(rows))
+        paths.append(str(tmp_path / name))
+    config = OmegaConf.create({"data": {"train_files": paths[0], "val_files": paths[1:]}})
+    return DatasetFieldsRewardManager(config, tokenizer=None, compute_score=None)
+
+
+def _reward_batch(questions, **non_tensor):
+    """What V1's `_compute_reward_colocate` hands the reward workers: no dataset fields, raw_prompt."""
+    from verl import DataProto
+
+    from huatuo_o1.rl.verl_data import user_turn
+
+    raw = np.empty(len(questions), dtype=object)
+    raw[:] = [user_turn(q) for q in questions]
+    ids = torch.ones(len(questions), 2, dtype=torch.long)
+    return DataProto.from_dict(
+        tensors={"prompts": ids, "responses": ids, "attention_mask": torch.ones(len(questions), 4)},
+        non_tensors={"raw_prompt": raw, **non_tensor},
+    )
+
+
+def test_reward_manager_restores_the_dataset_fields_by_prompt(tmp_path):
+    from huatuo_o1.rl.verl_data import verl_row
+
+    manager = _manager(tmp_path, {"train.parquet": [verl_row("Q1", "A1", 0, "train"), verl_row("Q2", "A2", 1, "train")],
+                                  "val.parquet": [verl_row("Q3", "A3", 0, "val")]})  # fmt: skip
+    got = manager.with_dataset_fields(_reward_batch(["Q3", "Q1"]))
+    assert [r["ground_truth"] for r in got.non_tensor_batch["reward_model"]] == ["A3", "A1"]
+    assert list(got.non_tensor_batch["data_source"]) == ["huatuo_o1/medical_verifiable_problems"] * 2
+    assert [e["split"] for e in got.non_tensor_batch["extra_info"]] == ["val", "train"]
+    # a batch that carries them (the legacy trainer, V1's rollout-time scoring) is left as it is
+    carried = _reward_batch(["Q1"], data_source=np.array(["x"], dtype=object),
+                            reward_model=np.array([{"ground_truth": "mine"}], dtype=object))  # fmt: skip
+    assert manager.with_dataset_fields(carried) is carried
+    with pytest.raises(KeyError, match="neither data.train_files nor data.val_files"):
+        manager.with_dataset_fields(_reward_batch(["a question of another data set"]))
+
+
+def test_reward_manager_refuses_a_prompt_with_two_ground_truths(tmp_path):
+    from huatuo_o1.rl.verl_data import verl_row
+
+    manager = _manager(tmp_path, {"train.parquet": [verl_row("Q1", "A1", 0, "train")],
+                                  "val.parquet": [verl_row("Q1", "another", 0, "val")]})  # fmt: skip
+    with pytest.raises(ValueError, match="two ground truths"):
+        manager.with_dataset_fields(_reward_batch(["Q1"]))
