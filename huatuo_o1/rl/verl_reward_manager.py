@@ -11,7 +11,7 @@ What it does: a row that lacks them gets them back by its prompt. `raw_prompt` i
 verl's dataset built from the parquet's `prompt` column, and it keys an index over `data.train_files`
 and `data.val_files` (the parquet files scripts/export_verl_data.py writes) to the row's
 `data_source`, `reward_model` and `extra_info`. The index is built once per reward worker, on the
-first row that needs it (one read of both files; a few dozen MB for the paper's 40k problems), and
+first row that needs it (one read of both files; about 60 MB for 40,000 problems), and
 it is exact: the exporter drops ambiguous prompts (the same prompt with another answer), so a prompt
 has one ground truth, and files where one prompt has two are refused. Where two rows share a prompt
 and its answer, the first row's `extra_info` is used (our reward does not read it). Rows that carry
