@@ -1,15 +1,17 @@
-"""verl 0.9.1's reward path calling huatuo_o1/rl/verl_reward.py by file path, on the batches verl
-itself builds, and the trainer-version choice in recipes/verl/ppo_args.sh (`trainer.use_v1=False`).
+"""verl 0.9.1's reward path calling our reward manager (huatuo_o1/rl/verl_reward_manager.py) and
+reward function (huatuo_o1/rl/verl_reward.py) by file path, on the batches verl itself builds, for
+both trainer versions of recipes/verl/ppo_args.sh (V1 by default, legacy with USE_V1=False).
 
-What is verl's own code here: the recipe's config (composed as main_ppo does), the dataset and
-dataloader (RayPPOTrainer.__init__), the legacy trainer's `_validate`, the rollout's agent loop
-(AgentLoopWorker with its single-turn loop: tokenization, padding, the output batch), the reward
-loop (RewardLoopManager.compute_rm_score, RewardLoopWorker, the `naive` reward manager,
-get_custom_reward_fn loading our file by path) and the V1 trainer's `_compute_reward_colocate`.
-What stands in: the LLM behind the rollout (scripted replies), the served verifier (a loopback
-`/classify` that runs the tiny classifier as vLLM does), and Ray: actors are called in this process
-(a handle whose `.method.remote(...)` is the method itself, `ray.get` runs the coroutines), and the
-V1 trainer's TransferQueue is a dict holding the fields it reads.
+What is verl's own code here: the recipe's config (composed as main_ppo does); the V1 trainer
+(PPOTrainerSync, as TaskRunnerV1 picks it) with its dataloader, `_validate`, replay buffer, agent loop
+(AgentLoopWorkerTQ: tokenization, the TransferQueue layout) and `_compute_reward_colocate`; the
+legacy trainer's dataset, dataloader and `_validate` (RayPPOTrainer) with its agent loop
+(AgentLoopWorker); the reward loop (RewardLoopManager.compute_rm_score, RewardLoopWorker, the reward
+manager and get_custom_reward_fn loading our files by path). What stands in: the LLM behind the
+rollout (scripted replies), the served verifier (a loopback `/classify` that runs the tiny
+classifier as vLLM does), Ray (actors are called in this process: a handle whose
+`.method.remote(...)` is the method itself, `ray.get` runs the coroutines) and TransferQueue (an
+in-memory store, tests/verl_real/v1.py, that packs fields with TransferQueue's own code).
 
 Runs in the verl environment only (bash scripts/setup_verl_env.sh); skipped elsewhere.
 """
