@@ -420,9 +420,17 @@ def test_recipes_are_valid_shell_and_carry_the_papers_settings():
     assert f"reward.custom_reward_function.path={REPO}/huatuo_o1/rl/verl_reward.py" in lines
     # the classifier served on the GPUs by default, the same model as the reward function's
     assert "reward.reward_model.enable=True" in lines
-    # the legacy trainer: V1 fails the first validation with a served verifier (KeyError 'data_source')
-    assert "trainer.use_v1=False" in lines
-    assert "trainer.use_v1=True" in launched(USE_V1="True", VERIFIER_KIND="exact")
+    # verl's V1 trainer by default, with the reward manager that restores data_source and the ground
+    # truth V1 does not send when the verifier is served colocated; the legacy trainer on request
+    assert "trainer.use_v1=True" in lines
+    assert "trainer.use_v1=False" in launched(USE_V1="False")
+    manager = f"reward.reward_manager.module.path={REPO}/huatuo_o1/rl/verl_reward_manager.py"
+    assert manager in lines and "reward.reward_manager.source=importlib" in lines
+    assert "reward.reward_manager.name=DatasetFieldsRewardManager" in lines
+    # verl's critic engine batches by tokens: MICRO_BATCH full-length sequences (prompt + 1,300)
+    tokens = "critic.ppo_max_token_len_per_gpu=", "+critic.ppo_infer_max_token_len_per_gpu="
+    assert {t + "2324" for t in tokens} <= set(lines)
+    assert {t + "9600" for t in tokens} <= set(launched(MICRO_BATCH="4", MAX_PROMPT_LENGTH="1100"))
     verifier = "reward.reward_model.model_path=FreedomIntelligence/medical_o1_verifier_3B"
     assert verifier in lines
     assert "+reward.custom_reward_function.reward_kwargs.reward_model_path=" + verifier.split("=")[1] in lines

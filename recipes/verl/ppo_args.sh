@@ -1,8 +1,8 @@
 # The paper's PPO settings (recipes/paper/ppo_8gpu.sh) as verl 0.9.1 overrides, sourced by
 # run_ppo_1node.sh and run_ppo_multinode.sh, which set NNODES and GPUS_PER_NODE first.
 # Every name below is a key of verl 0.9.1's ppo_trainer.yaml; override any of the variables
-# from the environment. docs/verl.md, "The recipe's settings", explains each translation;
-# the trainer-version default below says why it is the legacy trainer.
+# from the environment. docs/verl.md, "The recipe's settings", explains each translation and
+# "Trainer version" the choice of verl's V1 trainer (the default) or its legacy one (USE_V1=False).
 #
 # Install (verl's own environment): pip install "verl[vllm,fsdp]==0.9.1" -- the fsdp extra brings
 # flash-attn, which verl's critic loader needs whatever the config says (it hard-codes
@@ -22,18 +22,16 @@ MAX_PROMPT_LENGTH=${MAX_PROMPT_LENGTH:-1024}                          # >= expor
 ROLLOUT_TP=${ROLLOUT_TP:-2}                                           # vLLM tensor parallel size (8 for a 70B)
 TRAIN_BATCH=${TRAIN_BATCH:-128}                                       # 8 GPUs x per_device 1 x grad_acc 16
 TOTAL_STEPS=${TOTAL_STEPS:-156}                                       # --total_episodes 20000 / 128
-MICRO_BATCH=${MICRO_BATCH:-1}                                         # per GPU, for training and log-prob passes (actor, ref, critic: honoured by the legacy trainer, USE_V1=False)
-# Trainer version. verl 0.9.1 defaults to its V1 trainer, which hands the reward workers only the
-# prompts and responses: with a model-based verifier served on the GPUs (this recipe's default)
-# the naive reward manager then fails at the first validation (KeyError: 'data_source'). The
-# legacy trainer (use_v1=False) passes it and keeps every GPU for training; its cost: verl's
-# older single-controller loop (no V1 pipelining of rollout and reward, so somewhat slower steps;
-# not measured yet). V1 also ignores critic.ppo_micro_batch_size_per_gpu (it batches the critic
-# by tokens), so MICRO_BATCH bounds critic memory only here. USE_V1=True is fine with
-# VERIFIER_KIND=exact or llm, or VERIFIER_ON_GPU=False (the classifier on CPU in the reward workers).
-USE_V1=${USE_V1:-False}
+MICRO_BATCH=${MICRO_BATCH:-1}                                         # per GPU, for training and log-prob passes (actor, ref, critic)
+# Trainer version: verl's V1 trainer (verl 0.9.1's default) or, with USE_V1=False, its deprecated
+# legacy one. With the classifier served on the training GPUs (this recipe's default), V1 scores a
+# batch after the rollout and sends the reward workers only prompts and responses; our reward
+# manager (huatuo_o1/rl/verl_reward_manager.py) looks each prompt's data_source and ground truth up
+# in DATA_DIR's parquet files, so V1 needs no GPU of its own for the verifier.
+USE_V1=${USE_V1:-True}
 REWARD_WORKERS=${REWARD_WORKERS:-8}                                   # reward worker processes (each loads the verifier once)
 OFFLOAD=${OFFLOAD:-False}                                             # FSDP parameter/optimizer offload (70B: True)
+CRITIC_TOKENS=$((MICRO_BATCH * (MAX_PROMPT_LENGTH + 1300)))           # critic pass size in tokens (prompt + response)
 PROJECT=${PROJECT:-huatuo_o1}
 RUN_NAME=${RUN_NAME:-ppo_medical_o1_verl}
 CKPT_DIR=${CKPT_DIR:-$REPO/ckpts/$RUN_NAME}
@@ -82,11 +80,15 @@ PPO_ARGS=(
   critic.optim.lr=5e-7
   critic.optim.lr_warmup_steps_ratio=0.05
   critic.ppo_micro_batch_size_per_gpu="$MICRO_BATCH"
+  critic.ppo_max_token_len_per_gpu="$CRITIC_TOKENS"              # verl's critic engine batches by tokens:
+  +critic.ppo_infer_max_token_len_per_gpu="$CRITIC_TOKENS"       # MICRO_BATCH full-length sequences per pass
   critic.cliprange_value=0.2
   critic.fsdp.param_offload="$OFFLOAD"
   critic.fsdp.optimizer_offload="$OFFLOAD"
   reward.num_workers="$REWARD_WORKERS"
-  reward.reward_manager.name=naive
+  reward.reward_manager.source=importlib                        # verl's naive manager + the dataset-field lookup
+  reward.reward_manager.name=DatasetFieldsRewardManager
+  reward.reward_manager.module.path="$REPO/huatuo_o1/rl/verl_reward_manager.py"
   reward.custom_reward_function.path="$REPO/huatuo_o1/rl/verl_reward.py"
   reward.custom_reward_function.name=compute_score
   +reward.custom_reward_function.reward_kwargs.verifier="$VERIFIER_KIND"

@@ -12,6 +12,8 @@ import pytest
 pytest.importorskip("verl")
 
 from hydra.errors import ConfigCompositionException  # noqa: E402
+from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManager  # noqa: E402
+from verl.trainer.ppo.reward import resolve_reward_manager_cls  # noqa: E402
 
 from huatuo_o1.rl.verl_reward import VerlRewardSettings  # noqa: E402
 from tests.verl_real.recipe import REPO, compose, launcher_args, validate, worker_configs  # noqa: E402
@@ -28,7 +30,7 @@ VARIANTS = {
         {"VERIFIER_KIND": "llm", "JUDGE_MODEL": "gpt-4o-mini"},
         (),
     ),
-    "1node_exact_v1": (ONE_NODE, {"VERIFIER_KIND": "exact", "USE_V1": "True"}, ()),
+    "1node_legacy_trainer_classifier_served": (ONE_NODE, {"USE_V1": "False"}, ()),
     "4nodes_classifier_served": (
         MULTI_NODE,
         {"NNODES": "4", "NODE_RANK": "0", "MASTER_ADDR": "10.0.0.1"},
@@ -55,12 +57,21 @@ def test_every_recipe_variant_passes_verls_own_config_checks(name, tiny_lm_dir, 
     multi = "4nodes" in name
     gpus = 8 * (4 if multi else 1)
     assert config.trainer.nnodes * config.trainer.n_gpus_per_node == gpus
-    assert config.trainer.use_v1 is (env.get("USE_V1") == "True")
+    # verl's V1 trainer unless USE_V1=False, and verl's naive reward manager with the dataset-field
+    # lookup (huatuo_o1/rl/verl_reward_manager.py), loaded by path as verl's reward workers load it
+    assert config.trainer.use_v1 is (env.get("USE_V1") != "False")
+    manager = resolve_reward_manager_cls(config)
+    assert manager.__name__ == "DatasetFieldsRewardManager" and issubclass(manager, NaiveRewardManager)
+    assert config.reward.reward_manager.module.path == str(
+        REPO / "huatuo_o1" / "rl" / "verl_reward_manager.py"
+    )
     # the paper's settings, as the workers read them
     actor, critic, rollout = w["actor"], w["critic"], w["rollout"]
     assert (actor.optim.lr, actor.ppo_epochs, actor.ppo_mini_batch_size) == (5e-7, 3, 128)
     assert (actor.clip_ratio_low, actor.clip_ratio_high, actor.use_kl_loss) == (0.2, 0.2, False)
     assert (critic.optim.lr, critic.cliprange_value) == (5e-7, 0.2)
+    # the critic engine's passes in tokens (V1 reads the infer budget for both): one full sequence
+    assert critic.ppo_max_token_len_per_gpu == critic.ppo_infer_max_token_len_per_gpu == 1024 + 1300
     assert (config.algorithm.gamma, config.algorithm.lam, config.algorithm.kl_ctrl.kl_coef) == (
         1.0,
         0.95,

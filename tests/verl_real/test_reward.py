@@ -1,15 +1,17 @@
-"""verl 0.9.1's reward path calling huatuo_o1/rl/verl_reward.py by file path, on the batches verl
-itself builds, and the trainer-version choice in recipes/verl/ppo_args.sh (`trainer.use_v1=False`).
+"""verl 0.9.1's reward path calling our reward manager (huatuo_o1/rl/verl_reward_manager.py) and
+reward function (huatuo_o1/rl/verl_reward.py) by file path, on the batches verl itself builds, for
+both trainer versions of recipes/verl/ppo_args.sh (V1 by default, legacy with USE_V1=False).
 
-What is verl's own code here: the recipe's config (composed as main_ppo does), the dataset and
-dataloader (RayPPOTrainer.__init__), the legacy trainer's `_validate`, the rollout's agent loop
-(AgentLoopWorker with its single-turn loop: tokenization, padding, the output batch), the reward
-loop (RewardLoopManager.compute_rm_score, RewardLoopWorker, the `naive` reward manager,
-get_custom_reward_fn loading our file by path) and the V1 trainer's `_compute_reward_colocate`.
-What stands in: the LLM behind the rollout (scripted replies), the served verifier (a loopback
-`/classify` that runs the tiny classifier as vLLM does), and Ray: actors are called in this process
-(a handle whose `.method.remote(...)` is the method itself, `ray.get` runs the coroutines), and the
-V1 trainer's TransferQueue is a dict holding the fields it reads.
+What is verl's own code here: the recipe's config (composed as main_ppo does); the V1 trainer
+(PPOTrainerSync, as TaskRunnerV1 picks it) with its dataloader, `_validate`, replay buffer, agent loop
+(AgentLoopWorkerTQ: tokenization, the TransferQueue layout) and `_compute_reward_colocate`; the
+legacy trainer's dataset, dataloader and `_validate` (RayPPOTrainer) with its agent loop
+(AgentLoopWorker); the reward loop (RewardLoopManager.compute_rm_score, RewardLoopWorker, the reward
+manager and get_custom_reward_fn loading our files by path). What stands in: the LLM behind the
+rollout (scripted replies), the served verifier (a loopback `/classify` that runs the tiny
+classifier as vLLM does), Ray (actors are called in this process: a handle whose
+`.method.remote(...)` is the method itself, `ray.get` runs the coroutines) and TransferQueue (an
+in-memory store, tests/verl_real/v1.py, that packs fields with TransferQueue's own code).
 
 Runs in the verl environment only (bash scripts/setup_verl_env.sh); skipped elsewhere.
 """
@@ -20,6 +22,7 @@ import asyncio
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 pytest.importorskip("verl")
@@ -31,6 +34,7 @@ from huatuo_o1.rl.data import build_rl_data  # noqa: E402
 from tests.helpers import REPO, run_script  # noqa: E402
 from tests.test_verl import _FakeVLLMClassify  # noqa: E402
 from tests.verl_real.recipe import compose, launcher_args  # noqa: E402
+from tests.verl_real.v1 import KVStore, in_process_agent_loop_manager  # noqa: E402
 
 DEMO = REPO / "data" / "demo_data.json"
 WELL = "## Thinking\n\nFever and cough suggest pneumonia.\n\n## Final Response\n\n{}"
@@ -137,14 +141,15 @@ def _expected(rows, kwargs, router=None):
 def test_legacy_trainer_validation_scores_with_our_reward_file(
     monkeypatch, loop, verifier, tiny_lm_dir, tiny_verifier_dir, data_dir, tmp_path
 ):
-    """The recipe as shipped (legacy trainer, classifier served on the GPUs): verl's own `_validate`
+    """The legacy trainer (USE_V1=False), classifier served on the GPUs: verl's own `_validate`
     hands the reward workers the rollout with data_source / reward_model / extra_info, and every
     validation score is our compute_score on the decoded response."""
     from verl.trainer.ppo.ray_trainer import RayPPOTrainer, Role
 
     dump = tmp_path / "val"
     config, manager, rollout, tok = _setup(monkeypatch, loop, tiny_lm_dir, tiny_verifier_dir, data_dir,
-                                           verifier.address, f"trainer.validation_data_dir={dump}")  # fmt: skip
+                                           verifier.address, f"trainer.validation_data_dir={dump}",
+                                           USE_V1="False")  # fmt: skip
     assert config.trainer.use_v1 is False and config.reward.reward_model.enable is True
     assert manager.reward_loop_worker_handles is None  # colocated verifier: scored after the rollout
     trainer = RayPPOTrainer(config=config, tokenizer=tok, role_worker_mapping={Role.ActorRolloutRef: object},
@@ -172,60 +177,77 @@ def test_legacy_trainer_validation_scores_with_our_reward_file(
     assert any(path == "/classify" for path, _ in verifier.requests)  # scored by the served verifier
 
 
-def test_v1_trainer_layout_fails_with_keyerror_data_source(
-    monkeypatch, loop, verifier, tiny_lm_dir, tiny_verifier_dir, data_dir
-):
-    """trainer.use_v1=True with the served verifier: verl 0.9.1's V1 `_compute_reward_colocate`
-    sends the reward workers only prompts, responses, attention mask and raw_prompt, and the naive
-    reward manager fails on the first batch (KeyError: 'data_source'): why the recipe keeps
-    use_v1=False. The same rollout in the legacy layout scores."""
-    from tensordict import TensorDict
-    from transfer_queue.metadata import KVBatchMeta
-    from verl import DataProto
-    from verl.trainer.ppo.ray_trainer import RayPPOTrainer, Role
-    from verl.trainer.ppo.v1 import trainer_base
+def _v1_validate(monkeypatch, loop, verifier, tiny_lm_dir, tiny_verifier_dir, data_dir, dump, *extra, **env):
+    """verl's V1 trainer (the class main_ppo's TaskRunnerV1 picks for the recipe's config) running
+    its own `_validate` over the exported val split: verl's dataloader, agent loop, replay buffer,
+    `_compute_reward_colocate` and reward loop, with TransferQueue, Ray and the LLM standing in."""
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.v1 import agent_loop_tq, get_trainer_cls, replay_buffer, trainer_base
 
-    config, manager, rollout, tok = _setup(monkeypatch, loop, tiny_lm_dir, tiny_verifier_dir, data_dir,
-                                           verifier.address, USE_V1="True")  # fmt: skip
-    assert config.trainer.use_v1 is True and manager.reward_loop_worker_handles is None
-    trainer = RayPPOTrainer(config=config, tokenizer=tok, role_worker_mapping={Role.ActorRolloutRef: object},
-                            resource_pool_manager=None)  # fmt: skip
-    batch = trainer._get_gen_batch(DataProto.from_single_dict(next(iter(trainer.val_dataloader))))
-    batch.meta_info = {"validate": True}
-    out = loop.run_until_complete(rollout.generate_sequences(batch))
-    n, plen = len(out), out.batch["prompts"].size(1)
-
-    # the V1 trainer's TransferQueue: each row's unpadded prompt and response, and its raw_prompt
-    mask = out.batch["attention_mask"]
-    prompts = [out.batch["prompts"][i][mask[i, :plen].bool()] for i in range(n)]
-    responses = [out.batch["responses"][i][mask[i, plen:].bool()] for i in range(n)]
-    store = {
-        "prompts": torch.nested.as_nested_tensor(prompts, layout=torch.jagged),
-        "responses": torch.nested.as_nested_tensor(responses, layout=torch.jagged),
-        "raw_prompt": list(out.non_tensor_batch["raw_prompt"]),
-    }
-    tq = SimpleNamespace(kv_batch_get=lambda keys, partition_id, select_fields: {f: store[f] for f in select_fields},
-                         kv_batch_put=lambda **kw: None)  # fmt: skip
-    monkeypatch.setattr(trainer_base, "tq", tq)
-    v1 = SimpleNamespace(tokenizer=tok, reward_loop_manager=manager,
-                         _lengths_to_mask=trainer_base.PPOTrainer._lengths_to_mask)  # fmt: skip
-    meta = KVBatchMeta(keys=[f"k{i}" for i in range(n)], tags=[{}] * n, partition_id="val")
-    with pytest.raises(KeyError, match="data_source"):
-        trainer_base.PPOTrainer._compute_reward_colocate(v1, meta)
-
-    # the legacy layout of the same rollout (what RayPPOTrainer hands over): scores
-    scored = manager.compute_rm_score(out)
-    assert set(TensorDict.keys(scored.batch)) == {"rm_scores"} and "acc" in scored.non_tensor_batch
-    decoded = [tok.decode(r, skip_special_tokens=True) for r in responses]
-    sources, rms = out.non_tensor_batch["data_source"], out.non_tensor_batch["reward_model"]
-    rows = [
-        {"data_source": s, "output": t, "gt": g["ground_truth"]}
-        for s, t, g in zip(sources, decoded, rms, strict=True)
-    ]
-    kwargs = dict(config.reward.custom_reward_function.reward_kwargs)
-    assert scored.batch["rm_scores"].sum(-1).tolist() == pytest.approx(
-        _expected(rows, kwargs, verifier.address)
+    config, manager, _, tok = _setup(monkeypatch, loop, tiny_lm_dir, tiny_verifier_dir, data_dir, verifier.address,
+                                     f"trainer.validation_data_dir={dump}", *extra, **env)  # fmt: skip
+    store = KVStore()
+    for module in (trainer_base, replay_buffer, agent_loop_tq):
+        monkeypatch.setattr(module, "tq", store)
+    config.transfer_queue.enable = True  # as TaskRunnerV1.run does
+    OmegaConf.resolve(config)
+    trainer = get_trainer_cls(config.trainer.v1.trainer_mode)(config=config)
+    trainer._init_tokenizer()
+    trainer._init_dataloader()
+    trainer._init_dump_executor()
+    trainer.agent_loop_manager = in_process_agent_loop_manager(
+        monkeypatch, loop, config, _LLM(tok, _replies(tok)), manager.reward_loop_worker_handles
     )
+    trainer.reward_loop_manager = manager
+    trainer.checkpoint_manager = SimpleNamespace(sleep_replicas=lambda: None, update_weights=lambda *a: None)
+    trainer.global_steps = 0
+    try:
+        return config, trainer, trainer._validate(), store
+    finally:
+        trainer._shutdown_dump_executor()
+
+
+def test_v1_trainer_validation_scores_with_our_reward_file(
+    monkeypatch, loop, verifier, tiny_lm_dir, tiny_verifier_dir, data_dir, tmp_path
+):
+    """The recipe as shipped: verl's V1 trainer with the classifier served on the training GPUs.
+    V1's `_validate` scores the rollout after it (`_compute_reward_colocate`), handing the reward
+    workers prompts, responses and raw_prompt only; our reward manager finds each prompt's
+    data_source and ground truth in the exported parquet, and every validation score is our
+    compute_score on the decoded response, asked of the served verifier."""
+    dump = tmp_path / "val"
+    config, trainer, metrics, store = _v1_validate(monkeypatch, loop, verifier, tiny_lm_dir, tiny_verifier_dir,
+                                                   data_dir, dump)  # fmt: skip
+    assert config.trainer.use_v1 is True and config.reward.reward_model.enable is True
+    assert config.reward.reward_model.enable_resource_pool is False  # no GPU of its own
+    assert trainer.reward_loop_manager.reward_loop_worker_handles is None  # scored after the rollout
+    assert type(trainer).__name__ == "PPOTrainerSync"
+
+    rows = [json.loads(line) for line in (dump / "0.jsonl").read_text().splitlines()]
+    assert len(rows) == len(trainer.val_dataset) > 0
+    source = "huatuo_o1/medical_verifiable_problems"
+    for r in rows:
+        r["data_source"], r["gt"] = source, r["gts"]
+    assert all(r["gt"] for r in rows)  # V1 read the ground truths back from its TransferQueue
+    kwargs = dict(config.reward.custom_reward_function.reward_kwargs)
+    expected = _expected(rows, kwargs, verifier.address)
+    assert [r["score"] for r in rows] == pytest.approx(expected)
+    assert 0.0 in expected  # a malformed reply among them
+    assert metrics[f"val-core/{source}/reward/mean@1"] == pytest.approx(sum(expected) / len(expected))
+    assert any(path == "/classify" for path, _ in verifier.requests)  # scored by the served verifier
+    assert not store.values  # V1 cleared its TransferQueue
+
+
+def test_v1_validation_with_verls_naive_manager_fails_on_data_source(
+    monkeypatch, loop, verifier, tiny_lm_dir, tiny_verifier_dir, data_dir, tmp_path
+):
+    """Why the recipe sets its own reward manager: with verl's `naive` one, V1's first validation
+    stops at the first reward (KeyError: 'data_source'), as verl 0.9.1 does with a served verifier."""
+    naive = ("reward.reward_manager.source=register", "reward.reward_manager.name=naive")
+    with pytest.raises(KeyError, match="data_source"):
+        _v1_validate(
+            monkeypatch, loop, verifier, tiny_lm_dir, tiny_verifier_dir, data_dir, tmp_path / "val", *naive
+        )
 
 
 @pytest.mark.parametrize(
@@ -259,3 +281,59 @@ def test_v1_with_a_verifier_not_served_scores_in_the_rollout(
     got = out.batch["rm_scores"].sum(-1).tolist()
     assert len(got) == n and got == pytest.approx(_expected(rows, kwargs))
     assert 0.0 in got and (1.0 in got if env.get("VERIFIER_KIND") == "exact" else True)
+
+
+def _manager(tmp_path, rows_by_file: dict[str, list[dict]]):
+    """Our reward manager over parquet files holding these verl rows (verl_data.verl_row)."""
+    from omegaconf import OmegaConf
+
+    from huatuo_o1.rl.verl_data import parquet_bytes
+    from huatuo_o1.rl.verl_reward_manager import DatasetFieldsRewardManager
+
+    paths = []
+    for name, rows in rows_by_file.items():
+        (tmp_path / name).write_bytes(parquet_bytes(rows))
+        paths.append(str(tmp_path / name))
+    config = OmegaConf.create({"data": {"train_files": paths[0], "val_files": paths[1:]}})
+    return DatasetFieldsRewardManager(config, tokenizer=None, compute_score=None)
+
+
+def _reward_batch(questions, **non_tensor):
+    """What V1's `_compute_reward_colocate` hands the reward workers: no dataset fields, raw_prompt."""
+    from verl import DataProto
+
+    from huatuo_o1.rl.verl_data import user_turn
+
+    raw = np.empty(len(questions), dtype=object)
+    raw[:] = [user_turn(q) for q in questions]
+    ids = torch.ones(len(questions), 2, dtype=torch.long)
+    return DataProto.from_dict(
+        tensors={"prompts": ids, "responses": ids, "attention_mask": torch.ones(len(questions), 4)},
+        non_tensors={"raw_prompt": raw, **non_tensor},
+    )
+
+
+def test_reward_manager_restores_the_dataset_fields_by_prompt(tmp_path):
+    from huatuo_o1.rl.verl_data import verl_row
+
+    manager = _manager(tmp_path, {"train.parquet": [verl_row("Q1", "A1", 0, "train"), verl_row("Q2", "A2", 1, "train")],
+                                  "val.parquet": [verl_row("Q3", "A3", 0, "val")]})  # fmt: skip
+    got = manager.with_dataset_fields(_reward_batch(["Q3", "Q1"]))
+    assert [r["ground_truth"] for r in got.non_tensor_batch["reward_model"]] == ["A3", "A1"]
+    assert list(got.non_tensor_batch["data_source"]) == ["huatuo_o1/medical_verifiable_problems"] * 2
+    assert [e["split"] for e in got.non_tensor_batch["extra_info"]] == ["val", "train"]
+    # a batch that carries them (the legacy trainer, V1's rollout-time scoring) is left as it is
+    carried = _reward_batch(["Q1"], data_source=np.array(["x"], dtype=object),
+                            reward_model=np.array([{"ground_truth": "mine"}], dtype=object))  # fmt: skip
+    assert manager.with_dataset_fields(carried) is carried
+    with pytest.raises(KeyError, match="neither data.train_files nor data.val_files"):
+        manager.with_dataset_fields(_reward_batch(["a question of another data set"]))
+
+
+def test_reward_manager_refuses_a_prompt_with_two_ground_truths(tmp_path):
+    from huatuo_o1.rl.verl_data import verl_row
+
+    manager = _manager(tmp_path, {"train.parquet": [verl_row("Q1", "A1", 0, "train")],
+                                  "val.parquet": [verl_row("Q1", "another", 0, "val")]})  # fmt: skip
+    with pytest.raises(ValueError, match="two ground truths"):
+        manager.with_dataset_fields(_reward_batch(["Q1"]))
