@@ -68,13 +68,16 @@ class PPOConfig(TrainingArguments):
         metadata={"help": "How many times to log sample completions on the held-out rows (0: never)."},
     )
     response_length: int = field(default=53, metadata={"help": "Maximum response length, in tokens."})
-    stop_token: Literal["eos"] | None = field(
+    stop_token: str | None = field(
         default="eos",
-        metadata={"help": "Stop generation at the policy's eos ('eos'), or None to use --stop_token_id."},
+        metadata={
+            "help": "Stop generation at the policy's eos ('eos'), or None: at --stop_token_id if given, "
+            "else at no token (every response runs to --response_length)."
+        },
     )
     stop_token_id: int | None = field(
         default=None,
-        metadata={"help": "Stop generation at this token id (with --stop_token None); None: no stop token."},
+        metadata={"help": "Stop generation at this token id (sets --stop_token to None)."},
     )
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of the rollouts."})
     missing_eos_penalty: float | None = field(
@@ -146,6 +149,8 @@ class PPOConfig(TrainingArguments):
     )
 
     def __post_init__(self):
+        if self.stop_token in ("None", "none", ""):
+            self.stop_token = None
         apply_compat_defaults(self)
         self.ignored_flags = ignored_ppo_flags(self)  # before anything fills them in
         self.global_batch_line = apply_global_batch(self, self.num_mini_batches)

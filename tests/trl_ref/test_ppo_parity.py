@@ -38,7 +38,7 @@ CONFIGS = {
     "whiten_rewards": ["--whiten_rewards", "True"],
     "missing_eos_penalty": ["--missing_eos_penalty", "1.0"],
     "two_mini_batches": ["--num_mini_batches", "2"],
-    "stop_token_id": ["--stop_token", "None", "--stop_token_id", "STOP"],
+    "stop_token_id": ["--stop_token_id", "STOP"],
     "no_stop_token": ["--stop_token", "None"],
     "kl_k3": ["--kl_estimator", "k3", "--kl_coef", "0.2"],
 }
