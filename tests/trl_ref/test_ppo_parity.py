@@ -1,7 +1,8 @@
 """Our PPO equals trl 1.12's `PPOTrainer`, one update for one update, on the same rollouts.
 
 Runs in the reference environment (bash scripts/test_trl_ref.sh: `.venv-trl-ref` with trl 1.12.0,
-the last trl with PPO); skipped where trl ships no `trl.experimental.ppo`.
+the last trl with PPO, and HUATUO_TRL_REF=1); skipped elsewhere (the main suite), and where trl
+ships no `trl.experimental.ppo`.
 
 Both trainers start from the same models (trl's are copies of ours), data, seed and verifier, and
 both get the same rollouts: generation is replaced, in both, by one function returning a fixed
@@ -17,11 +18,14 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 
 import numpy as np
 import pytest
 import torch
 
+if os.environ.get("HUATUO_TRL_REF") != "1":
+    pytest.skip("the PPO reference tier: bash scripts/test_trl_ref.sh", allow_module_level=True)
 pytest.importorskip("trl.experimental.ppo")
 
 from huatuo_o1.contract import GROUND_TRUTH, OPEN_QUESTION  # noqa: E402
