@@ -448,7 +448,7 @@ class PPOTrainer(Trainer):
         """(query_responses, logits or None) of this process's prompts (module doc, step 1)."""
         args, pad = self.args, self.processing_class.pad_token_id
         if self.vllm is not None:
-            return self.vllm.generate(queries, self.model, self.accelerator), None
+            return self.vllm.generate(queries), None
         with (
             unwrapped_for_generation(self.model, self.accelerator, args.ds3_gather_for_generation) as bare,
             eval_mode(bare.policy),
@@ -646,7 +646,7 @@ class PPOTrainer(Trainer):
             state.episode += args.batch_size
             queries = next(iter_batches)["input_ids"].to(self.accelerator.device)
             if self.vllm is not None:
-                self.vllm.wake_up()
+                self.vllm.wake_up(self.model, self.accelerator)
             ro = self._advantages(self._rollout(queries, generation_config))
             if self.vllm is not None:
                 self.vllm.sleep()
@@ -662,8 +662,6 @@ class PPOTrainer(Trainer):
                 state.global_step += 1
                 self.log(metrics)
             self.lr_scheduler.step()
-            if self.vllm is not None:
-                self.vllm.load_weights(self.model, self.accelerator)
             self.control = self.callback_handler.on_step_end(args, state, self.control)
             if self.control.should_save:
                 self._save_checkpoint(self.model, trial=None)
@@ -1038,6 +1036,11 @@ def build_ppo_trainer(
         enable_gradient_checkpointing((policy, value_model), args.gradient_checkpointing_kwargs)
 
     added = choose_pad_token(tokenizer, policy.generation_config, avoid_ids=prompt_token_ids(data))
+    if added and args.use_vllm:
+        raise InputError(
+            f"--use_vllm: the policy tokenizer of {policy_path} has no token usable as the pad, and vLLM "
+            "loads the model as saved; add a pad token to the policy first (or train without --use_vllm)"
+        )
     log.info("pad token: %r (id %d)", tokenizer.pad_token, tokenizer.pad_token_id)
     vocab = len(tokenizer)
     for m, what in ((policy, "policy"), (ref_policy, "policy"), (value_model, f"value model {value_path}")):
