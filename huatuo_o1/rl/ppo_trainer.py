@@ -18,7 +18,7 @@ One update (`train`):
    with `--gradient_accumulation_steps` (as trl: with several mini-batches the optimizer steps
    every `gradient_accumulation_steps` micro-batches, i.e. once per PPO epoch). Policy and value
    model are one module (`PolicyAndValue`), prepared as one DeepSpeed engine; the reference
-   policy is frozen (its own inference engine under ZeRO-3).
+   policy and the reward hook are frozen (each its own inference engine under DeepSpeed).
 4. Logs (trl's names: objective/kl, objective/scores, loss/policy_avg, loss/value_avg,
    policy/clipfrac_avg, policy/approxkl_avg, val/clipfrac_avg, ... plus reward/mean,
    reward/well_formed, reward/correct, reward/response_length), the LR schedule steps, callbacks
@@ -420,8 +420,12 @@ class PPOTrainer(Trainer):
         else:
             self.ref_model = ref_model.to(accelerator.device)
             self.model_wrapped = self.model
-        # the verifier is loaded whole (common.make_verifier) and runs as a plain module
-        self.reward_model = self.reward_hook = reward_hook.to(accelerator.device)
+        # the verifier (loaded whole, common.make_verifier) inside the reward hook: under DeepSpeed
+        # an inference engine of its own (partitioned under ZeRO-3), as trl did
+        if self.is_deepspeed_enabled:
+            self.reward_model = deepspeed_inference_engine(reward_hook, accelerator)
+        else:
+            self.reward_model = reward_hook.to(accelerator.device)
         if args.use_vllm:
             from huatuo_o1.rl.ppo_vllm import ColocatedVLLM
 
@@ -487,7 +491,7 @@ class PPOTrainer(Trainer):
             full_value, _, _ = sequence_scores(bare.value_model, query_response, pad, context_length)
             self.timings["forward"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            _, score, _ = sequence_scores(self.reward_hook, torch.cat((query, post), 1), pad, context_length)
+            _, score, _ = sequence_scores(self.reward_model, torch.cat((query, post), 1), pad, context_length)
             self.timings["reward"] += time.perf_counter() - t0
             for key, value in zip(
                 parts, (response, post, logprob, ref_logprob, full_value[:, context_length - 1 : -1].squeeze(-1),
@@ -696,7 +700,7 @@ class PPOTrainer(Trainer):
                     qr, _ = batch_generation(bare.policy, query, query.shape[0], pad, config)
                     post = core.truncate_after_stop(qr[:, query.shape[1] :], self.stop_token_id, pad)
                     _, score, _ = sequence_scores(
-                        self.reward_hook, torch.cat((query, post), 1), pad, query.shape[1]
+                        self.reward_model, torch.cat((query, post), 1), pad, query.shape[1]
                     )
                     rows += zip(
                         gather_object(self.processing_class.batch_decode(query, skip_special_tokens=True)),
