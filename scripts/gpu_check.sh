@@ -9,9 +9,11 @@
 #
 #   1. SFT, bf16, DeepSpeed ZeRO-3, 300 optimizer steps: tokens/s and MFU (scripts/gpu_mfu.py)
 #   2. verifier: train_verifier.py for 40 steps on verdicts made from data/demo_data.json
-#   3. PPO: 2 updates under ZeRO-3 with that classifier verifier as the reward
-#   4. GRPO: 2 steps under ZeRO-3 with the same verifier; then one PPO and one GRPO step split into
-#      generation, reward and the rest (bench/bench_rl_step.py)
+#   3. PPO: 2 updates under ZeRO-3 with that classifier verifier as the reward; where vllm is
+#      installed (requirements-vllm.txt), the colocated vLLM rollouts (tests/test_ppo_vllm.py)
+#   4. GRPO: 2 steps under ZeRO-3 with the same verifier; then PPO and GRPO steps split into
+#      generation, reward and the rest, with PPO's rollout tokens/s for generate and, where vllm is
+#      installed, for vLLM (bench/bench_rl_step.py)
 #   5. evaluation of the PPO policy with the in-process hf backend on the 32-item sample
 #
 # Python wheels needed beyond torch (a CUDA build) and transformers: accelerate, deepspeed, trl,
@@ -131,6 +133,14 @@ run "3_ppo_zero3" 150 "${LAUNCH[@]}" RL_stage2.py --model_name_or_path "$OUT/ckp
   --learning_rate 5e-7 --bf16 True --gradient_checkpointing True --save_strategy steps --save_steps 1 \
   --report_to none --logging_steps 1 --resume False
 figures "PPO last update" "$OUT/3_ppo_zero3.log" reward/mean reward/correct objective/kl eps
+VLLM_FLAG=()
+if "$PY" -c "import vllm" 2> /dev/null; then
+  VLLM_FLAG=(--use_vllm)
+  run "3b_ppo_vllm_rollouts" 240 "$PY" -m pytest -q -p no:cacheprovider tests/test_ppo_vllm.py
+else
+  echo "skipped: 3b_ppo_vllm_rollouts (vllm not installed: pip install -c constraints.txt -r requirements-vllm.txt)" \
+    | tee -a "$SUMMARY"
+fi
 
 run "4_grpo_zero3" 120 "${LAUNCH[@]}" RL_stage2_grpo.py --model_name_or_path "$OUT/ckpts/sft" \
   --reward_model_path "$OUT/verifier" --dataset_name data/demo_data.json --output_dir "$OUT/grpo" --run_name final \
@@ -141,7 +151,7 @@ figures "GRPO last step" "$OUT/4_grpo_zero3.log" rewards/medical_verifier/mean r
 
 # where an RL step's time goes (generation / reward / the rest: forwards and update), PPO and GRPO
 run "4b_rl_step_split" 120 "$PY" bench/bench_rl_step.py --policy "$OUT/ckpts/sft" --verifier_path "$OUT/verifier" \
-  --response_length 256 --batch 8 --steps 3 --grpo
+  --response_length 256 --batch 8 --steps 3 --grpo "${VLLM_FLAG[@]}"
 STEP=4b_rl_step_split_summary
 "$PY" -c 'import sys; print("".join(l for l in open(sys.argv[1]) if l.startswith(("PPO ", "GRPO "))), end="")' \
   "$OUT/4b_rl_step_split.log" | tee -a "$SUMMARY" || true

@@ -1,4 +1,4 @@
-"""PPO stage: data handling, pad token choice, the reward hook inside trl, and a 2-batch run."""
+"""PPO stage: data handling, pad token choice, the reward hook, and a 2-batch run."""
 
 from __future__ import annotations
 
@@ -93,13 +93,13 @@ def test_choose_pad_token_llama3_and_qwen_like(tiny_lm_dir):
     assert tok.pad_token == "<|endoftext|>"
 
 
-def test_reward_hook_inside_trl_get_reward_maps_each_row_to_its_reference(data_file, tiny_lm_dir):
-    """Rows in shuffled order, left-padded prompts, right-padded responses: trl's own get_reward
-    must return each response's reward against its OWN row's reference."""
+def test_reward_hook_maps_each_row_to_its_reference(data_file, tiny_lm_dir):
+    """Rows in shuffled order, left-padded prompts, right-padded responses: the trainer's
+    sequence_scores must return each response's reward against its OWN row's reference."""
     from transformers import AutoTokenizer
-    from trl.experimental.utils import get_reward
 
-    from huatuo_o1.rl.ppo_trainer import RewardHook
+    from huatuo_o1.rl.ppo_reward import RewardHook
+    from huatuo_o1.rl.ppo_reward import sequence_scores as get_reward
 
     tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
     data = build_rl_data(str(data_file), tok, seed=0)
@@ -171,7 +171,7 @@ def test_ppo_two_batches_train_log_and_save(tmp_path, data_file, tiny_lm_dir, ti
         for key in ("reward/well_formed", "reward/correct", "reward/response_length", "objective/kl",
                     "loss/policy_avg", "loss/value_avg"):  # fmt: skip
             assert key in h
-        # random policy: nothing well-formed, so every score is the malformed reward, and trl used it
+        # random policy: nothing well-formed, so every score is the malformed reward, and PPO used it
         assert h["reward/mean"] == pytest.approx(0.25)
         assert h["objective/scores"] == pytest.approx(0.25)
         # per-token KL penalty -kl_coef * (logp - ref_logp), summed over the response
@@ -213,13 +213,12 @@ def build_formatted_policy(src, dst) -> tuple[Path, int]:
     return Path(dst), tok.convert_tokens_to_ids(FORMATTED)
 
 
-def test_ppo_scores_reach_trl_at_the_pinned_position_for_the_right_rows(tmp_path, tiny_lm_dir, monkeypatch):
-    """Well-formed rollouts through trl's real loop: rows whose own reference is "drug A" score 1.0,
-    the others 0.1 (exact-match verifier), and trl adds each score one past the response's last
-    token (sequence_length + 1), or on the last token when the response fills response_length."""
-    import trl.experimental.ppo.ppo_trainer as ppo_mod
-
-    from huatuo_o1.rl import ppo
+def test_ppo_scores_reach_the_pinned_position_for_the_right_rows(tmp_path, tiny_lm_dir, monkeypatch):
+    """Well-formed rollouts through the real loop: rows whose own reference is "drug A" score 1.0,
+    the others 0.1 (exact-match verifier), and each score is added one past the response's last
+    token (sequence_length + 1, trl's position), or on the last token when the response fills
+    response_length."""
+    from huatuo_o1.rl import ppo, ppo_core
     from huatuo_o1.rl.ppo_trainer import build_ppo_trainer
 
     recs = [{OPEN_QUESTION: f"Case {i}: which drug?", GROUND_TRUTH: "drug A" if i % 2 else "drug B"}
@@ -246,20 +245,19 @@ def test_ppo_scores_reach_trl_at_the_pinned_position_for_the_right_rows(tmp_path
             "--local_rollout_forward_batch_size",
             "8",
         )
-    )  # fmt: skip  (trl's reward whitening needs a minibatch of 8: one rollout batch of 8 rows)
+    )  # fmt: skip  (reward whitening needs a minibatch of 8: one rollout batch of 8 rows)
     trainer = build_ppo_trainer(s, a, m)
     eos = trainer.processing_class.eos_token_id
     trainer.policy_model.generation_config.sequence_bias = {(tok_id,): 40.0, (tok_id, eos): 80.0}
 
     seen = []  # (rewards before whitening, the rows trl scored) per rollout batch
-    real_whiten = ppo_mod.masked_whiten
+    real_whiten = ppo_core.whiten_rewards
 
-    def spy(values, mask, shift_mean=True):
-        if not shift_mean:  # the rewards call (advantages are whitened with shift_mean=True)
-            seen.append((values.clone(), list(trainer.reward_hook.scorer.last_batch)))
-        return real_whiten(values, mask, shift_mean)
+    def spy(rewards, padding_mask_p1):
+        seen.append((rewards.clone(), list(trainer.reward_hook.scorer.last_batch)))
+        return real_whiten(rewards, padding_mask_p1)
 
-    monkeypatch.setattr(ppo_mod, "masked_whiten", spy)
+    monkeypatch.setattr(ppo_core, "whiten_rewards", spy)
     trainer.train()
     assert len(seen) == 1
     scores = []
@@ -269,34 +267,19 @@ def test_ppo_scores_reach_trl_at_the_pinned_position_for_the_right_rows(tmp_path
             expected = 1.0 if row["reference"] == "drug A" else 0.1
             assert row["well_formed"] and row["reward"] == expected
             # kl_coef 0: the score is the only non-zero reward, one past the last response token
-            # (trl's actual_end), or on the last token when the response fills response_length
+            # (ppo_core.token_rewards), or on the last token when the response fills response_length
             n = row["response_len"]
             pos = n if n < rewards.shape[1] else n - 1
             assert r[pos].item() == pytest.approx(expected)
             assert r.count_nonzero().item() == 1
             scores.append(expected)
-    assert {1.0, 0.1} <= set(scores)  # both outcomes went through trl
+    assert {1.0, 0.1} <= set(scores)  # both outcomes went through the loop
     assert all(rows[0]["response_len"] == 2 for _, rows in seen)  # [formatted token, eos]
 
 
-def test_trl_score_placement_is_pinned():
-    """docs/rl.md: trl adds the score at sequence_length + 1. If trl changes this, that page and
-    the test above must change with it."""
-    import inspect
-
-    from trl.experimental.ppo import PPOTrainer
-
-    src = inspect.getsource(PPOTrainer.train)
-    assert (
-        "actual_end = torch.where(sequence_lengths_p1 < rewards.size(1), sequence_lengths_p1, sequence_lengths)"
-        in src
-    )
-    assert "rewards[actual_start, actual_end] += scores" in src
-
-
 class FakeEngine:
-    """What accelerator.prepare returns under DeepSpeed: an engine wrapping trl's
-    PolicyAndValueWrapper. Its state dict stands for the gathered ZeRO-3 weights (every tensor + 1,
+    """What accelerator.prepare returns under DeepSpeed: an engine wrapping the trainer's
+    PolicyAndValue. Its state dict stands for the gathered ZeRO-3 weights (every tensor + 1,
     so a save from the bare policy's own parameters would be caught)."""
 
     def __init__(self, module):
@@ -335,7 +318,7 @@ def test_save_under_deepspeed_takes_the_policy_from_the_engine(tmp_path, data_fi
     trainer.model = trainer.model_wrapped = trainer.deepspeed = eng
     trainer.is_deepspeed_enabled = True
 
-    out = save_final_policy(trainer, tmp_path / "final")  # trl + transformers alone: AttributeError
+    out = save_final_policy(trainer, tmp_path / "final")
     assert eng.state_dict_calls == 1
     saved = load_file(out / "model.safetensors")
     assert set(saved) == set(before)  # the policy only: no value model, no "policy." prefix

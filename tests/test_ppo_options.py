@@ -1,5 +1,5 @@
 """PPO flags that do something: --global_batch_size, bf16 loading, --gradient_checkpointing for
-policy and value (rollouts unchanged), one warning for the flags trl's PPO loop ignores."""
+policy and value (rollouts unchanged), one warning for the flags the PPO loop ignores."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_ignored_flags_get_one_warning(tmp_path, data_file, tiny_lm_dir, caplog)
     with caplog.at_level(logging.WARNING):
         trainer = build_ppo_trainer(s, a, m)
     warnings = [r.getMessage() for r in caplog.records if "ignores" in r.getMessage()]
-    assert warnings == ["trl's PPO loop ignores --eval_strategy, --eval_steps, --dataloader_num_workers: "
+    assert warnings == ["the PPO loop ignores --eval_strategy, --eval_steps, --dataloader_num_workers: "
                         "no effect on this run"]  # fmt: skip
     # bf16 training without DeepSpeed: the frozen reference in bf16, the trained models in fp32
     assert trainer.ref_model.dtype == torch.bfloat16
@@ -103,7 +103,7 @@ def _one_update(tmp_path, data_file, lm, *extra):
 
 def test_gradient_checkpointing_on_policy_and_value_rollouts_unchanged(tmp_path, data_file, tiny_lm_dir,
                                                                      monkeypatch):  # fmt: skip
-    from trl.experimental.ppo import ppo_trainer
+    from huatuo_o1.rl import ppo_trainer
 
     plain, plain_responses = _one_update(
         tmp_path / "a", data_file, tiny_lm_dir, "--gradient_checkpointing", "False"

@@ -144,15 +144,14 @@ def test_export_bad_input_is_one_line_and_exit_2(tmp_path, tiny_lm_dir):
 
 
 # ---------------------------------------------------------------------------------------------
-# reward: equal to our PPO reward (trl's get_reward through RewardHook) on the same responses
+# reward: equal to our PPO reward (sequence_scores through RewardHook) on the same responses
 
 
 def _ppo_and_verl_rewards(tok, verifier, reward_kwargs, answers_for):
-    """The same rollouts scored two ways: RL_stage2.py's reward hook inside trl's get_reward, and
+    """The same rollouts scored two ways: RL_stage2.py's reward hook as the PPO trainer calls it, and
     verl's naive manager (the response decoded without special tokens, then compute_score)."""
-    from trl.experimental.utils import get_reward
-
-    from huatuo_o1.rl.ppo_trainer import RewardHook
+    from huatuo_o1.rl.ppo_reward import RewardHook
+    from huatuo_o1.rl.ppo_reward import sequence_scores as get_reward
 
     data = build_rl_data(str(DEMO), tok, seed=0)
     rows = data.train[:5]

@@ -11,18 +11,15 @@
   `--dtype` is left at float32, the frozen models (reference policy, verifier) load in bf16; the
   trained ones (policy, value) load in bf16 under DeepSpeed (its optimizer keeps fp32 master
   weights) and in fp32 otherwise (plain AdamW on bf16 weights would lose small updates).
-- Gradient checkpointing (`enable_gradient_checkpointing`): trl's PPO loop never calls the
-  Trainer code that turns it on, so it is turned on here for the policy and the value model.
-  Rollouts are generated in eval mode (`generation_in_eval_mode`), because a checkpointed layer in
-  train mode drops the KV cache.
-- Flags trl's PPO loop ignores (`ignored_ppo_flags`): one warning naming those the user changed.
+- Gradient checkpointing (`enable_gradient_checkpointing`): the PPO loop never calls the Trainer
+  code that turns it on, so it is turned on here for the policy and the value model (rollouts are
+  generated in eval mode: huatuo_o1/rl/ppo_trainer.py).
+- Flags the PPO loop ignores (`ignored_ppo_flags`): one warning naming those the user changed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import logging
 import os
 
@@ -37,8 +34,8 @@ GLOBAL_BATCH_HELP = (
     "the GPU count. Default: --gradient_accumulation_steps as given."
 )
 
-# TrainingArguments flags that trl 1.12's PPO loop never reads (it has its own loop, dataloader and
-# evaluation by sample generation).
+# TrainingArguments flags the PPO loop never reads (it has its own loop, dataloader and evaluation
+# by sample generation, as trl 1.12's had).
 PPO_IGNORED_FLAGS = (
     "eval_strategy", "eval_steps", "eval_delay", "eval_on_start", "eval_accumulation_steps",
     "dataloader_num_workers", "dataloader_prefetch_factor", "dataloader_persistent_workers",
@@ -107,33 +104,6 @@ def enable_gradient_checkpointing(models, kwargs: dict | None) -> None:
     kw.setdefault("use_reentrant", False)
     for m in models:
         m.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
-
-
-def _in_eval_mode(generate):
-    @functools.wraps(generate)
-    def wrapped(model, *a, **kw):
-        was_training = model.training
-        model.eval()
-        try:
-            return generate(model, *a, **kw)
-        finally:
-            model.train(was_training)
-
-    return wrapped
-
-
-@contextlib.contextmanager
-def generation_in_eval_mode():
-    """While active, trl's PPO rollouts generate with the policy in eval mode (KV cache kept even
-    under gradient checkpointing; trl disables dropout anyway, so nothing else changes)."""
-    from trl.experimental.ppo import ppo_trainer
-
-    original = ppo_trainer.batch_generation
-    ppo_trainer.batch_generation = _in_eval_mode(original)
-    try:
-        yield
-    finally:
-        ppo_trainer.batch_generation = original
 
 
 def ignored_ppo_flags(args) -> list[str]:

@@ -6,9 +6,10 @@
         --value_model_path meta-llama/Llama-3.2-3B-Instruct \\
         --dataset_name FreedomIntelligence/medical-o1-verifiable-problem ...
 
-Every trl `PPOConfig` / `TrainingArguments` / `ModelConfig` flag works too (`--help_all` lists
-them). The trainer itself is huatuo_o1/rl/ppo_trainer.py; this module imports no training library
-until it trains, so `--help` is instant.
+Every PPO setting (huatuo_o1/rl/ppo_config.py: trl 1.12's `PPOConfig` fields, on transformers'
+`TrainingArguments`) and trl's `ModelConfig` flag works too (`--help_all` lists them). The algorithm
+is huatuo_o1/rl/ppo_core.py, the trainer huatuo_o1/rl/ppo_trainer.py; this module imports neither
+(nor any training library) until it trains, so `--help` is instant.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from huatuo_o1.rl.common import RLScriptArguments, run_policy_training
 from huatuo_o1.train.checkpoints import resume_field
 
 EPILOG = (
-    "Also every trl PPOConfig / transformers TrainingArguments / trl ModelConfig flag (--learning_rate, "
-    "--total_episodes, --kl_coef, --response_length, --model_name_or_path, --reward_model_path, "
+    "Also every PPO setting (trl 1.12's PPOConfig fields) / transformers TrainingArguments / trl "
+    "ModelConfig flag (--learning_rate, --total_episodes, --kl_coef, --response_length, --model_name_or_path, --reward_model_path, "
     "--global_batch_size, ...): --help_all lists them with their defaults."
 )
 
@@ -51,13 +52,13 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def make_full_parser():
-    """HfArgumentParser over our flags, trl's PPOConfig (with our defaults) and trl's ModelConfig."""
+    """HfArgumentParser over our flags, the PPO settings and trl's ModelConfig."""
     from transformers import HfArgumentParser
     from trl import ModelConfig
 
-    from huatuo_o1.rl.ppo_trainer import MedicalPPOConfig
+    from huatuo_o1.rl.ppo_config import PPOConfig
 
-    return HfArgumentParser((PPOScriptArguments, MedicalPPOConfig, ModelConfig))
+    return HfArgumentParser((PPOScriptArguments, PPOConfig, ModelConfig))
 
 
 def parse_args(argv: list[str] | None = None):
