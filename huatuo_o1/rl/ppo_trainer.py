@@ -231,6 +231,7 @@ class RewardHook(nn.Module):
 
 
 VALUE_DIR = "value_model"
+_NOT_GATHERED = object()  # no gathered state dict cached (None is a gathered one on non-main ranks)
 
 
 @contextlib.contextmanager
@@ -396,10 +397,14 @@ class MedicalPPOTrainer(PPOTrainer):
 
     def _gathered_state(self):
         """Under DeepSpeed, the engine's full state dict (policy. + value_model. keys), gathered once
-        per checkpoint (a collective: every rank calls it). ValueError under ZeRO-3 without
+        per checkpoint (a collective: every rank calls it). ZeRO-3 returns it on the main process
+        only and None on the others, so whether a gathered state is cached is kept apart from its
+        value (`_NOT_GATHERED`): every rank then runs the same collectives (a None taken for "no
+        cache" made the other ranks gather again while the main one waited in a barrier: a
+        deadlock at the first checkpoint). ValueError under ZeRO-3 without
         stage3_gather_16bit_weights_on_model_save."""
-        cached = getattr(self, "_state_cache", None)
-        return cached if cached is not None else self.accelerator.get_state_dict(self.model)
+        cached = getattr(self, "_state_cache", _NOT_GATHERED)
+        return cached if cached is not _NOT_GATHERED else self.accelerator.get_state_dict(self.model)
 
     def save_value_model(self, output_dir: str | Path) -> bool:
         """The value model as a plain HF folder (sequence classifier, 1 label). False when under
@@ -411,9 +416,10 @@ class MedicalPPOTrainer(PPOTrainer):
                 full = self._gathered_state()
             except ValueError:
                 return False
-            state = {
-                k.removeprefix("value_model."): v for k, v in full.items() if k.startswith("value_model.")
-            }
+            if full is not None:  # None on the processes other than the main one (ZeRO-3)
+                state = {
+                    k.removeprefix("value_model."): v for k, v in full.items() if k.startswith("value_model.")
+                }
         if self.accelerator.is_main_process:
             value.save_pretrained(output_dir, state_dict=state, safe_serialization=True)
         self.accelerator.wait_for_everyone()
@@ -423,11 +429,11 @@ class MedicalPPOTrainer(PPOTrainer):
         """trl's checkpoint plus value_model/ and run_args.json, written before trainer_state.json
         (which transformers writes last, so its presence marks a complete checkpoint)."""
         ckpt = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-        self._state_cache = None
+        self._state_cache = _NOT_GATHERED
         try:
             if self.is_deepspeed_enabled:
                 try:
-                    self._state_cache = self._gathered_state()
+                    self._state_cache = self._gathered_state()  # None on non-main ranks under ZeRO-3
                 except ValueError:
                     pass
             self.save_value_model(ckpt / VALUE_DIR)
@@ -436,7 +442,7 @@ class MedicalPPOTrainer(PPOTrainer):
                 write_identity(ckpt, identity)
             super()._save_checkpoint(model, trial)
         finally:
-            self._state_cache = None
+            self._state_cache = _NOT_GATHERED
 
     def _load_resume_state(self, ckpt: str):
         """Optimizer + scheduler (+ DeepSpeed engine) states of `ckpt`; returns its trainer state."""

@@ -6,6 +6,11 @@
   `accumulation_for` derives the accumulation from the world size and stops with one line when the
   global batch is not a multiple of per-device batch x processes. `global_batch_line` is what each
   training script prints at the start.
+- CPU-only machines (`use_cpu_without_accelerator`). transformers' `TrainingArguments` counts the
+  processes of a launch only on an accelerator, or with `use_cpu=True`; otherwise a 2-process CPU
+  launch believes it is alone, fills DeepSpeed's batch for one process and stops at init. Every
+  training script's arguments call this before transformers reads them, so users never pass a
+  CPU flag: on a machine without an accelerator `use_cpu` is turned on.
 - ZeRO-3. With a ZeRO-3 config, creating the `TrainingArguments` makes every later
   `from_pretrained` load its weights partitioned across processes: a weight's `.shape` then reads
   0 and only a ZeRO-3 engine gathers it for a forward. `embedding_rows` reads the real vocabulary
@@ -28,6 +33,23 @@ def world_size() -> int:
         return max(int(os.environ.get("WORLD_SIZE", "1")), 1)
     except ValueError:
         return 1
+
+
+def has_accelerator() -> bool:
+    """Whether torch sees a device to train on (CUDA or another accelerator)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return True
+    acc = getattr(torch, "accelerator", None)
+    return bool(acc is not None and acc.is_available())
+
+
+def use_cpu_without_accelerator(args) -> None:
+    """Turn `use_cpu` on in a `TrainingArguments` (before its `__post_init__` runs) when this machine
+    has no accelerator, so a multi-process CPU launch counts all its processes."""
+    if hasattr(args, "use_cpu") and not args.use_cpu and not has_accelerator():
+        args.use_cpu = True
 
 
 def accumulation_for(global_batch: int, per_device: int, processes: int, per_device_flag: str) -> int:
