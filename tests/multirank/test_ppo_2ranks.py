@@ -11,6 +11,7 @@ responses, and with the exact-match verifier the reward varies by row (1.0 where
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -71,9 +72,9 @@ def test_ppo_two_ranks_checkpoint_resume_final(config, tmp_path, formatted_polic
     first = trainer_state(out / "checkpoint-2")
     rewards = [v for _, v in logged(first, "reward/mean")]
     assert len(rewards) == 2
+    if config == "zero2":  # resume is exercised under ZeRO-3, the path that differs between ranks
+        return
     # "killed" after update 1: the same command resumes there
-    import shutil
-
     shutil.rmtree(out / "checkpoint-2")
     r = launch(config, "RL_stage2.py", *ppo_args(formatted_policy, ab_data, out, 8), cwd=tmp_path)
     assert "resuming from" in r.stdout and "checkpoint-1" in r.stdout
