@@ -24,7 +24,7 @@ from pathlib import Path
 
 from huatuo_o1.models import load_pretrained
 from huatuo_o1.rl.rewards import VERIFIER_MAX_LENGTH, RewardConfig
-from huatuo_o1.train.multi_gpu import outside_zero3_init
+from huatuo_o1.train.multi_gpu import outside_zero3_init, use_cpu_without_accelerator
 from huatuo_o1.train.preemption import sigterm_grace_field
 from huatuo_o1.train.run_record import TrackingArguments
 
@@ -136,10 +136,12 @@ WARMUP_RATIO_HELP = (
 
 
 def apply_compat_defaults(cfg) -> None:
-    """--warmup_ratio as a fractional warmup_steps; bf16 on by default only where a GPU is (wandb's
-    project and mode: `run_record.setup_wandb`, called by each script's train function)."""
+    """--warmup_ratio as a fractional warmup_steps; bf16 on by default only where a GPU is; use_cpu on
+    a machine without an accelerator (a multi-process CPU launch then counts its processes); wandb's
+    project and mode: `run_record.setup_wandb`, called by each script's train function."""
     import torch
 
+    use_cpu_without_accelerator(cfg)
     if cfg.warmup_ratio is not None:
         if cfg.warmup_ratio < 0:  # a ValueError here becomes one line, exit 2 (train_checks)
             raise ValueError(f"--warmup_ratio must be >= 0, got {cfg.warmup_ratio}")

@@ -31,7 +31,7 @@ from huatuo_o1.rl.common import (
     train_and_save,
 )
 from huatuo_o1.rl.dpo_args import DPOScriptArguments
-from huatuo_o1.rl.options import GLOBAL_BATCH_HELP, apply_global_batch, check_rl_flags
+from huatuo_o1.rl.options import GLOBAL_BATCH_HELP, apply_global_batch, check_one_rl_step, check_rl_flags
 from huatuo_o1.train.checkpoints import resume_point, run_identity
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ def build_dpo_trainer(script_args: DPOScriptArguments, args, model_args):
     random.Random(args.seed).shuffle(pairs)
     n_eval = int(len(pairs) * script_args.eval_fraction)
     train, held = pairs[n_eval:], pairs[:n_eval]
+    check_one_rl_step(len(train), args, "pairs")  # fewer pairs than one step: refused, exit 2
     remote = {"trust_remote_code": args.trust_remote_code}
     tokenizer = load_pretrained(AutoTokenizer, policy_path, "policy tokenizer", **remote)
     if tokenizer.pad_token is None:

@@ -44,7 +44,7 @@ from huatuo_o1.rl.common import (
     train_and_save,
 )
 from huatuo_o1.rl.grpo_args import GRPOScriptArguments
-from huatuo_o1.rl.options import apply_global_batch, check_rl_flags, model_dtypes
+from huatuo_o1.rl.options import apply_global_batch, check_one_rl_step, check_rl_flags, model_dtypes
 from huatuo_o1.rl.rewards import RewardConfig, Verifier, score_responses
 from huatuo_o1.train.checkpoints import resume_point, run_identity
 
@@ -130,6 +130,7 @@ def build_group_trainer(trainer_cls, script_args: GRPOScriptArguments, args, mod
     remote = {"trust_remote_code": args.trust_remote_code}  # GRPOConfig's own flag
 
     tokenizer, data = load_tokenizer_and_data(policy_path, script_args, args.seed, **remote)
+    check_one_rl_step(len(data.train), args)  # a run of 0 steps is refused, exit 2
     if args.use_vllm:
         prepare_vllm(args, script_args, policy_path, data)
 

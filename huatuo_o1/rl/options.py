@@ -14,6 +14,9 @@
 - Gradient checkpointing (`enable_gradient_checkpointing`): the PPO loop never calls the Trainer
   code that turns it on, so it is turned on here for the policy and the value model (rollouts are
   generated in eval mode: huatuo_o1/rl/ppo_trainer.py).
+- One optimizer step of data (`check_one_rl_step`): GRPO, RLOO and DPO stop with one line (exit 2)
+  before any model is loaded when the training rows cannot fill one step (trl's group sampler
+  would yield no batch at all: a run of 0 steps that exits 0 and saves the unchanged policy).
 - Flags the PPO loop ignores (`ignored_ppo_flags`): one warning naming those the user changed.
 """
 
@@ -23,7 +26,7 @@ import dataclasses
 import logging
 import os
 
-from huatuo_o1.train.checks import check_training_flags
+from huatuo_o1.train.checks import check_one_step, check_training_flags
 from huatuo_o1.train.multi_gpu import accumulation_for, global_batch_line, world_size
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,17 @@ def apply_global_batch(args, mini_batches: int = 1) -> str:
     return global_batch_line(
         args.per_device_train_batch_size, args.gradient_accumulation_steps, processes, extra
     )
+
+
+def check_one_rl_step(rows: int, args, what: str = "prompts") -> None:
+    """InputError unless `rows` training rows fill one optimizer step of a trl trainer: GRPO/RLOO
+    sample `num_generations` completions per prompt and draw whole generation batches
+    (`generation_batch_size` completions over all processes); DPO takes one pair per example."""
+    check_one_step(
+        rows, args.per_device_train_batch_size, args.gradient_accumulation_steps, args.world_size, what,
+        per_group=getattr(args, "num_generations", None) or 1,
+        completions=getattr(args, "generation_batch_size", None),
+    )  # fmt: skip
 
 
 def model_dtypes(model_dtype, bf16: bool, deepspeed: bool):

@@ -95,7 +95,7 @@ from huatuo_o1.train.checkpoints import (
     run_identity,
     write_identity,
 )
-from huatuo_o1.train.multi_gpu import embedding_rows
+from huatuo_o1.train.multi_gpu import embedding_rows, seeded_init
 from huatuo_o1.train.save_only_model import fast_forward_scheduler, is_weights_only, resume_note
 
 log = logging.getLogger(__name__)
@@ -1036,6 +1036,7 @@ def build_ppo_trainer(
             dtype=train_dtype, output_loading_info=True, **remote, **attn,
         )  # fmt: skip
     _announce_value_head(value_path, info.get("missing_keys") or [])
+    seeded_init(value_model, [k for k in info.get("missing_keys") or [] if k.startswith("score.")], args.seed)
     if args.gradient_checkpointing:
         enable_gradient_checkpointing((policy, value_model), args.gradient_checkpointing_kwargs)
 

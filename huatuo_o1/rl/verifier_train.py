@@ -38,8 +38,14 @@ from huatuo_o1.rl.rewards import (
     ensure_pad_token,
 )
 from huatuo_o1.train.checkpoints import RUN_ARGS_FILE, resume_field, resume_point, run_identity
-from huatuo_o1.train.checks import check_training_flags, parse_dataclasses
-from huatuo_o1.train.multi_gpu import end_distributed, global_batch_line, world_size
+from huatuo_o1.train.checks import check_one_step, check_training_flags, parse_dataclasses
+from huatuo_o1.train.multi_gpu import (
+    end_distributed,
+    global_batch_line,
+    seeded_init,
+    use_cpu_without_accelerator,
+    world_size,
+)
 from huatuo_o1.train.plots import VERIFIER_CURVES, make_plot_callback
 from huatuo_o1.train.run_record import TrackingArguments, setup_wandb, write_run_args
 
@@ -186,16 +192,23 @@ def train_verifier(script_args: VerifierScriptArguments, training_args) -> dict:
     train, held_out = split_eval(
         examples, training_args.seed, script_args.eval_fraction, script_args.max_eval_samples
     )
+    check_one_step(
+        len(train), training_args.per_device_train_batch_size, training_args.gradient_accumulation_steps,
+        world_size(), "examples",
+    )  # fmt: skip
     check_training_flags(model_paths=[("--model_name_or_path", script_args.model_name_or_path)])
 
     dtype = script_args.dtype if script_args.dtype in (None, "auto") else getattr(torch, script_args.dtype)
     path = script_args.model_name_or_path
     remote = {"trust_remote_code": script_args.trust_remote_code}
     tok = load_pretrained(AutoTokenizer, path, "backbone", **remote)
-    model = load_pretrained(
+    model, info = load_pretrained(
         AutoModelForSequenceClassification, path, "backbone", num_labels=2,
-        id2label={0: "False", 1: "True"}, label2id={"False": 0, "True": 1}, dtype=dtype, **remote,
+        id2label={0: "False", 1: "True"}, label2id={"False": 0, "True": 1}, dtype=dtype,
+        output_loading_info=True, **remote,
     )  # fmt: skip
+    # the new 2-label head: the same start for the same --seed under ZeRO-3, ZeRO-2 and no DeepSpeed
+    seeded_init(model, info.get("missing_keys") or [], training_args.seed)
     # A pad distinct from eos (and bos), the same in tokenizer and config: the classifier then
     # reads its decision at the template's eos, whatever the batch.
     if tok.eos_token is None:
@@ -261,10 +274,35 @@ def make_parser():
 
 
 def make_full_parser():
-    """HfArgumentParser over our flags and transformers' TrainingArguments."""
-    from transformers import HfArgumentParser, TrainingArguments
+    """HfArgumentParser over our flags and transformers' TrainingArguments (use_cpu turned on where
+    no accelerator is, so a multi-process CPU launch counts its processes)."""
+    from transformers import HfArgumentParser
 
-    return HfArgumentParser((VerifierScriptArguments, TrainingArguments))
+    return HfArgumentParser((VerifierScriptArguments, _training_arguments_class()))
+
+
+def _training_arguments_class():
+    """transformers' TrainingArguments with use_cpu set where no accelerator is (built on first use,
+    so --help imports no transformers; a module attribute, so the Trainer can pickle it)."""
+    cls = globals().get("VerifierTrainingArguments")
+    if cls is None:
+        from transformers import TrainingArguments
+
+        @dataclass
+        class VerifierTrainingArguments(TrainingArguments):
+            def __post_init__(self):
+                use_cpu_without_accelerator(self)
+                super().__post_init__()
+
+        VerifierTrainingArguments.__qualname__ = "VerifierTrainingArguments"
+        cls = globals()["VerifierTrainingArguments"] = VerifierTrainingArguments
+    return cls
+
+
+def __getattr__(name: str):
+    if name == "VerifierTrainingArguments":  # unpickling training arguments in a fresh process
+        return _training_arguments_class()
+    raise AttributeError(name)
 
 
 def parse_args(argv: list[str] | None = None):

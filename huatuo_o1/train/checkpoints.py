@@ -16,7 +16,8 @@ Shared by SFT (SFT_stage1.py), PPO (RL_stage2.py), GRPO (RL_stage2_grpo.py) and 
   with one warning line naming it, and the next older intact one is used. Nothing is deleted.
 - Resume decision (`resume_point`): by default a rerun continues from the newest complete
   checkpoint, but only one whose identity matches this run's (else `InputError`: one line naming
-  the differing flags, exit 2); `--resume False` starts over (old checkpoints are left alone, with a
+  the differing flags, exit 2), and only on the number of processes that wrote it when it holds a
+  DeepSpeed engine state (`check_process_count`: ZeRO's optimizer state is partitioned per process); `--resume False` starts over (old checkpoints are left alone, with a
   warning).
 - Final model (`save_final_policy`): the trainer's model as a plain HF folder with its tokenizer.
 """
@@ -35,6 +36,7 @@ from enum import Enum
 from pathlib import Path
 
 from huatuo_o1.io import InputError, OutputError, atomic_write_json
+from huatuo_o1.train.multi_gpu import world_size
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +59,18 @@ def _plain(value):
     return json.loads(json.dumps(value, default=str))
 
 
+PROCESSES_KEY = "num_processes"
+
+
 def run_identity(sources: dict[str, str | None], settings: dict | None = None) -> dict:
     """What a checkpoint must have been trained from to be resumed by this run: `sources` (flag name
-    -> model/data path or hub name, made stable by `source_id`) and `settings` (flag name -> value of
-    a flag that changes the result)."""
+    -> model/data path or hub name, made stable by `source_id`), `settings` (flag name -> value of
+    a flag that changes the result) and the number of processes of the launch (`num_processes`,
+    compared by `check_process_count`)."""
     return {
         **{k: source_id(v) for k, v in sources.items()},
         **{k: _plain(v) for k, v in (settings or {}).items()},
+        PROCESSES_KEY: world_size(),
     }
 
 
@@ -225,7 +232,8 @@ def check_resumable(
             break
     else:
         return
-    diff = [k for k in identity if k in saved and saved[k] != identity[k]]
+    check_process_count(checkpoint, saved.get(PROCESSES_KEY), identity.get(PROCESSES_KEY))
+    diff = [k for k in identity if k != PROCESSES_KEY and k in saved and saved[k] != identity[k]]
     if diff:
         was = " ".join(f"--{k} {saved.get(k)}" for k in diff)
         now = " ".join(f"--{k} {identity[k]}" for k in diff)
@@ -233,6 +241,28 @@ def check_resumable(
             f"the newest checkpoint {checkpoint} was trained with {was}, not {now}; "
             f"rerun with --resume False to start over, or {start_over_hint}"
         )
+
+
+def has_engine_state(checkpoint: str | Path) -> bool:
+    """Whether a checkpoint holds a DeepSpeed engine checkpoint (`global_stepN/`: ZeRO-partitioned
+    optimizer state, one file per process)."""
+    return any(p.is_dir() for p in Path(checkpoint).glob("global_step*"))
+
+
+def check_process_count(checkpoint: str | Path, saved: int | None, now: int | None) -> None:
+    """InputError (one line, before anything is loaded) when `checkpoint` holds a DeepSpeed engine
+    state written by another number of processes than this launch has: ZeRO partitions the optimizer
+    state per process and DeepSpeed loads it only into the same count (else it stops mid-load with a
+    traceback). Weights-only checkpoints (`--save_only_model`) and runs without DeepSpeed hold whole
+    states and resume on any count."""
+    if saved is None or now is None or saved == now or not has_engine_state(checkpoint):
+        return
+    raise InputError(
+        f"{Path(checkpoint).name} in {Path(checkpoint).parent} was written by {saved} processes and this "
+        f"launch has {now}: its DeepSpeed optimizer state is partitioned for {saved}; relaunch with "
+        f"--num_processes {saved} (e.g. on {saved} GPUs) to resume it, or rerun with --resume False to "
+        "start over (checkpoints saved with --save_only_model True resume on any count)"
+    )
 
 
 def resume_point(

@@ -6,6 +6,9 @@
 - `check_training_flags`: batch size, accumulation, learning rate, warmup, seed, epochs/episodes,
   attention implementation and model paths; the first bad one is an `InputError` (one line, exit 2
   through `cli.run_main`), before any model is loaded.
+- `check_one_step`: training data that cannot fill one optimizer step (one global batch over all
+  processes) is one line and exit 2, before any model is loaded, on every trainer and world size,
+  instead of a run that trains nothing (or a short step) and still saves a "final" model.
 """
 
 from __future__ import annotations
@@ -59,3 +62,27 @@ def check_training_flags(
             raise InputError(f"{name} must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, got {value!r}")
     for name, path in model_paths:
         check_model_path(path, name)
+
+
+def check_one_step(
+    rows: int,
+    per_device: int,
+    accumulation: int,
+    processes: int,
+    what: str,
+    per_group: int = 1,
+    completions: int | None = None,
+) -> None:
+    """InputError when `rows` training rows cannot fill one optimizer step: per-device batch x
+    accumulation x processes examples (or `completions`, trl's generation batch), divided by
+    `per_group` samples per prompt for the group-sampling trainers. `what` names the rows."""
+    completions = completions or per_device * accumulation * processes
+    need = -(-completions // per_group)
+    if rows < need:
+        how = f"{per_device} per device x {accumulation} accumulation x {processes} process(es)"
+        how += f" / {per_group} samples per prompt" if per_group > 1 else ""
+        raise InputError(
+            f"{rows} training {what} are fewer than one optimizer step of {need} {what} ({how}), so "
+            f"nothing would be trained; lower --global_batch_size (or the per-device batch and "
+            f"accumulation) or give more {what}"
+        )

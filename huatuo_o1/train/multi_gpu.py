@@ -6,6 +6,16 @@
   `accumulation_for` derives the accumulation from the world size and stops with one line when the
   global batch is not a multiple of per-device batch x processes. `global_batch_line` is what each
   training script prints at the start.
+- CPU-only machines (`use_cpu_without_accelerator`). transformers' `TrainingArguments` counts the
+  processes of a launch only on an accelerator, or with `use_cpu=True`; otherwise a 2-process CPU
+  launch believes it is alone, fills DeepSpeed's batch for one process and stops at init. Every
+  training script's arguments call this before transformers reads them, so users never pass a
+  CPU flag: on a machine without an accelerator `use_cpu` is turned on.
+- Seeded new heads (`seeded_init`). A head a checkpoint lacks (the verifier's 2-label classifier,
+  PPO's 1-logit value head) is initialised by transformers from the global RNG, whose state at
+  that point differs between ZeRO-3's partitioned load, ZeRO-2 and no DeepSpeed; re-drawn here
+  from a generator seeded by `--seed` (gathered and written whole under ZeRO-3), the same seed
+  gives the same start under all three.
 - ZeRO-3. With a ZeRO-3 config, creating the `TrainingArguments` makes every later
   `from_pretrained` load its weights partitioned across processes: a weight's `.shape` then reads
   0 and only a ZeRO-3 engine gathers it for a forward. `embedding_rows` reads the real vocabulary
@@ -28,6 +38,23 @@ def world_size() -> int:
         return max(int(os.environ.get("WORLD_SIZE", "1")), 1)
     except ValueError:
         return 1
+
+
+def has_accelerator() -> bool:
+    """Whether torch sees a device to train on (CUDA or another accelerator)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return True
+    acc = getattr(torch, "accelerator", None)
+    return bool(acc is not None and acc.is_available())
+
+
+def use_cpu_without_accelerator(args) -> None:
+    """Turn `use_cpu` on in a `TrainingArguments` (before its `__post_init__` runs) when this machine
+    has no accelerator, so a multi-process CPU launch counts all its processes."""
+    if hasattr(args, "use_cpu") and not args.use_cpu and not has_accelerator():
+        args.use_cpu = True
 
 
 def accumulation_for(global_batch: int, per_device: int, processes: int, per_device_flag: str) -> int:
@@ -63,6 +90,34 @@ def embedding_rows(model) -> int:
     weight = emb.weight
     shape = getattr(weight, "ds_shape", None) or weight.shape
     return int(shape[0])
+
+
+def seeded_init(model, names, seed: int) -> list[str]:
+    """Re-draw the parameters `names` of `model` (newly initialised ones, e.g. the missing keys of a
+    load) from a generator seeded by `seed`: weights normal(0, config.initializer_range), biases 0,
+    whatever ZeRO stage partitioned them. Every rank computes the same values. Names re-drawn."""
+    import torch
+
+    wanted = set(names)
+    params = [(n, p) for n, p in model.named_parameters() if n in wanted]
+    std = float(getattr(model.config, "initializer_range", 0.02) or 0.02)
+    gen = torch.Generator().manual_seed(int(seed))
+    for name, param in sorted(params):
+        partitioned = hasattr(param, "ds_id")
+        if partitioned:
+            import deepspeed
+
+            ctx = deepspeed.zero.GatheredParameters([param], modifier_rank=0)
+        else:
+            ctx = contextlib.nullcontext()
+        with ctx, torch.no_grad():
+            values = (
+                torch.zeros(param.shape)
+                if name.endswith("bias")
+                else torch.randn(param.shape, generator=gen) * std
+            )
+            param.data.copy_(values.to(param.dtype))
+    return [n for n, _ in sorted(params)]
 
 
 @contextlib.contextmanager

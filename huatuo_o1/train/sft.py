@@ -52,7 +52,7 @@ from huatuo_o1.train.checkpoints import (
     save_final_policy,
     write_identity,
 )
-from huatuo_o1.train.checks import check_training_flags, parse_dataclasses
+from huatuo_o1.train.checks import check_one_step, check_training_flags, parse_dataclasses
 from huatuo_o1.train.multi_gpu import accumulation_for, end_distributed, global_batch_line, world_size
 from huatuo_o1.train.plots import SFT_CURVES, make_plot_callback
 from huatuo_o1.train.preemption import sigterm_callback, sigterm_grace_field
@@ -456,6 +456,9 @@ def train(args: SFTArguments, callbacks: list | None = None) -> str:
         tokenizer.pad_token = tokenizer.eos_token
     examples, stats = tokenize_chats(tokenizer, chats, args.max_seq_len)
     log.info("SFT data %s (%s): %s", args.data_path, args.sft_target, stats.summary(args.max_seq_len))
+    check_one_step(
+        len(examples), args.train_bsz_per_gpu, args.gradient_accumulation_steps, world_size(), "examples"
+    )
     train_dataset = Dataset.from_list(examples)
 
     # 2. Trainer arguments before the model: under `accelerate launch` with DeepSpeed ZeRO-3 they

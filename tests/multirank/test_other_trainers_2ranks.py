@@ -1,0 +1,154 @@
+"""GRPO, RLOO, DPO and verifier training on two ranks, launched as users launch them.
+
+Under ZeRO-3 each trains two steps with a checkpoint after each, is cut back to checkpoint-1 (as if
+killed after step 1) and the same command resumes at step 2, logging each step once; under ZeRO-2
+each trains and saves. Every final model loads with every tensor whole. DPO and the verifier also
+log the one-process losses at the same global batch and seed, and the verifier starts from the
+same loss under ZeRO-3, ZeRO-2 and no DeepSpeed (its new head is drawn from --seed)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.multirank.launching import assert_whole_model, launch, logged, trainer_state, write_json
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def rl_data(tmp_path_factory):
+    rows = [{"Open-ended Verifiable Question": f"Q{i}: which drug for case {i}?", "Ground-True Answer": f"drug {i}"}
+            for i in range(12)]  # fmt: skip
+    return write_json(tmp_path_factory.mktemp("rl") / "rl.json", rows)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    path = tmp_path_factory.mktemp("dpo") / "pairs.jsonl"
+    path.write_text("\n".join(json.dumps({"prompt": f"Q{i}: drug{'?' * i}", "chosen": f"aspirin {i}",
+                                          "rejected": "heparin"}) for i in range(8)))  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def verifier_data(tmp_path_factory):
+    rows = [{"response": f"## Thinking\nx{'.' * i}\n## Final Response\ndrug {i % 3}", "reference": f"drug {i % 2}",
+             "label": i % 3 == i % 2} for i in range(10)]  # fmt: skip
+    return write_json(tmp_path_factory.mktemp("verifier") / "v.json", rows)
+
+
+def resume_after_kill(config, script, args, out, tmp_path, key):
+    """Train (2 steps, a checkpoint each), cut back to checkpoint-1, rerun: step 2 is redone, each
+    step logged once. The first run's trainer state."""
+    r = launch(config, script, *args, cwd=tmp_path)
+    assert "x 2 process(es)" in r.stdout
+    first = trainer_state(out / "checkpoint-2")
+    assert [s for s, _ in logged(first, key)] == [1, 2]
+    if config == "zero3":
+        shutil.rmtree(out / "checkpoint-2")
+        r = launch(config, script, *args, cwd=tmp_path)
+        assert "resuming from" in r.stdout and "checkpoint-1" in r.stdout
+        again = trainer_state(out / "checkpoint-2")
+        assert [s for s, _ in logged(again, key)] == [1, 2]
+    return first
+
+
+@pytest.mark.parametrize("config", ["zero3", "zero2"])
+def test_grpo_two_ranks(config, tmp_path, tiny_lm_dir, rl_data):
+    out = tmp_path / "grpo"
+    args = ["--model_name_or_path", tiny_lm_dir, "--verifier", "exact", "--dataset_name", rl_data,
+            "--output_dir", out, "--run_name", "final", "--per_device_train_batch_size", "2", "--num_generations",
+            "2", "--max_completion_length", "4", "--max_steps", "2", "--report_to", "none", "--logging_steps", "1",
+            "--save_strategy", "steps", "--save_steps", "1", "--malformed_reward", "0.5"]  # fmt: skip
+    resume_after_kill(config, "RL_stage2_grpo.py", args, out, tmp_path, "reward")
+    assert_whole_model(out / "final")
+
+
+def test_rloo_two_ranks_zero3(tmp_path, tiny_lm_dir, rl_data):
+    out = tmp_path / "rloo"
+    args = ["--model_name_or_path", tiny_lm_dir, "--verifier", "exact", "--dataset_name", rl_data,
+            "--output_dir", out, "--run_name", "final", "--per_device_train_batch_size", "2", "--global_batch_size",
+            "4", "--max_completion_length", "4", "--max_steps", "2", "--report_to", "none", "--logging_steps", "1",
+            "--save_strategy", "steps", "--save_steps", "1", "--malformed_reward", "0.5"]  # fmt: skip
+    resume_after_kill("zero3", "RL_stage2_rloo.py", args, out, tmp_path, "rewards/medical_verifier/mean")
+    assert_whole_model(out / "final")
+
+
+def test_rloo_refuses_a_run_of_zero_steps_on_two_ranks(tmp_path, tiny_lm_dir, rl_data):
+    """The paper's default global batch (128 completions = 64 prompts) on 11 training rows: each rank
+    stops with one line and exit 2 (the launcher then exits 1), nothing saved (it used to log
+    'training finished: 0 steps', exit 0 and save the unchanged policy)."""
+    out = tmp_path / "rloo"
+    r = launch("zero3", "RL_stage2_rloo.py", "--model_name_or_path", tiny_lm_dir, "--verifier", "exact",
+               "--dataset_name", rl_data, "--output_dir", out, "--report_to", "none", "--per_device_train_batch_size",
+               "2", cwd=tmp_path, expect=1)  # fmt: skip
+    assert "exitcode  : 2" in r.stdout
+    errors = [line for line in r.stdout.splitlines() if line.startswith("error: ")]
+    assert errors and "11 training prompts are fewer than one optimizer step of 64 prompts" in errors[0]
+    assert "x 2 process(es)" in errors[0]
+    assert not (out / "final").exists()
+
+
+def dpo_args(model, pairs, out):
+    return ["--model_name_or_path", model, "--dataset_name", pairs, "--output_dir", out, "--run_name", "final",
+            "--per_device_train_batch_size", "1", "--global_batch_size", "4", "--max_length", "32", "--max_steps",
+            "2", "--learning_rate", "1e-3", "--report_to", "none", "--logging_steps", "1", "--save_strategy",
+            "steps", "--save_steps", "1", "--seed", "5"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dpo_one_process(tmp_path_factory, tiny_lm_dir, pairs):
+    tmp = tmp_path_factory.mktemp("dpo_one")
+    launch(None, "RL_stage2_dpo.py", *dpo_args(tiny_lm_dir, pairs, tmp / "out"), cwd=tmp)
+    return logged(trainer_state(tmp / "out" / "checkpoint-2"), "loss")
+
+
+@pytest.mark.parametrize("config", ["zero3", "zero2"])
+def test_dpo_two_ranks(config, tmp_path, tiny_lm_dir, pairs, dpo_one_process):
+    out = tmp_path / "dpo"
+    first = resume_after_kill(
+        config, "RL_stage2_dpo.py", dpo_args(tiny_lm_dir, pairs, out), out, tmp_path, "loss"
+    )
+    # Step 1 (before any update): the one-process loss at the same global batch and seed, up to
+    # float32 summation order. Step 2 is compared between the two ZeRO stages only: after one
+    # update the two-rank loss has been seen to differ from the one-process one by ~10% (0.148 vs
+    # 0.163 at lr 1e-3), which the verifier and SFT, on transformers' own Trainer, do not show;
+    # that difference is not explained yet (docs/multi_gpu.md).
+    losses = logged(first, "loss")
+    assert losses[0][1] == pytest.approx(dpo_one_process[0][1], rel=1e-5)
+    _DPO_TWO_RANKS[config] = losses
+    if len(_DPO_TWO_RANKS) == 2:
+        assert _DPO_TWO_RANKS["zero3"] == pytest.approx(_DPO_TWO_RANKS["zero2"], rel=1e-5)
+    assert_whole_model(out / "final")
+
+
+_DPO_TWO_RANKS: dict = {}
+
+
+def verifier_args(model, data, out):
+    return ["--data_path", data, "--model_name_or_path", model, "--output_dir", out, "--max_steps", "2",
+            "--save_steps", "1", "--logging_steps", "1", "--report_to", "none", "--eval_fraction", "0.2",
+            "--learning_rate", "1e-3", "--seed", "7", "--per_device_train_batch_size", "2"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def verifier_one_process(tmp_path_factory, tiny_lm_dir, verifier_data):
+    """One process, accumulation 2 = the two ranks' global batch of 4."""
+    tmp = tmp_path_factory.mktemp("verifier_one")
+    launch(None, "train_verifier.py", *verifier_args(tiny_lm_dir, verifier_data, tmp / "out"),
+           "--gradient_accumulation_steps", "2", cwd=tmp)  # fmt: skip
+    return logged(trainer_state(tmp / "out" / "checkpoint-2"), "loss")
+
+
+@pytest.mark.parametrize("config", ["zero3", "zero2"])
+def test_verifier_two_ranks(config, tmp_path, tiny_lm_dir, verifier_data, verifier_one_process):
+    out = tmp_path / "verifier"
+    args = verifier_args(tiny_lm_dir, verifier_data, out)
+    first = resume_after_kill(config, "train_verifier.py", args, out, tmp_path, "loss")
+    # the same start (head drawn from --seed) and the same global batches as one process
+    for (_, two), (_, one) in zip(logged(first, "loss"), verifier_one_process, strict=True):
+        assert two == pytest.approx(one, rel=1e-5)
+    assert_whole_model(out, "AutoModelForSequenceClassification")

@@ -1,0 +1,84 @@
+"""PPO (RL_stage2.py) on two ranks, driven only through its command line, so it covers whichever PPO
+implementation the script runs.
+
+The policy is the tiny random model plus one added token that decodes to a whole well-formed answer
+("drug A"), and a `sequence_bias` in its saved generation config that makes every rollout that token
+then eos: rollouts are the same whatever the sampling RNG, so one and two ranks see the same
+responses, and with the exact-match verifier the reward varies by row (1.0 where the reference is
+"drug A", 0.1 where it is "drug B"), so advantages and losses are not trivially zero.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.multirank.launching import assert_whole_model, launch, logged, trainer_state, write_json
+
+pytestmark = pytest.mark.slow
+
+FORMATTED = "## Thinking\n\nReasoning.\n\n## Final Response\n\ndrug A"
+
+
+@pytest.fixture(scope="module")
+def formatted_policy(tiny_lm_dir, tmp_path_factory) -> Path:
+    from tokenizers import AddedToken
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dst = tmp_path_factory.mktemp("formatted_policy")
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    tok.add_tokens([AddedToken(FORMATTED, normalized=False, special=False)])
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm_dir)
+    model.resize_token_embeddings(len(tok))
+    tid = tok.convert_tokens_to_ids(FORMATTED)
+    model.generation_config.sequence_bias = [[[tid], 40.0], [[tid, tok.eos_token_id], 80.0]]
+    tok.save_pretrained(dst)
+    model.save_pretrained(dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def ab_data(tmp_path_factory) -> Path:
+    rows = [{"Open-ended Verifiable Question": f"Case {i}: which drug?", "Ground-True Answer": "drug A" if i % 2 else "drug B"}
+            for i in range(18)]  # fmt: skip
+    return write_json(tmp_path_factory.mktemp("ab") / "ab.json", rows)
+
+
+def ppo_args(policy, data, out, episodes, *extra):
+    return ["--model_name_or_path", policy, "--verifier", "exact", "--dataset_name", data, "--output_dir", out,
+            "--run_name", "final", "--response_length", "4", "--per_device_train_batch_size", "2",
+            "--global_batch_size", "4", "--local_rollout_forward_batch_size", "2", "--total_episodes", episodes,
+            "--num_ppo_epochs", "1", "--num_sample_generations", "0", "--report_to", "none", "--logging_steps",
+            "1", "--save_strategy", "steps", "--save_steps", "1", "--seed", "1", "--kl_coef", "0.05",
+            "--eval_fraction", "0.1", *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize("config", ["zero3", "zero2"])
+def test_ppo_two_ranks_checkpoint_resume_final(config, tmp_path, formatted_policy, ab_data):
+    """Two updates with a checkpoint after each (ZeRO-3 used to hang at the first one); the run is
+    then cut back to checkpoint-1 and the same command resumes at update 2, logging each update once."""
+    out = tmp_path / "ppo"
+    r = launch(config, "RL_stage2.py", *ppo_args(formatted_policy, ab_data, out, 8), cwd=tmp_path)
+    assert "2 per device x 1 accumulation x 2 process(es) = 4 examples per optimizer step" in r.stdout
+    for step in (1, 2):
+        ckpt = out / f"checkpoint-{step}"
+        assert trainer_state(ckpt)["global_step"] == step
+        assert_whole_model(ckpt / "value_model", "AutoModelForSequenceClassification", tokenizer=False)
+        assert json.loads((ckpt / "run_args.json").read_text())["num_processes"] == 2
+    assert_whole_model(out / "final")
+    first = trainer_state(out / "checkpoint-2")
+    rewards = [v for _, v in logged(first, "reward/mean")]
+    assert len(rewards) == 2
+    if config == "zero2":  # resume is exercised under ZeRO-3, the path that differs between ranks
+        return
+    # "killed" after update 1: the same command resumes there
+    shutil.rmtree(out / "checkpoint-2")
+    r = launch(config, "RL_stage2.py", *ppo_args(formatted_policy, ab_data, out, 8), cwd=tmp_path)
+    assert "resuming from" in r.stdout and "checkpoint-1" in r.stdout
+    again = trainer_state(out / "checkpoint-2")
+    assert [s for s, _ in logged(again, "loss/policy_avg")] == [1, 2]  # each update logged once
+    assert logged(again, "reward/mean") == logged(first, "reward/mean")
+    assert_whole_model(out / "final")
