@@ -97,7 +97,7 @@ class DatasetFieldsRewardManager(NaiveRewardManager):
                     "(the reward manager looks its ground truth up there)"
                 )
             rows.append(fields)
-        out = data[:]  # a shallow copy: the caller's batch keeps its fields
+        out = data[:]  # a copy: the caller's batch is left as it was
         for name in DATASET_FIELDS:
             if name not in out.non_tensor_batch:
                 column = np.empty(len(rows), dtype=object)

@@ -279,8 +279,9 @@ def test_v1_validation_with_verls_naive_manager_fails_on_data_source(
 def test_v1_with_a_verifier_not_served_scores_in_the_rollout(
     monkeypatch, loop, env, tiny_lm_dir, tiny_verifier_dir, data_dir
 ):
-    """USE_V1=True is fine when the verifier is not served (exact, or the classifier in the reward
-    workers): the rollout's agent loop itself calls the reward workers, with every dataset field."""
+    """V1 with a verifier that is not served (exact, or the classifier in the reward workers): the
+    rollout's agent loop itself calls the reward workers, with every dataset field, and our reward
+    manager scores them as verl's naive one does."""
     from verl import DataProto
     from verl.trainer.ppo.ray_trainer import RayPPOTrainer, Role
 
