@@ -26,6 +26,7 @@ by path in every reward worker; it needs only verl and pyarrow. Runs in verl's e
 import numpy as np
 import pyarrow.parquet as pq
 from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManager
+from verl.utils.fs import copy_to_local
 
 DATASET_FIELDS = ("data_source", "reward_model", "extra_info")
 
@@ -49,7 +50,8 @@ def build_index(paths) -> dict[tuple, dict]:
     wrote: it drops such prompts)."""
     index: dict[tuple, dict] = {}
     for path in paths:
-        table = pq.read_table(path, columns=["prompt", *DATASET_FIELDS])
+        # a local path as it is; an hdfs:// one fetched to the local cache, as verl's dataset does
+        table = pq.read_table(copy_to_local(src=path), columns=["prompt", *DATASET_FIELDS])
         for row in table.to_pylist():
             key = prompt_key(row["prompt"])
             fields = {name: row[name] for name in DATASET_FIELDS}
@@ -95,7 +97,7 @@ class DatasetFieldsRewardManager(NaiveRewardManager):
                     "(the reward manager looks its ground truth up there)"
                 )
             rows.append(fields)
-        out = data[:]  # a shallow copy: the caller's batch keeps its fields
+        out = data[:]  # a copy: the caller's batch is left as it was
         for name in DATASET_FIELDS:
             if name not in out.non_tensor_batch:
                 column = np.empty(len(rows), dtype=object)

@@ -1,7 +1,8 @@
 # The paper's PPO settings (recipes/paper/ppo_8gpu.sh) as verl 0.9.1 overrides, sourced by
 # run_ppo_1node.sh and run_ppo_multinode.sh, which set NNODES and GPUS_PER_NODE first.
-# Every name below is a key of verl 0.9.1's ppo_trainer.yaml; override any of the variables
-# from the environment. docs/verl.md, "The recipe's settings", explains each translation and
+# Every name below is a key of verl 0.9.1's ppo_trainer.yaml, or with a `+` one it lacks (our reward
+# kwargs, a field of verl's typed critic config); override any of the variables from the
+# environment. docs/verl.md, "The recipe's settings", explains each translation and
 # "Trainer version" the choice of verl's V1 trainer (the default) or its legacy one (USE_V1=False).
 #
 # Install (verl's own environment): pip install "verl[vllm,fsdp]==0.9.1" -- the fsdp extra brings

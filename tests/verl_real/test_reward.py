@@ -29,8 +29,11 @@ pytest.importorskip("verl")
 
 import torch  # noqa: E402
 
+from huatuo_o1.formats import answer_for_target  # noqa: E402
 from huatuo_o1.rl import verl_reward  # noqa: E402
 from huatuo_o1.rl.data import build_rl_data  # noqa: E402
+from huatuo_o1.rl.rewards import UNKNOWN_ANSWER  # noqa: E402
+from huatuo_o1.rl.verl_reward import ServedClassifierVerifier  # noqa: E402
 from tests.helpers import REPO, run_script  # noqa: E402
 from tests.test_verl import _FakeVLLMClassify  # noqa: E402
 from tests.verl_real.recipe import compose, launcher_args  # noqa: E402
@@ -138,6 +141,22 @@ def _expected(rows, kwargs, router=None):
     ]
 
 
+def _asked(verifier) -> list[list[int]]:
+    """Every input the served verifier has been asked to classify so far."""
+    return [ids for path, body in verifier.requests if path == "/classify" for ids in body["input"]]
+
+
+def _assert_read_against_their_references(asked, rows, tiny_verifier_dir, verifier):
+    """The served verifier read each row's response against that row's own reference: its inputs
+    are our classifier's for (answer, ground truth) of the rows (the legacy trainer also scores the
+    copies it pads a batch with). The scores alone would not show a wrong reference: the tiny
+    classifier barely reads it."""
+    served = ServedClassifierVerifier.from_pretrained(str(tiny_verifier_dir), verifier.address)
+    answers = [answer_for_target(r["output"]) or UNKNOWN_ANSWER for r in rows]
+    expected = served.read_ids(answers, [r["gt"] for r in rows])
+    assert {tuple(ids) for ids in asked} == {tuple(ids) for ids in expected}
+
+
 def test_legacy_trainer_validation_scores_with_our_reward_file(
     monkeypatch, loop, verifier, tiny_lm_dir, tiny_verifier_dir, data_dir, tmp_path
 ):
@@ -162,19 +181,20 @@ def test_legacy_trainer_validation_scores_with_our_reward_file(
     trainer.global_steps = 0
     metrics = trainer._validate()
     trainer._shutdown_dump_executor()
+    asked = _asked(verifier)  # before _expected asks it again
 
     rows = [json.loads(line) for line in (dump / "0.jsonl").read_text().splitlines()]
     assert len(rows) == len(trainer.val_dataset) > 0
     source = "huatuo_o1/medical_verifiable_problems"
     for r in rows:
         r["data_source"], r["gt"] = source, r["gts"]
+    _assert_read_against_their_references(asked, rows, tiny_verifier_dir, verifier)
     kwargs = dict(config.reward.custom_reward_function.reward_kwargs)
     assert [r["score"] for r in rows] == pytest.approx(_expected(rows, kwargs, verifier.address))
     assert {r["score"] for r in rows} >= {0.0}  # a malformed reply among them
     assert metrics[f"val-core/{source}/acc/mean@1"] == pytest.approx(
         sum(r["score"] for r in rows) / len(rows)
     )
-    assert any(path == "/classify" for path, _ in verifier.requests)  # scored by the served verifier
 
 
 def _v1_validate(monkeypatch, loop, verifier, tiny_lm_dir, tiny_verifier_dir, data_dir, dump, *extra, **env):
@@ -216,8 +236,10 @@ def test_v1_trainer_validation_scores_with_our_reward_file(
     data_source and ground truth in the exported parquet, and every validation score is our
     compute_score on the decoded response, asked of the served verifier."""
     dump = tmp_path / "val"
+    train = f"data.val_files={data_dir / 'train.parquet'}"  # validated on the larger split: more prompts
     config, trainer, metrics, store = _v1_validate(monkeypatch, loop, verifier, tiny_lm_dir, tiny_verifier_dir,
-                                                   data_dir, dump)  # fmt: skip
+                                                   data_dir, dump, train)  # fmt: skip
+    asked = _asked(verifier)  # before _expected asks it again
     assert config.trainer.use_v1 is True and config.reward.reward_model.enable is True
     assert config.reward.reward_model.enable_resource_pool is False  # no GPU of its own
     assert trainer.reward_loop_manager.reward_loop_worker_handles is None  # scored after the rollout
@@ -229,12 +251,13 @@ def test_v1_trainer_validation_scores_with_our_reward_file(
     for r in rows:
         r["data_source"], r["gt"] = source, r["gts"]
     assert all(r["gt"] for r in rows)  # V1 read the ground truths back from its TransferQueue
+    _assert_read_against_their_references(asked, rows, tiny_verifier_dir, verifier)
+    assert len(asked) == len(rows)  # V1 pads nothing: one verifier input per row
     kwargs = dict(config.reward.custom_reward_function.reward_kwargs)
     expected = _expected(rows, kwargs, verifier.address)
     assert [r["score"] for r in rows] == pytest.approx(expected)
-    assert 0.0 in expected  # a malformed reply among them
+    assert len(rows) > 10 and 0.0 in expected and len(set(expected)) > 1  # malformed and well formed
     assert metrics[f"val-core/{source}/reward/mean@1"] == pytest.approx(sum(expected) / len(expected))
-    assert any(path == "/classify" for path, _ in verifier.requests)  # scored by the served verifier
     assert not store.values  # V1 cleared its TransferQueue
 
 
@@ -256,8 +279,9 @@ def test_v1_validation_with_verls_naive_manager_fails_on_data_source(
 def test_v1_with_a_verifier_not_served_scores_in_the_rollout(
     monkeypatch, loop, env, tiny_lm_dir, tiny_verifier_dir, data_dir
 ):
-    """USE_V1=True is fine when the verifier is not served (exact, or the classifier in the reward
-    workers): the rollout's agent loop itself calls the reward workers, with every dataset field."""
+    """V1 with a verifier that is not served (exact, or the classifier in the reward workers): the
+    rollout's agent loop itself calls the reward workers, with every dataset field, and our reward
+    manager scores them as verl's naive one does."""
     from verl import DataProto
     from verl.trainer.ppo.ray_trainer import RayPPOTrainer, Role
 
