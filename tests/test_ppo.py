@@ -368,9 +368,10 @@ def test_every_rank_gathers_once_per_checkpoint_even_when_its_gather_is_none(
     trainer.is_deepspeed_enabled = True
     monkeypatch.setattr(Accelerator, "is_main_process", property(lambda self: False))
     trainer.state.global_step = 1
+    ckpt = tmp_path / "o" / "checkpoint-1"
+    ckpt.mkdir(parents=True)  # rank 0 makes it before the ranks meet
     trainer._save_checkpoint(eng, trial=None)
     assert eng.state_dict_calls == 1
-    ckpt = tmp_path / "o" / "checkpoint-1"
     assert not (ckpt / "model.safetensors").exists() and not (ckpt / "value_model").exists()
 
 
