@@ -347,6 +347,34 @@ def test_save_under_deepspeed_takes_the_policy_from_the_engine(tmp_path, data_fi
     assert (ckpt / "trainer_state.json").exists() and (ckpt / "run_args.json").exists()
 
 
+def test_every_rank_gathers_once_per_checkpoint_even_when_its_gather_is_none(
+    tmp_path, data_file, tiny_lm_dir, monkeypatch
+):
+    """Under ZeRO-3 the gathered state is a dict on rank 0 and None elsewhere. A None must never
+    mean "not gathered yet": a rank that gathered again would wait in a collective rank 0 never
+    joins. On a non-main rank a checkpoint gathers exactly once and writes no weights."""
+    from accelerate import Accelerator
+
+    from huatuo_o1.rl import ppo
+    from huatuo_o1.rl.ppo_trainer import build_ppo_trainer
+
+    s, a, m = ppo.parse_args(
+        _ppo_args(tiny_lm_dir, "unused", data_file, tmp_path / "o", "--verifier", "exact", "--total_episodes", "4")
+    )  # fmt: skip
+    trainer = build_ppo_trainer(s, a, m)
+    eng = FakeEngine(trainer.model)
+    eng.state_dict = lambda *x, **k: (setattr(eng, "state_dict_calls", eng.state_dict_calls + 1), None)[1]
+    trainer.model = trainer.model_wrapped = trainer.deepspeed = eng
+    trainer.is_deepspeed_enabled = True
+    monkeypatch.setattr(Accelerator, "is_main_process", property(lambda self: False))
+    trainer.state.global_step = 1
+    ckpt = tmp_path / "o" / "checkpoint-1"
+    ckpt.mkdir(parents=True)  # rank 0 makes it before the ranks meet
+    trainer._save_checkpoint(eng, trial=None)
+    assert eng.state_dict_calls == 1
+    assert not (ckpt / "model.safetensors").exists() and not (ckpt / "value_model").exists()
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("config", ["deepspeed_zero2.yaml", "deepspeed_zero3.yaml"])
 def test_ppo_under_deepspeed_saves_checkpoints_and_final_policy(tmp_path, data_file, tiny_lm_dir,

@@ -320,6 +320,7 @@ class PPOTrainer(Trainer):
         self.optimizer_cls_and_kwargs = None
         self._gathered = _NOT_GATHERED
         self.last_rollout: Rollout | None = None
+        self.timings = {"generation": 0.0, "forward": 0.0, "reward": 0.0, "update": 0.0}  # seconds, this run
         self.vllm = None
 
         # the stop token ends generation (the policy's generation config) and truncates responses
