@@ -257,7 +257,9 @@ def test_resume_identity_follows_the_recipe_not_the_gpu_count(tmp_path, monkeypa
             ["--model_path", "m", "--data_path", "org/set:en", "--train_bsz_per_gpu", "2", *extra]
         )
         set_global_batch(args)
-        return sft_identity(args)
+        identity = sft_identity(args)
+        assert identity.pop("num_processes") == world  # recorded, compared apart (check_process_count)
+        return identity
 
     assert sft_id(1, "--global_batch_size", "16") == sft_id(2, "--global_batch_size", "16")
     assert sft_id(1, "--global_batch_size", "16") != sft_id(1, "--global_batch_size", "32")
@@ -266,12 +268,12 @@ def test_resume_identity_follows_the_recipe_not_the_gpu_count(tmp_path, monkeypa
     same = parse_args(
         ["--model_path", "m", "--data_path", "org/set", "--data_config", "en", "--train_bsz_per_gpu", "2"]
     )
-    assert sft_identity(same) == sft_id(1)
+    assert {k: v for k, v in sft_identity(same).items() if k != "num_processes"} == sft_id(1)
 
     def ppo_id(world: int, gb: str) -> dict:
         monkeypatch.setenv("WORLD_SIZE", str(world))
         argv = ppo_argv("lm", "v", tmp_path / "d.json", tmp_path / "o", "--global_batch_size", gb)
-        return ppo_identity(*ppo.parse_args(argv))
+        return {k: v for k, v in ppo_identity(*ppo.parse_args(argv)).items() if k != "num_processes"}
 
     assert ppo_id(1, "8") == ppo_id(2, "8")
     assert ppo_id(1, "8") != ppo_id(1, "16")
