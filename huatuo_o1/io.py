@@ -505,6 +505,15 @@ def keyed_by_content(items: list[dict], key_of: Callable[[dict], str | None]) ->
     return out
 
 
+def duplicate_note(n: int) -> str:
+    """The one line every stage prints for items that repeat an earlier item's content: such a copy
+    is done once and written once (the first position), and counted in the summary's `duplicates`."""
+    return (
+        f"{n} item(s) repeat an earlier item's content (same question and answer): each is done and "
+        "written once, at its first position"
+    )
+
+
 def adopt_results(
     store: ItemStore,
     items: list[dict],

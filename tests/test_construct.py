@@ -303,7 +303,7 @@ def test_max_cost_stops_cleanly_and_resumes(tmp_path):
             "--max_cost",
             "150",
         )
-        assert run_main(argv) == 0
+        assert run_main(argv) == 3  # stopped by the budget with work left
         first = srv.count()
         merged = json.loads(merged_file(tmp_path / "out").read_text())
         assert 0 < len(merged) < 6 and first == len(merged)

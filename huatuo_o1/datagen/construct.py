@@ -33,7 +33,13 @@ import logging
 import os
 from pathlib import Path
 
-from huatuo_o1.batch import add_batch_args, check_batch_args, round_from_args, run_items_live_or_batched
+from huatuo_o1.batch import (
+    add_batch_args,
+    check_batch_args,
+    counts_as_try,
+    round_from_args,
+    run_items_live_or_batched,
+)
 from huatuo_o1.cli import run_async_stage, str2bool
 from huatuo_o1.contract import GROUND_TRUTH as GT
 from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
@@ -51,6 +57,7 @@ from huatuo_o1.io import (
     check_writable_dir,
     check_writable_file,
     content_key,
+    duplicate_note,
     keyed_by_content,
     load_records,
     summary_path_for,
@@ -129,13 +136,19 @@ def other_result_folders(out_dir: Path, task: str) -> list[Path]:
     ]
 
 
-async def _ask_until_parsed(client: LLMClient, prompt: str, parse, max_tries: int, replies: list[str]):
-    for _ in range(max_tries):
+async def _ask_until_parsed(
+    client: LLMClient, prompt: str, parse, max_tries: int, replies: list[str], retry_failed: bool = False
+):
+    """Ask until `parse` accepts a reply, at most max_tries requests; under --retry_failed the
+    invalid replies an earlier run's batch paid for are reused but not counted (batch.counts_as_try)."""
+    tries = 0
+    while tries < max_tries:
         reply = await client.chat(prompt)
         replies.append(reply)
         parsed = parse(reply)
         if parsed:
             return parsed
+        tries += counts_as_try(retry_failed)
     return None
 
 
@@ -156,6 +169,7 @@ async def process_item(
     language: str,
     max_tries: int,
     difficulty: DifficultyFilter | None = None,
+    retry_failed: bool = False,
 ) -> dict:
     record = _fresh_record(item)
     if difficulty is not None:
@@ -166,7 +180,7 @@ async def process_item(
     if filter_data:
         replies: list[str] = []
         verdict = await _ask_until_parsed(
-            client, filter_prompt(item, language), parse_filter_verdict, max_tries, replies
+            client, filter_prompt(item, language), parse_filter_verdict, max_tries, replies, retry_failed
         )
         record["filter_reply"] = replies[-1]
         if verdict is None:
@@ -178,7 +192,7 @@ async def process_item(
             return record
     replies = []
     parsed = await _ask_until_parsed(
-        client, rewrite_prompt(item, language), _parse_rewrite, max_tries, replies
+        client, rewrite_prompt(item, language), _parse_rewrite, max_tries, replies, retry_failed
     )
     if parsed is None:
         record.update(
@@ -455,7 +469,7 @@ async def _run_locked(args, items, todo, dropped, decontam, task: str, out_dir: 
         print(f"reused {reused} results of earlier runs (older layout or another input file name)")
     usage = Usage()
     # --batch_api: every item at once, their requests sent together as batches, round by round
-    batches = round_from_args(args, out_dir / task / "batches", reuse_answers=not args.retry_failed)
+    batches = round_from_args(args, out_dir / task / "batches")
     client = client_from_args(args, usage=usage, factory=batches.client if batches is not None else None)
     difficulty = None
 
@@ -467,6 +481,7 @@ async def _run_locked(args, items, todo, dropped, decontam, task: str, out_dir: 
             args.language,
             args.max_tries,
             difficulty,
+            retry_failed=args.retry_failed,
         )
 
     try:
@@ -487,16 +502,22 @@ async def _run_locked(args, items, todo, dropped, decontam, task: str, out_dir: 
         if difficulty is not None:
             await difficulty.close()
     finished = {r["content_id"]: r for r in store.load_finished(work, id_key="content_id")}
-    merged = []
+    merged, seen = [], set()
     for it in items:
-        pid = it["process_id"]
+        pid, key = it["process_id"], item_key(it)
+        if key in seen:  # a copy of an earlier item: done once, written once (io.duplicate_note)
+            continue
+        seen.add(key)
         if pid in dropped:
             merged.append(screened_record(it, *dropped[pid]))
-        elif item_key(it) in finished:
-            merged.append({**finished[item_key(it)], "process_id": pid})
+        elif key in finished:
+            merged.append({**finished[key], "process_id": pid})
     merged_path = write_merged(merged, out_dir, task, args.output_path)
     small_usage = {m: c.usage for m, c in difficulty.clients.items()} if difficulty else None
-    summary = summarize(report, merged, len(items), usage, args.model_name, args.price, decontam, small_usage)
+    summary = summarize(report, merged, len(seen), usage, args.model_name, args.price, decontam, small_usage)
+    summary["duplicates"] = len(items) - len(seen)
+    if summary["duplicates"]:
+        print(duplicate_note(summary["duplicates"]))
     if batches is not None:
         summary["batch_api"] = batches.summary()
     atomic_write_json(merged_path.with_name(merged_path.stem + "_summary.json"), summary)
