@@ -697,7 +697,7 @@ class BatchRound:
                     client.display_url,
                 )
                 continue
-            for raw in content.text.splitlines():
+            for raw in client.mask_reply(content.text).splitlines():  # never save an echoed key
                 if not raw.strip():
                     continue
                 try:

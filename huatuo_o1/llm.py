@@ -6,8 +6,11 @@ How a request goes:
      starts (`BudgetExceeded`); requests already in flight finish and are counted.
   3. The official `openai` package sends it (its own retries are off, so we control them).
   4. 429, 5xx, timeouts and dropped connections are retried with exponential backoff and full
-     jitter, waiting at least the server's `Retry-After` when it sends one. After `max_retries`
-     the request fails with `TransientAPIError` (the item fails; the run goes on).
+     jitter, waiting at least the server's `Retry-After` when it sends one, up to
+     `RETRY_AFTER_CAP_S` (600 s); a server asking for longer gives the request up at once with
+     one line. After `max_retries` the request fails with `TransientAPIError` (the item fails;
+     the run goes on). `--request_timeout` bounds the whole request (a reply trickling in a byte
+     at a time included), not each read.
   5. 400/401/403/404 are not retried: `FatalAPIError` with a one-line cause ("invalid API key for
      <url>"); the scripts turn it into exit code 2.
   6. Token usage and cost are added to the run's `Usage` and to the current item's `Usage` (a
@@ -57,7 +60,7 @@ import httpx
 import openai
 
 from huatuo_o1.io import InputError, clean_json, clean_text
-from huatuo_o1.redact import mask_secrets, mask_url
+from huatuo_o1.redact import mask_secrets, mask_url, secret_forms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +157,14 @@ UNUSABLE_REPLY_TRIES = 2
 # longer than any answer the stages ask for (GPT-4o's whole output limit is ~65,000 characters)
 MAX_REPLY_CHARS = 200_000
 
+
+# Secrets shorter than this are not masked inside replies (placeholders such as EMPTY for local
+# servers); error messages mask every secret of 4 characters or more
+REPLY_SECRET_MIN_LEN = 8
+
+# The longest Retry-After (seconds) a request waits for; a server asking for more gives the request
+# up at once (the item fails, a rerun retries it) instead of holding a worker for an hour
+RETRY_AFTER_CAP_S = 600.0
 
 # Tries of a request whose connection fails before the endpoint ever answered (then: FatalAPIError)
 EARLY_CONNECT_TRIES = 3
@@ -386,6 +397,8 @@ class LLMClient:
         self.display_url = mask_url(self.base_url) or "https://api.openai.com/v1"
         self._endpoint = self.base_url or "https://api.openai.com/v1"
         self._secret = resolve_api_key(api_key, env_key) or ""
+        # the key, and the credentials inside the URL in every form a server may echo them in
+        self._secret_forms = secret_forms(self._secret, url=self.base_url)
         self.client = openai.AsyncOpenAI(
             api_key=self._secret or "EMPTY",  # local servers (vLLM, SGLang) need no key
             base_url=self.base_url,
@@ -396,6 +409,7 @@ class LLMClient:
             http_client=None if mask_url(self.base_url) != self.base_url else _http_client(timeout),
         )
         self.semaphore = asyncio.Semaphore(max_concurrency)
+        self.timeout = timeout
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
@@ -423,14 +437,17 @@ class LLMClient:
         if n != 1:
             body["n"] = n
         resp = await self._post_usable("/chat/completions", body, chat=True)
-        return [clean_text((c.get("message") or {}).get("content") or "") for c in resp.get("choices") or []]
+        return [
+            self.mask_reply(clean_text((c.get("message") or {}).get("content") or ""))
+            for c in resp.get("choices") or []
+        ]
 
     async def complete(self, prompt: str, n: int = 1, **kwargs) -> list[str]:
         """Send one text-completions request (prompt already chat-templated); return n texts."""
         body = {"model": self.model, "prompt": clean_text(prompt), "n": n, **self.default_kwargs, **kwargs}
         resp = await self._post_usable("/completions", body, chat=False)
         return [
-            clean_text(c.get("text") or "")
+            self.mask_reply(clean_text(c.get("text") or ""))
             for c in sorted(resp.get("choices") or [], key=lambda c: c.get("index", 0))
         ]
 
@@ -448,9 +465,26 @@ class LLMClient:
 
     # -- internals ------------------------------------------------------------------------------
     def _mask(self, text: str) -> str:
-        if self._secret and len(self._secret) >= 4:
-            text = text.replace(self._secret, "***")
-        return mask_secrets(text)
+        return mask_secrets(self.mask_reply(text, min_len=4))
+
+    def mask_reply(self, text: str, min_len: int = REPLY_SECRET_MIN_LEN) -> str:
+        """`text` with this client's own secrets (the key, URL credentials, their base64) masked: for
+        a reply's text, which is kept as it is otherwise (a model may well write `sk-` or `Bearer`).
+        In replies only secrets of `min_len` characters or more are masked (a placeholder key such
+        as `EMPTY` is no secret, and the word may be in an answer)."""
+        for form in self._secret_forms:
+            if len(form) >= min_len and form in text:
+                text = text.replace(form, "***")
+        return text
+
+    async def _bounded(self, coro):
+        """`coro` within --request_timeout for the whole request: a reply that trickles in a byte at a
+        time never trips the transport's per-read timeout, so the whole exchange is bounded here and
+        abandoned (connection closed) when it runs over, as a timeout (retried)."""
+        try:
+            return await asyncio.wait_for(coro, self.timeout)
+        except asyncio.TimeoutError:
+            raise openai.APITimeoutError(request=httpx.Request("POST", self._endpoint)) from None
 
     def _unreachable(self, err: Exception, tries: int) -> FatalAPIError:
         cause = err.__cause__ or err.__context__
@@ -564,7 +598,7 @@ class LLMClient:
                         f"--max_cost {self.budget.limit} USD reached (spent {self.budget.spent:.4f} USD)"
                     )
                 try:
-                    resp = await fn(*args, **params)
+                    resp = await self._bounded(fn(*args, **params))
                     if (
                         not isinstance(resp, dict)
                         or not isinstance(resp.get("choices"), list)
@@ -594,8 +628,14 @@ class LLMClient:
                     self.usage.retries += 1
                     delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
                     retry_after = _retry_after_seconds(err)
+                    if retry_after is not None and retry_after > RETRY_AFTER_CAP_S:
+                        raise TransientAPIError(
+                            f"{self.display_url} asked to wait {retry_after:.0f} s before a retry "
+                            f"(Retry-After), more than the {RETRY_AFTER_CAP_S:.0f} s a request waits: "
+                            "given up; rerun the same command later"
+                        ) from None
                     if retry_after is not None:
-                        delay = max(delay, min(retry_after, self.backoff_max))
+                        delay = max(delay, retry_after)  # at least what the server asked
                     await asyncio.sleep(delay)
                     continue
                 _answered_endpoints.add(self._endpoint)

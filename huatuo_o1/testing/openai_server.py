@@ -14,7 +14,9 @@ class FakeResponse:
     For a 200 answer, `finish_reason` (e.g. "length": cut at max_tokens) is set on every choice;
     `reasoning_content` adds a reasoning model's draft to each chat message, and `null_content`
     sends the message's `content` as null; `body` replaces the whole JSON body (e.g. a gateway's
-    `{"error": {...}}` sent with status 200)."""
+    `{"error": {...}}` sent with status 200). `trickle` sends the body one byte every `trickle`
+    seconds (a reply that never stalls long enough for a read timeout); `echo_auth` appends the
+    request's Authorization header to the error message (a server that echoes credentials)."""
 
     def __init__(
         self,
@@ -29,7 +31,11 @@ class FakeResponse:
         null_content: bool = False,
         body: dict | None = None,
         cached_tokens: int = 0,
+        trickle: float = 0.0,
+        echo_auth: bool = False,
     ):
+        self.trickle = trickle
+        self.echo_auth = echo_auth
         self.text = text
         self.status = status
         self.headers = headers or {}
@@ -134,6 +140,7 @@ class FakeOpenAIServer:
         self.files: dict[str, dict] = {}
         self.batches: dict[str, dict] = {}
         self.batch_creates = 0
+        self.abandoned = 0  # trickling replies whose client closed the connection before the end
         self.in_process = in_process
         self.model = model
         self.requests: list[FakeRequest] = []
@@ -269,7 +276,26 @@ class FakeOpenAIServer:
             reply = scripted(req)
             if isinstance(reply, FakeResponse) and reply.delay:
                 await asyncio.sleep(reply.delay)
+            if isinstance(reply, FakeResponse) and reply.echo_auth:
+                import copy
+
+                reply = copy.copy(reply)
+                reply.error = f"{reply.error}; you sent Authorization: {req.headers.get('authorization')}"
             status, out, headers = answer(request.path, body, reply)
+            if isinstance(reply, FakeResponse) and reply.trickle:
+                data = json.dumps(out).encode()
+                resp = web.StreamResponse(status=status, headers={"Content-Type": "application/json"})
+                resp.content_length = len(data)
+                await resp.prepare(request)
+                try:
+                    for i in range(len(data)):
+                        await resp.write(data[i : i + 1])
+                        await asyncio.sleep(reply.trickle)
+                except (ConnectionError, asyncio.CancelledError):
+                    self.abandoned += 1  # the client gave up and closed the connection
+                    raise
+                await resp.write_eof()
+                return resp
             return web.json_response(out, status=status, headers=headers)
 
         # -- Batch API ------------------------------------------------------------------------
