@@ -48,6 +48,7 @@ import asyncio
 import contextvars
 import dataclasses
 import email.utils
+import json
 import os
 import random
 import re
@@ -189,9 +190,20 @@ class Budget:
 
     limit: float | None = None
     spent: float = 0.0
+    reserved: float = 0.0  # estimated prompt cost of the requests in flight
 
     def left(self) -> bool:
         return self.limit is None or self.spent < self.limit
+
+    def refuse(self, estimate: float, what: str = "the next request") -> BudgetExceeded | None:
+        """BudgetExceeded when `what` (estimated `estimate` USD) could pass the limit, counting what
+        was spent and what the requests in flight are estimated to cost; None when it fits."""
+        if self.limit is None or self.spent + self.reserved + estimate <= self.limit:
+            return None
+        return BudgetExceeded(
+            f"--max_cost {self.limit} USD: {what} (estimated {estimate:.4f} USD) would pass it "
+            f"(spent {self.spent:.4f} USD); it was not sent"
+        )
 
 
 def price_for(model: str, override: tuple[float, float] | None = None) -> tuple[float, float] | None:
@@ -589,14 +601,28 @@ class LLMClient:
         per request, the difference between 0.84 and 0.9 of ideal in bench/bench_construct.py)."""
         return await self._call(self.client.post, path, body=body, cast_to=dict)
 
+    def prompt_cost(self, body: dict | None, batch: bool = False) -> float:
+        """The estimated cost of a request's prompt (the --dry_run token heuristic), USD."""
+        if self.rates is None or not body:
+            return 0.0
+        text = json.dumps(body.get("messages") or body.get("prompt") or "", ensure_ascii=False)
+        return self.rates.cost(estimate_tokens(text), 0, batch=batch)
+
     async def _call(self, fn, *args, **params):
         async with self.semaphore:
             last: Exception | None = None
+            # the prompt's cost is known before sending: checked against the budget left, with
+            # the requests in flight counted (a runaway record never goes out on a small budget)
+            estimate = self.prompt_cost(params.get("body"))
             for attempt in range(self.max_retries + 1):
                 if not self.budget_left():
                     raise BudgetExceeded(
                         f"--max_cost {self.budget.limit} USD reached (spent {self.budget.spent:.4f} USD)"
                     )
+                refused = self.budget.refuse(estimate)
+                if refused is not None:
+                    raise refused
+                self.budget.reserved += estimate
                 try:
                     resp = await self._bounded(fn(*args, **params))
                     if (
@@ -606,6 +632,7 @@ class LLMClient:
                     ):
                         raise _ErrorBody(self._error_body_reason(resp))
                 except (*RETRYABLE, openai.APIStatusError, _ErrorBody) as err:
+                    self.budget.reserved -= estimate
                     status = getattr(err, "status_code", None)
                     if status is not None or isinstance(err, _ErrorBody):
                         _answered_endpoints.add(self._endpoint)
@@ -638,6 +665,10 @@ class LLMClient:
                         delay = max(delay, retry_after)  # at least what the server asked
                     await asyncio.sleep(delay)
                     continue
+                except BaseException:
+                    self.budget.reserved -= estimate
+                    raise
+                self.budget.reserved -= estimate
                 _answered_endpoints.add(self._endpoint)
                 self._account(resp)
                 return resp

@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable
 
 from tqdm.auto import tqdm
 
-from huatuo_o1.io import ItemStore, OutputError, fingerprint
+from huatuo_o1.io import DEFAULT_MAX_RECORD_KB, ItemStore, OutputError, fingerprint
 from huatuo_o1.llm import (
     BudgetExceeded,
     FatalAPIError,
@@ -227,6 +227,13 @@ def add_run_args(parser, merged_help: str = "Merged output file") -> None:
         "--retry_failed", action="store_true", help="On resume, redo items whose replies never parsed."
     )
     parser.add_argument(
+        "--max_record_kb",
+        type=float,
+        default=DEFAULT_MAX_RECORD_KB,
+        help="Refuse (one line naming it, exit 2) an input record larger than this as JSON, in KB: "
+        "a record that large is a mistake and would cost a fortune in prompt tokens (0: no limit).",
+    )
+    parser.add_argument(
         "--max_consecutive_failures",
         type=int,
         default=20,
@@ -238,6 +245,8 @@ def check_run_args(args) -> None:
     """InputError (one line, exit 2) for values of `add_run_args` flags that cannot work."""
     from huatuo_o1.io import InputError
 
+    if args.max_record_kb < 0:
+        raise InputError(f"--max_record_kb must be 0 (no limit) or more (got {args.max_record_kb})")
     if args.max_consecutive_failures < 1:
         raise InputError(
             f"--max_consecutive_failures must be at least 1 (got {args.max_consecutive_failures})"

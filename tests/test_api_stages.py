@@ -145,7 +145,7 @@ def test_construct_edited_item_not_redone_is_unfinished_and_exits_1(tmp_path):
     items[1]["answer"] = "Disease B2"
     write_json(data, items)
 
-    # --max_cost reached: the edited item's filter request is paid, then the budget stops the rewrite
+    # --max_cost reached: the edited item's filter prompt alone would pass it, so nothing is sent
     with FakeOpenAIServer(construct_responder) as srv:
         p = run(
             CONSTRUCT,
@@ -153,7 +153,7 @@ def test_construct_edited_item_not_redone_is_unfinished_and_exits_1(tmp_path):
                 data, out, srv.url, "--filter_data", "--price", "1000,1000", "--max_cost", "0.000001"
             ),
         )
-        assert srv.count() == 1
+        assert srv.count() == 0
     # the edited question is another item (items are keyed by content): unfinished, as any item the
     # budget stopped before (exit 3: stopped with work left); its old result is never merged
     assert p.returncode == 3, p.stdout + p.stderr

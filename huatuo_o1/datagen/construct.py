@@ -49,17 +49,20 @@ from huatuo_o1.datagen.decontam import EvalIndex, screen
 from huatuo_o1.datagen.difficulty import EXPECTED_REPLY_TOKENS as EXPECTED_SMALL_REPLY
 from huatuo_o1.datagen.difficulty import DifficultyFilter
 from huatuo_o1.io import (
+    DEFAULT_MAX_RECORD_KB,
     InputError,
     ItemStore,
     adopt_results,
     atomic_write_json,
     check_distinct_paths,
+    check_record_sizes,
     check_writable_dir,
     check_writable_file,
     content_key,
     duplicate_note,
     keyed_by_content,
     load_records,
+    require_text,
     summary_path_for,
     write_merged,
 )
@@ -95,19 +98,31 @@ STAGE_FIELDS = (OPEN_Q, GT, "status", "filter_verdict", "filter_reply", "error",
 STAGE_FIELDS += ("drop_step", "drop_reason", "difficulty")
 
 
-def load_mcq_items(path: str | Path) -> list[dict]:
-    """Read and validate docs/data_formats.md §1 input; number the items by position (`process_id`)."""
+MAX_OPTIONS = 26  # one letter each, A to Z
+
+
+def load_mcq_items(path: str | Path, max_record_kb: float | None = DEFAULT_MAX_RECORD_KB) -> list[dict]:
+    """Read and validate docs/data_formats.md §1 input; number the items by position (`process_id`).
+    A malformed item (io.require_text's rule), an `options` object of more than 26 entries or with
+    non-text values, or a record over --max_record_kb stops the run in one line naming it."""
     items = load_records(path, what="input")
+    check_record_sizes(path, items, max_record_kb)
     for i, item in enumerate(items, 1):
         where = f"{path}: item {i}"
         for key in ("question", "options", "answer"):
             if key not in item or item[key] in (None, ""):
                 raise InputError(f"{where} lacks field {key!r}")
-        if not isinstance(item["question"], str):
-            raise InputError(f"{where}: 'question' must be a string")
+        require_text(path, i, item, "question")
+        require_text(path, i, item, "answer")
         options = item["options"]
         if not isinstance(options, dict) or not options:
             raise InputError(f"{where}: 'options' must be a non-empty mapping of letter to text")
+        if len(options) > MAX_OPTIONS:
+            raise InputError(
+                f"{where}: 'options' has {len(options)} entries, more than {MAX_OPTIONS} (A to Z)"
+            )
+        if not all(isinstance(v, str) and v.strip() for v in options.values()):
+            raise InputError(f"{where}: every option must be text")
         idx = item.get("answer_idx")
         if idx not in (None, "") and idx not in options:
             raise InputError(f"{where}: answer_idx {idx!r} is not one of the options {list(options)}")
@@ -429,7 +444,7 @@ async def run(args) -> int:
             ("the summary of --output_path", summary_path_for(args.output_path)),
         ],
     )
-    items = load_mcq_items(args.data_path)
+    items = load_mcq_items(args.data_path, args.max_record_kb)
     if args.limit_num:
         items = items[: args.limit_num]
     task = task_name_for(args.data_path)

@@ -76,6 +76,7 @@ from huatuo_o1.contract import (
     STEP_THINKING,
 )
 from huatuo_o1.io import (
+    DEFAULT_MAX_RECORD_KB,
     InputError,
     ItemStore,
     adopt_results,
@@ -83,12 +84,14 @@ from huatuo_o1.io import (
     atomic_write_json,
     atomic_write_jsonl,
     check_distinct_paths,
+    check_record_sizes,
     check_writable_dir,
     check_writable_file,
     content_key,
     duplicate_note,
     keyed_by_content,
     load_records,
+    require_text,
     summary_path_for,
     write_merged,
 )
@@ -406,18 +409,30 @@ def item_key(item: dict) -> str | None:
     return content_key(q, str(a))
 
 
-def load_search_items(path: str | Path) -> tuple[list[dict], int]:
-    """docs/data_formats.md §2 records numbered by input position; returns (searchable items, skipped count)."""
+def load_search_items(
+    path: str | Path, max_record_kb: float | None = DEFAULT_MAX_RECORD_KB
+) -> tuple[list[dict], int]:
+    """docs/data_formats.md §2 records numbered by input position; returns (searchable items, skipped
+    count). Skipped: records stage 1 filtered out or failed, and records with neither field (not
+    a verifiable problem). A record with one field of the two missing, empty or of the wrong kind
+    (a question that is a list, an answer that is an object) is malformed: InputError naming it
+    (io.require_text's rule); so is a record over --max_record_kb."""
     records = load_records(path, what="input")
+    check_record_sizes(path, records, max_record_kb)
     items = []
     for i, rec in enumerate(records, 1):
         rec["process_id"] = i
         q, a = rec.get(OPEN_Q), rec.get(GT)
         if rec.get("status") in ("filtered", "failed"):  # stage 1 kept its verdict, not the item
             continue
-        if isinstance(q, str) and q.strip() and a not in (None, "") and not isinstance(a, (dict, list)):
-            rec[GT] = str(a)
-            items.append(rec)
+        if q in (None, "") and a in (None, ""):  # not a verifiable problem: skipped and counted
+            continue
+        require_text(path, i, rec, OPEN_Q)
+        if isinstance(a, (int, float)) and not isinstance(a, bool):
+            a = str(a)  # a numeric answer (a dose, a count) is its text
+        rec[GT] = a
+        require_text(path, i, rec, GT)
+        items.append(rec)
     return items, len(records) - len(items)
 
 
@@ -662,7 +677,7 @@ async def run(args) -> int:
             ("--export_verifier_data", args.export_verifier_data),
         ],
     )
-    items, skipped = load_search_items(args.data_path)
+    items, skipped = load_search_items(args.data_path, args.max_record_kb)
     if args.limit_num:
         items = items[: args.limit_num]
     cfg = config_from_args(args)
