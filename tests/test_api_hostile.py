@@ -210,3 +210,56 @@ def test_duplicated_items_are_done_and_written_once_in_both_stages(tmp_path, cap
         assert script.main(argv) == 0
     summary = json.loads(next(out.glob("s_CoT_search_final_*_summary.json")).read_text())
     assert summary["unfinished"] == 0 and summary["duplicates"] == 1 and summary["kept"] == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Content-keyed items: one run at a time on an item, whatever the input file's name
+
+
+def test_a_second_run_on_the_same_items_under_another_file_name_is_refused(tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import REPO
+
+    rows = [{OPEN_Q: f"Case {i}?", GT: sm.scripted_answer(f"Case {i}?", 0)} for i in (1, 2)]
+    first, second = tmp_path / "medqa.json", tmp_path / "medqa_copy.json"
+    first.write_text(json.dumps(rows))
+    second.write_text(json.dumps(rows[::-1]))
+    out = tmp_path / "o"
+    held = {"on": True}
+
+    def responder(req):
+        until = time.monotonic() + 20  # bounded: a broken build fails the test instead of hanging it
+        while held["on"] and time.monotonic() < until:  # the first run stays in flight meanwhile
+            time.sleep(0.02)
+        return sm.responder(req)
+
+    with FakeOpenAIServer(responder) as srv:
+        argv = ["--data_path", str(first), "--api_url", srv.url, "--output_dir", str(out)]
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OPENAI_API_KEY": ""}
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "search_for_complex_reasoning_path.py"), *argv],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not srv.count("/chat/completions") and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.05)
+            assert srv.count("/chat/completions") >= 1
+            n = srv.count("/chat/completions")
+            argv2 = ["--data_path", str(second), "--api_url", srv.url, "--output_dir", str(out)]
+            code, err = exit_line(lambda: script.main(argv2), capsys)
+            assert code == 2 and len(err.splitlines()) == 1
+            assert "2 item(s) of this input are being worked on by search" in err
+            assert srv.count("/chat/completions") == n  # the second run paid nothing
+        finally:
+            proc.kill()  # kill -9: its claim stays behind, its owner gone
+            proc.wait(30)
+            held["on"] = False
+        assert script.main(argv2) == 0  # the dead run's claim is taken over
+    assert len(records(out, "medqa_copy_CoT_search")) == 2

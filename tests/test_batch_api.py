@@ -38,8 +38,8 @@ def search_argv(data: Path, srv, out: Path, *extra) -> list[str]:
     ]  # fmt: skip
 
 
-def records(out: Path) -> dict[int, dict]:
-    recs = (json.loads(p.read_text()) for p in (out / "data_CoT_search").glob("*.json"))
+def records(out: Path, task: str = "data_CoT_search") -> dict[int, dict]:
+    recs = (json.loads(p.read_text()) for p in (out / task).glob("*.json"))
     return {r["process_id"]: r for r in recs}
 
 

@@ -80,7 +80,7 @@ from huatuo_o1.llm import (
     price_for,
     usage_report,
 )
-from huatuo_o1.lock import run_lock
+from huatuo_o1.lock import item_claims, run_lock
 from huatuo_o1.parsing import extract_json, parse_filter_verdict
 from huatuo_o1.prompts import LANGUAGES, filter_prompt, rewrite_prompt
 from huatuo_o1.runner import RunReport, add_run_args, check_run_args, exit_code_for
@@ -467,7 +467,12 @@ async def run(args) -> int:
     check_writable_dir(out_dir, "--output_dir")
     if args.output_path:
         check_writable_file(args.output_path, "--output_path")
-    with run_lock(out_dir / task, what="construct"):
+    # the folder lock covers this input's item folder; the claims cover its items, which results for
+    # other input file names in the same --output_dir may share (content-keyed)
+    with (
+        run_lock(out_dir / task, what="construct"),
+        item_claims(out_dir, "construct", map(item_key, todo)),
+    ):
         return await _run_locked(args, items, todo, dropped, decontam, task, out_dir)
 
 

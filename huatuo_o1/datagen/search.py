@@ -107,7 +107,7 @@ from huatuo_o1.llm import (
     price_for,
     usage_report,
 )
-from huatuo_o1.lock import run_lock
+from huatuo_o1.lock import item_claims, run_lock
 from huatuo_o1.parsing import extract_json, parse_verdict, strip_think
 from huatuo_o1.prompts import (
     LANGUAGES,
@@ -695,7 +695,9 @@ async def run(args) -> int:
         check_writable_file(args.output_path, "--output_path")
     if args.export_verifier_data:
         check_writable_file(args.export_verifier_data, "--export_verifier_data")
-    with run_lock(out_dir / task, what="search"):
+    # the folder lock covers this input's trace folder; the claims cover its items, which traces for
+    # other input file names in the same --output_dir may share (content-keyed)
+    with run_lock(out_dir / task, what="search"), item_claims(out_dir, "search", map(item_key, items)):
         return await _run_locked(args, items, skipped, cfg, task, out_dir)
 
 
