@@ -18,12 +18,16 @@ How it goes, in plain words:
      each item from the start: requests already answered take the saved reply, requests in a batch
      still running wait for that batch (polled, never sent again), and a pending record whose
      batch id was never saved is looked up by its `metadata` in the batch list before anything is
-     sent again.
+     sent again (every page of the list, back to when the record was written). Requests an earlier
+     run's batch left failed (error line, expired, missing) are never reused: the rerun sends them
+     again under their next occurrence, and only them (`BatchState.failed_before`).
   4. A result applies only to the request it answers: a line whose `custom_id` is not one this run
      sent in that batch, or whose saved request no longer hashes to its id, is ignored (that
      request is sent again next round). An expired or cancelled batch gives its finished results;
      the rest go in the next round. A failed request line (5xx, 429) is retried in the next round
-     up to --max_retries; a 400 for that request only (context length) fails its item.
+     up to --max_retries; a 400 for that request only (context length) fails its item. A good line
+     and an error line for one custom id: the good one counts. A result file the server no longer
+     has (404) leaves its requests unanswered: they are sent again, nothing else.
   5. A batch the API rejects (status `failed`, validation errors) stops the run with one line and
      exit code 2; so does an endpoint without the Batch API (HTTP 404 on /v1/files or /v1/batches:
      a local server), with the advice to run without --batch_api.
