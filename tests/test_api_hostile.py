@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,11 @@ def test_request_timeout_bounds_a_reply_that_trickles(tmp_path):
         with pytest.raises(TransientAPIError, match="APITimeoutError"):
             chat(client)
         assert srv.count("/chat/completions") == 2  # asked, timed out, asked once more
+        for _ in range(200):  # the server sees each connection closed mid-reply (bounded wait)
+            if srv.abandoned >= 2:
+                break
+            time.sleep(0.05)
+        assert srv.abandoned == 2
     assert client.usage.requests == 0
 
 

@@ -195,3 +195,46 @@ def test_a_failed_error_line_left_over_is_not_reused_as_an_answer(tmp_path):
         assert script.main(argv(data, srv, out, "--max_retries", "1")) == 0
         assert billed(srv) == n + 4  # init (again), verify, rewrite, response
     assert records(out)[1]["status"] == "kept"
+
+
+def test_stage1_retry_failed_reuses_the_filter_verdict_and_asks_the_rewrite_again(tmp_path):
+    from huatuo_o1.datagen import construct
+
+    items = [
+        {
+            "question": f"Question number {i}: a patient with finding F{i}. What is the diagnosis?",
+            "options": {"A": f"Disease A{i}", "B": f"Disease B{i}"},
+            "answer_idx": "B",
+            "answer": f"Disease B{i}",
+        }
+        for i in (1, 2)
+    ]
+    data = tmp_path / "mcq.json"
+    data.write_text(json.dumps(items))
+    broken = {"on": True}
+
+    def responder(req):
+        n = int(req.prompt.split("Question number ")[1].split(":")[0])
+        if "four verdicts" in req.prompt:
+            return "Pass"
+        if broken["on"] and n == 2:
+            return "not JSON"
+        return json.dumps({"Open-ended Verifiable Question": f"Open {n}?", "Ground-True Answer": f"B{n}"})
+
+    def cmd(*extra):
+        return [
+            "--data_path", str(data), "--model_name", "gpt-4o", "--api_key", "sk-k", "--api_url", srv.url,
+            "--filter_data", "--decontaminate_against", "none", "--output_dir", str(tmp_path / "o"),
+            "--max_tries", "1", *FAST, *extra,
+        ]  # fmt: skip
+
+    with FakeOpenAIServer(responder) as srv:
+        assert construct.main(cmd()) == 0
+        n_first = len(batch_lines(srv))
+        broken["on"] = False
+        assert construct.main(cmd("--retry_failed")) == 0
+        rerun = [x for lines in batch_lines(srv)[n_first:] for x in lines]
+    assert len(rerun) == 1 and "four verdicts" not in _prompt(rerun[0])  # the rewrite only
+    assert rerun[0]["custom_id"].endswith("-1")
+    merged = next(p for p in (tmp_path / "o").glob("mcq_verifiable_final_*.json") if "summary" not in p.name)
+    assert [r["status"] for r in json.loads(merged.read_text())] == ["kept", "kept"]
