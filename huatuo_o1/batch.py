@@ -18,12 +18,16 @@ How it goes, in plain words:
      each item from the start: requests already answered take the saved reply, requests in a batch
      still running wait for that batch (polled, never sent again), and a pending record whose
      batch id was never saved is looked up by its `metadata` in the batch list before anything is
-     sent again.
+     sent again (every page of the list, back to when the record was written). Requests an earlier
+     run's batch left failed (error line, expired, missing) are never reused: the rerun sends them
+     again under their next occurrence, and only them (`BatchState.failed_before`).
   4. A result applies only to the request it answers: a line whose `custom_id` is not one this run
      sent in that batch, or whose saved request no longer hashes to its id, is ignored (that
      request is sent again next round). An expired or cancelled batch gives its finished results;
      the rest go in the next round. A failed request line (5xx, 429) is retried in the next round
-     up to --max_retries; a 400 for that request only (context length) fails its item.
+     up to --max_retries; a 400 for that request only (context length) fails its item. A good line
+     and an error line for one custom id: the good one counts. A result file the server no longer
+     has (404) leaves its requests unanswered: they are sent again, nothing else.
   5. A batch the API rejects (status `failed`, validation errors) stops the run with one line and
      exit code 2; so does an endpoint without the Batch API (HTTP 404 on /v1/files or /v1/batches:
      a local server), with the advice to run without --batch_api.
@@ -37,12 +41,14 @@ How it goes, in plain words:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import hashlib
 import json
 import logging
 import random
 import secrets
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -70,10 +76,23 @@ EXPECTED_REPLY_TOKENS = 1000  # the --max_cost estimate of one reply (capped by 
 # A round ends when every item in flight waits on a request; an item busy elsewhere for longer than
 # this (writing a file, say) does not hold back the others' requests
 SETTLE_TIMEOUT_S = 2.0
+# a batch created this long before its pending record was written cannot be that record's batch
+LIST_SLACK_S = 600
 TERMINAL = ("completed", "expired", "cancelled", "failed")
 RETRYABLE_STATUS = (408, 409, 429)
 
 OK, ERROR, MISSING = "ok", "error", "missing"
+
+
+# Whether the reply the current item's last request got came from an earlier run's batch (set by
+# BatchLLMClient for its caller): under --retry_failed such replies, the ones that made the item
+# fail, do not count as tries, so the step is asked again and everything before it is reused.
+reply_reused: contextvars.ContextVar[bool] = contextvars.ContextVar("reply_reused", default=False)
+
+
+def counts_as_try(retry_failed: bool) -> bool:
+    """Whether the reply just received counts toward a step's tries (see `reply_reused`)."""
+    return not (retry_failed and reply_reused.get())
 
 
 def request_hash(endpoint: str, path: str, body: dict) -> str:
@@ -179,7 +198,10 @@ class BatchState:
     def __init__(self, folder: str | Path, reuse_answers: bool = True):
         self.folder = Path(folder)
         self.records: dict[str, dict] = {}
-        self.answers: dict[str, tuple] = {}  # custom id -> outcome
+        self.answers: dict[str, tuple] = {}  # custom id -> a usable outcome (an HTTP 200 reply)
+        # custom ids an earlier run's batch left failed (error line, expired, missing): a rerun
+        # skips them and sends the request again under the next occurrence
+        self.failed_before: set[str] = set()
         self.waiting: dict[str, str] = {}  # custom id -> local id of a batch not finished yet
         if not self.folder.is_dir():
             return
@@ -195,7 +217,11 @@ class BatchState:
                 for cid in self.saved_ids(rec["local_id"]):
                     self.waiting[cid] = rec["local_id"]
             elif rec.get("status") == "done" and reuse_answers:
-                self.answers.update(self._load_results(rec["local_id"]))
+                for cid, outcome in self._load_results(rec["local_id"]).items():
+                    if outcome[0] == OK:
+                        self.answers[cid] = outcome
+                    else:
+                        self.failed_before.add(cid)
 
     def _path(self, local_id: str, suffix: str) -> Path:
         return self.folder / f"{local_id}{suffix}"
@@ -246,6 +272,7 @@ class BatchState:
             "estimated_cost": round(estimate, 6),
             "batch_id": None,
             "input_file_id": None,
+            "created_at": int(time.time()),  # how far back a rerun looks for it in the batch list
         }
         self.records[local_id] = rec
         self._save(local_id)
@@ -266,7 +293,8 @@ class BatchState:
         data = b"".join(json.dumps(r, ensure_ascii=False).encode("utf-8") + b"\n" for r in rows)
         atomic_write_bytes(self._path(local_id, ".results.jsonl"), data)
         self.update(local_id, status="done", batch_status=status)
-        self.answers.update(outcomes)
+        self.answers.update({k: v for k, v in outcomes.items() if v[0] == OK})
+        self.failed_before.update(k for k, v in outcomes.items() if v[0] != OK)
         for cid in outcomes:
             self.waiting.pop(cid, None)
         for cid in [c for c, lid in self.waiting.items() if lid == local_id]:
@@ -295,6 +323,7 @@ class BatchLLMClient(LLMClient):
                     f"--max_cost {self.budget.limit} USD reached (spent {self.budget.spent:.4f} USD)"
                 )
             outcome, reused = await self.round.ask(self, path, body)
+            reply_reused.set(reused)
             kind = outcome[0]
             if kind == OK:
                 resp = outcome[1]
@@ -403,11 +432,16 @@ class BatchRound:
         """The request's outcome, and whether a batch of an earlier run answered it (no request at
         all, and no cost in this run: that batch was billed when it ran)."""
         fp = request_hash(client.display_url, path, body)  # credentials in a URL are masked
-        cid = custom_id_for(fp, self._seen[fp])
-        self._seen[fp] += 1
-        if cid in self.state.answers:
-            self.reused += 1
-            return self.state.answers[cid], True
+        while True:
+            cid = custom_id_for(fp, self._seen[fp])
+            self._seen[fp] += 1
+            if cid in self.state.answers:
+                self.reused += 1
+                return self.state.answers[cid], True
+            if cid not in self.state.failed_before or cid in self.state.waiting:
+                break
+            # failed in an earlier run's batch: that failure is not this run's; ask again under
+            # the next occurrence (an answer the earlier run got for that one is reused above)
         fut = asyncio.get_running_loop().create_future()
         item = current_item_usage.get()
         self._pending.append(_Ask(client, path, body, cid, fut, id(item) if item is not None else id(fut)))
@@ -533,12 +567,15 @@ class BatchRound:
         if chunk:
             yield chunk
 
-    async def _api(self, client: BatchLLMClient, what: str, fn, *args, **kwargs):
-        """One Batch API management call, retried like a request; 404: no Batch API there."""
+    async def _api(self, client: BatchLLMClient, what: str, fn, *args, missing_ok: bool = False, **kwargs):
+        """One Batch API management call, retried like a request; 404: no Batch API there (or, with
+        `missing_ok`, None: a file the server no longer has)."""
         for attempt in range(client.max_retries + 1):
             try:
                 return await fn(*args, **kwargs)
             except openai.NotFoundError:
+                if missing_ok:
+                    return None
                 raise FatalAPIError(
                     f"{client.display_url} has no Batch API (HTTP 404 on {what}): a local server (vLLM, "
                     "SGLang) lacks /v1/files and /v1/batches; run without --batch_api"
@@ -592,11 +629,19 @@ class BatchRound:
         """A pending batch of an earlier run (killed between create and saving its id): find it by
         its metadata in the batch list; send it only when the API never created it."""
         found = None
-        page = await self._api(client, "/v1/batches", client.client.batches.list, limit=100)
-        for b in page.data:
-            if (b.metadata or {}).get("huatuo_local_id") == local_id:
-                found = b
+        since = self.state.records[local_id].get("created_at")
+        after = None
+        while found is None:  # every page, newest first, back to the time the record was written
+            kw = {"limit": 100} if after is None else {"limit": 100, "after": after}
+            page = await self._api(client, "/v1/batches", client.client.batches.list, **kw)
+            for b in page.data:
+                if (b.metadata or {}).get("huatuo_local_id") == local_id:
+                    found = b
+                    break
+            older = since is not None and page.data and (page.data[-1].created_at or 0) < since - LIST_SLACK_S
+            if found is not None or not page.data or not getattr(page, "has_more", False) or older:
                 break
+            after = page.data[-1].id
         if found is not None:
             self.state.update(local_id, status="submitted", batch_id=found.id, batch_status=found.status)
         else:
@@ -642,9 +687,21 @@ class BatchRound:
             if not file_id:
                 continue
             content = await self._api(
-                client, f"/v1/files/{file_id}/content", client.client.files.content, file_id
+                client,
+                f"/v1/files/{file_id}/content",
+                client.client.files.content,
+                file_id,
+                missing_ok=True,
             )
-            for raw in content.text.splitlines():
+            if content is None:  # deleted on the server: its requests are sent again, nothing else
+                log.warning(
+                    "batch %s: result file %s is gone from %s; its requests are sent again",
+                    batch.id,
+                    file_id,
+                    client.display_url,
+                )
+                continue
+            for raw in client.mask_reply(content.text).splitlines():  # never save an echoed key
                 if not raw.strip():
                     continue
                 try:
@@ -655,7 +712,10 @@ class BatchRound:
                 if cid not in sent:  # answers no request of this batch: never applied
                     log.warning("batch %s: result for an unknown custom_id %r ignored", batch.id, cid)
                     continue
-                outcomes[cid] = _outcome(row)
+                outcome = _outcome(row)
+                if cid in outcomes and outcomes[cid][0] == OK and outcome[0] != OK:
+                    continue  # a good line and an error line for one request: the answer counts
+                outcomes[cid] = outcome
         for cid in sent - set(outcomes):
             outcomes[cid] = (MISSING, f"batch {batch.id} {batch.status} without an answer")
         state.finish(local_id, outcomes, batch.status)

@@ -155,6 +155,42 @@ def require_fields(path: str | Path, records: Iterable[dict], fields: Iterable[s
             raise InputError(f"{path}: item {i} lacks field(s) {', '.join(repr(m) for m in missing)}")
 
 
+# The one rule for malformed items, in every script that reads items: a field the script needs that
+# is present but of the wrong kind (a question that is a list, an answer that is an object) is an
+# error naming the item (InputError: one line, exit code 2), never a silent skip or a copy.
+DEFAULT_MAX_RECORD_KB = 256.0  # --max_record_kb: far above any exam question, far below a runaway
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def require_text(path: str | Path, index: int, item: dict, field: str, optional: bool = False) -> None:
+    """InputError unless `item[field]` is non-empty text (`optional`: absent or null is fine too)."""
+    value = item.get(field)
+    if optional and value is None:
+        return
+    if not isinstance(value, str) or not value.strip():
+        got = "missing" if field not in item else "empty" if value in (None, "") else _kind(value)
+        raise InputError(f"{path}: item {index}: {field!r} must be text (got {got})")
+
+
+def check_record_sizes(path: str | Path, records: list[dict], max_kb: float | None) -> None:
+    """InputError naming the first record larger than `max_kb` KB as JSON: a record that large is a
+    mistake (a whole file pasted into a field), and sending it would cost a fortune in tokens."""
+    if not max_kb:
+        return
+    for i, rec in enumerate(records, 1):
+        size = len(json.dumps(rec, ensure_ascii=False).encode("utf-8"))
+        if size > max_kb * 1024:
+            raise InputError(
+                f"{path}: item {i} is {size / 1024:,.0f} KB, more than --max_record_kb {max_kb:g}; "
+                "fix the item or raise the limit"
+            )
+
+
 def json_bytes(obj: Any, indent: int | None = 2) -> bytes:
     """Standard JSON as UTF-8; on a lone surrogate or a NaN, the same after `clean_json`."""
     try:
@@ -503,6 +539,15 @@ def keyed_by_content(items: list[dict], key_of: Callable[[dict], str | None]) ->
             seen.add(work["content_id"])
             out.append(work)
     return out
+
+
+def duplicate_note(n: int) -> str:
+    """The one line every stage prints for items that repeat an earlier item's content: such a copy
+    is done once and written once (the first position), and counted in the summary's `duplicates`."""
+    return (
+        f"{n} item(s) repeat an earlier item's content (same question and answer): each is done and "
+        "written once, at its first position"
+    )
 
 
 def adopt_results(

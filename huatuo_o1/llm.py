@@ -6,8 +6,11 @@ How a request goes:
      starts (`BudgetExceeded`); requests already in flight finish and are counted.
   3. The official `openai` package sends it (its own retries are off, so we control them).
   4. 429, 5xx, timeouts and dropped connections are retried with exponential backoff and full
-     jitter, waiting at least the server's `Retry-After` when it sends one. After `max_retries`
-     the request fails with `TransientAPIError` (the item fails; the run goes on).
+     jitter, waiting at least the server's `Retry-After` when it sends one, up to
+     `RETRY_AFTER_CAP_S` (600 s); a server asking for longer gives the request up at once with
+     one line. After `max_retries` the request fails with `TransientAPIError` (the item fails;
+     the run goes on). `--request_timeout` bounds the whole request (a reply trickling in a byte
+     at a time included), not each read.
   5. 400/401/403/404 are not retried: `FatalAPIError` with a one-line cause ("invalid API key for
      <url>"); the scripts turn it into exit code 2.
   6. Token usage and cost are added to the run's `Usage` and to the current item's `Usage` (a
@@ -45,6 +48,7 @@ import asyncio
 import contextvars
 import dataclasses
 import email.utils
+import json
 import os
 import random
 import re
@@ -57,7 +61,7 @@ import httpx
 import openai
 
 from huatuo_o1.io import InputError, clean_json, clean_text
-from huatuo_o1.redact import mask_secrets, mask_url
+from huatuo_o1.redact import mask_secrets, mask_url, secret_forms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +159,14 @@ UNUSABLE_REPLY_TRIES = 2
 MAX_REPLY_CHARS = 200_000
 
 
+# Secrets shorter than this are not masked inside replies (placeholders such as EMPTY for local
+# servers); error messages mask every secret of 4 characters or more
+REPLY_SECRET_MIN_LEN = 8
+
+# The longest Retry-After (seconds) a request waits for; a server asking for more gives the request
+# up at once (the item fails, a rerun retries it) instead of holding a worker for an hour
+RETRY_AFTER_CAP_S = 600.0
+
 # Tries of a request whose connection fails before the endpoint ever answered (then: FatalAPIError)
 EARLY_CONNECT_TRIES = 3
 EARLY_CONNECT_DELAY_S = 0.25
@@ -178,9 +190,20 @@ class Budget:
 
     limit: float | None = None
     spent: float = 0.0
+    reserved: float = 0.0  # estimated prompt cost of the requests in flight
 
     def left(self) -> bool:
         return self.limit is None or self.spent < self.limit
+
+    def refuse(self, estimate: float, what: str = "the next request") -> BudgetExceeded | None:
+        """BudgetExceeded when `what` (estimated `estimate` USD) could pass the limit, counting what
+        was spent and what the requests in flight are estimated to cost; None when it fits."""
+        if self.limit is None or self.spent + self.reserved + estimate <= self.limit:
+            return None
+        return BudgetExceeded(
+            f"--max_cost {self.limit} USD: {what} (estimated {estimate:.4f} USD) would pass it "
+            f"(spent {self.spent:.4f} USD); it was not sent"
+        )
 
 
 def price_for(model: str, override: tuple[float, float] | None = None) -> tuple[float, float] | None:
@@ -386,6 +409,8 @@ class LLMClient:
         self.display_url = mask_url(self.base_url) or "https://api.openai.com/v1"
         self._endpoint = self.base_url or "https://api.openai.com/v1"
         self._secret = resolve_api_key(api_key, env_key) or ""
+        # the key, and the credentials inside the URL in every form a server may echo them in
+        self._secret_forms = secret_forms(self._secret, url=self.base_url)
         self.client = openai.AsyncOpenAI(
             api_key=self._secret or "EMPTY",  # local servers (vLLM, SGLang) need no key
             base_url=self.base_url,
@@ -396,6 +421,7 @@ class LLMClient:
             http_client=None if mask_url(self.base_url) != self.base_url else _http_client(timeout),
         )
         self.semaphore = asyncio.Semaphore(max_concurrency)
+        self.timeout = timeout
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
@@ -423,14 +449,17 @@ class LLMClient:
         if n != 1:
             body["n"] = n
         resp = await self._post_usable("/chat/completions", body, chat=True)
-        return [clean_text((c.get("message") or {}).get("content") or "") for c in resp.get("choices") or []]
+        return [
+            self.mask_reply(clean_text((c.get("message") or {}).get("content") or ""))
+            for c in resp.get("choices") or []
+        ]
 
     async def complete(self, prompt: str, n: int = 1, **kwargs) -> list[str]:
         """Send one text-completions request (prompt already chat-templated); return n texts."""
         body = {"model": self.model, "prompt": clean_text(prompt), "n": n, **self.default_kwargs, **kwargs}
         resp = await self._post_usable("/completions", body, chat=False)
         return [
-            clean_text(c.get("text") or "")
+            self.mask_reply(clean_text(c.get("text") or ""))
             for c in sorted(resp.get("choices") or [], key=lambda c: c.get("index", 0))
         ]
 
@@ -448,9 +477,26 @@ class LLMClient:
 
     # -- internals ------------------------------------------------------------------------------
     def _mask(self, text: str) -> str:
-        if self._secret and len(self._secret) >= 4:
-            text = text.replace(self._secret, "***")
-        return mask_secrets(text)
+        return mask_secrets(self.mask_reply(text, min_len=4))
+
+    def mask_reply(self, text: str, min_len: int = REPLY_SECRET_MIN_LEN) -> str:
+        """`text` with this client's own secrets (the key, URL credentials, their base64) masked: for
+        a reply's text, which is kept as it is otherwise (a model may well write `sk-` or `Bearer`).
+        In replies only secrets of `min_len` characters or more are masked (a placeholder key such
+        as `EMPTY` is no secret, and the word may be in an answer)."""
+        for form in self._secret_forms:
+            if len(form) >= min_len and form in text:
+                text = text.replace(form, "***")
+        return text
+
+    async def _bounded(self, coro):
+        """`coro` within --request_timeout for the whole request: a reply that trickles in a byte at a
+        time never trips the transport's per-read timeout, so the whole exchange is bounded here and
+        abandoned (connection closed) when it runs over, as a timeout (retried)."""
+        try:
+            return await asyncio.wait_for(coro, self.timeout)
+        except asyncio.TimeoutError:
+            raise openai.APITimeoutError(request=httpx.Request("POST", self._endpoint)) from None
 
     def _unreachable(self, err: Exception, tries: int) -> FatalAPIError:
         cause = err.__cause__ or err.__context__
@@ -555,16 +601,30 @@ class LLMClient:
         per request, the difference between 0.84 and 0.9 of ideal in bench/bench_construct.py)."""
         return await self._call(self.client.post, path, body=body, cast_to=dict)
 
+    def prompt_cost(self, body: dict | None, batch: bool = False) -> float:
+        """The estimated cost of a request's prompt (the --dry_run token heuristic), USD."""
+        if self.rates is None or not body:
+            return 0.0
+        text = json.dumps(body.get("messages") or body.get("prompt") or "", ensure_ascii=False)
+        return self.rates.cost(estimate_tokens(text), 0, batch=batch)
+
     async def _call(self, fn, *args, **params):
         async with self.semaphore:
             last: Exception | None = None
+            # the prompt's cost is known before sending: checked against the budget left, with
+            # the requests in flight counted (a runaway record never goes out on a small budget)
+            estimate = self.prompt_cost(params.get("body"))
             for attempt in range(self.max_retries + 1):
                 if not self.budget_left():
                     raise BudgetExceeded(
                         f"--max_cost {self.budget.limit} USD reached (spent {self.budget.spent:.4f} USD)"
                     )
+                refused = self.budget.refuse(estimate)
+                if refused is not None:
+                    raise refused
+                self.budget.reserved += estimate
                 try:
-                    resp = await fn(*args, **params)
+                    resp = await self._bounded(fn(*args, **params))
                     if (
                         not isinstance(resp, dict)
                         or not isinstance(resp.get("choices"), list)
@@ -572,6 +632,7 @@ class LLMClient:
                     ):
                         raise _ErrorBody(self._error_body_reason(resp))
                 except (*RETRYABLE, openai.APIStatusError, _ErrorBody) as err:
+                    self.budget.reserved -= estimate
                     status = getattr(err, "status_code", None)
                     if status is not None or isinstance(err, _ErrorBody):
                         _answered_endpoints.add(self._endpoint)
@@ -594,10 +655,20 @@ class LLMClient:
                     self.usage.retries += 1
                     delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
                     retry_after = _retry_after_seconds(err)
+                    if retry_after is not None and retry_after > RETRY_AFTER_CAP_S:
+                        raise TransientAPIError(
+                            f"{self.display_url} asked to wait {retry_after:.0f} s before a retry "
+                            f"(Retry-After), more than the {RETRY_AFTER_CAP_S:.0f} s a request waits: "
+                            "given up; rerun the same command later"
+                        ) from None
                     if retry_after is not None:
-                        delay = max(delay, min(retry_after, self.backoff_max))
+                        delay = max(delay, retry_after)  # at least what the server asked
                     await asyncio.sleep(delay)
                     continue
+                except BaseException:
+                    self.budget.reserved -= estimate
+                    raise
+                self.budget.reserved -= estimate
                 _answered_endpoints.add(self._endpoint)
                 self._account(resp)
                 return resp

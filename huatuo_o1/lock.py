@@ -22,6 +22,11 @@ In plain words:
     removed again if the run left nothing in them (bad data found after the lock was taken).
   - Under a distributed launch (accelerate/torchrun set RANK) only global rank 0 takes the lock: the
     other ranks of the same run belong to it. A refused rank 0 exits, and the launcher stops its peers.
+  - Items keyed by content (the API stages) are shared by every input file name in one output
+    folder, so the folder lock of `<output_dir>/<task>` does not cover them: `item_claims` records
+    the content ids a run works on in `<output_dir>/.huatuo_claims_<stage>/<host>-<pid>.json`, and a
+    run that would work on an item a live run claimed is refused (LockBusy, one line). Claims of a
+    run that is gone are removed; runs on different items share the folder freely.
 """
 
 from __future__ import annotations
@@ -206,6 +211,47 @@ def run_lock(folder: str | Path, what: str) -> Iterator[Path | None]:
     finally:
         release(path)
         _remove_if_unused(created)
+
+
+@contextlib.contextmanager
+def item_claims(folder: str | Path, what: str, keys) -> Iterator[Path | None]:
+    """`with item_claims(output_dir, "search", content_ids):` claims the items for the block (see
+    the module doc); LockBusy naming the other run when a live one claimed any of them."""
+    if _is_secondary_rank():
+        yield None
+        return
+    root = Path(folder) / f".huatuo_claims_{what}"
+    mine = {**owner_record(what), "keys": sorted(set(keys))}
+    path = root / f"{mine['host']}-{mine['pid']}.json"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with _guard(root):
+            wanted = set(mine["keys"])
+            for other in sorted(root.glob("*.json")):
+                rec = _read(other)
+                if other == path or rec is None:
+                    continue
+                alive = owner_alive(rec)
+                if alive is False:
+                    other.unlink(missing_ok=True)  # its run is gone
+                    continue
+                shared = wanted.intersection(rec.get("keys") or [])
+                if shared:
+                    hint = f"; if that run is over, delete {other}" if alive is None else ""
+                    raise LockBusy(
+                        f"{len(shared)} item(s) of this input are being worked on by {_describe(rec)} "
+                        f"(the same questions under another input file name, in {folder}); wait for it "
+                        f"to finish, or use another output folder{hint}"
+                    )
+            tmp = path.with_name(path.name + ".new")
+            tmp.write_text(json.dumps(mine), encoding="utf-8")
+            os.replace(tmp, path)
+    except OSError as e:
+        raise OutputError(f"output folder {folder} cannot be written: {e.strerror or e}") from None
+    try:
+        yield path
+    finally:
+        release(path)
 
 
 def _missing_dirs(folder: Path) -> list[Path]:

@@ -3,7 +3,11 @@
 In plain words:
   - Credentials inside a URL (`https://user:pass@host/v1`) become `https://***@host/v1`.
   - Text that is shown or saved (error lines, summaries) also loses anything shaped like an OpenAI
-    key (`sk-...`).
+    key (`sk-...`) and the credentials of an HTTP Authorization header a server echoed
+    (`Basic <base64 of user:password>`, `Bearer <token>`).
+  - `secret_forms` lists every form one secret can be echoed in (itself, URL-quoted, base64 inside
+    a Basic header); the API client masks each of them wherever it shows or saves a server's text,
+    replies included.
   - A flag whose name contains key, token, secret or password holds a secret when its value is
     text: run records keep `***` instead (`--judge_api_key`, `--hub_token`), and a command line
     copied into a file (wandb does that) gets the same treatment (`scrub_argv`).
@@ -17,6 +21,7 @@ MASK = "***"
 SECRET_WORDS = ("key", "token", "secret", "password")
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]+@")
 _KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*]{6,}")
+_AUTH_HEADER = re.compile(r"(?i)\b(basic|bearer)(\s+)[A-Za-z0-9+/=._~\-]{6,}")
 
 
 def mask_url(url: str | None) -> str | None:
@@ -26,7 +31,30 @@ def mask_url(url: str | None) -> str | None:
 
 def mask_secrets(text: str) -> str:
     """`text` with URL credentials and `sk-...` API keys masked; for anything shown or saved."""
-    return _KEY_LIKE.sub("sk-***", _URL_USERINFO.sub(rf"\1{MASK}@", text))
+    text = _AUTH_HEADER.sub(rf"\1\2{MASK}", _URL_USERINFO.sub(rf"\1{MASK}@", text))
+    return _KEY_LIKE.sub("sk-***", text)
+
+
+def secret_forms(*secrets: str | None, url: str | None = None) -> list[str]:
+    """Every text form in which these secrets (an API key; the user and password inside `url`) may
+    come back from a server: as they are, the password URL-quoted and unquoted, and `user:password`
+    and its base64 (what HTTP basic auth sends). Longest first, forms shorter than 4 characters left out."""
+    import base64
+    from urllib.parse import unquote, urlsplit
+
+    forms = {s for s in secrets if s}
+    if url:
+        try:
+            parts = urlsplit(url)
+            user, password = parts.username, parts.password
+        except ValueError:
+            user = password = None
+        if password:  # the user name alone is no secret (and may be a common word)
+            forms.update({password, unquote(password)})
+        if user is not None and password is not None:
+            pair = f"{unquote(user)}:{unquote(password)}"
+            forms.update({pair, base64.b64encode(pair.encode()).decode()})
+    return sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
 
 
 # Flags named like secrets that hold none (a tokenizer's special tokens).

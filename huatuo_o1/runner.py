@@ -20,10 +20,13 @@ The plan, in plain words:
   - Each saved record carries `input_fingerprint`, a hash of its input item: on resume an item whose
     input changed since (the file was edited) is done again instead of reusing a stale result. Until
     it is redone (the budget or the endpoint may stop it) it counts as unfinished: the stages leave
-    it out of the merged file (`ItemStore.load_finished`) and the run exits 1 (`exit_code_for`).
-  - Exit codes (`exit_code_for`): 0 when every item finished, or --max_cost stopped the run cleanly;
-    1 when items failed on the endpoint, the endpoint looked down, an edited item is still not
-    redone, or every finished item ended `failed` (no reply ever parsed: a wrong model or prompt).
+    it out of the merged file (`ItemStore.load_finished`) and the run exits 3 (`exit_code_for`).
+  - Exit codes (`exit_code_for`), so that `stage1 && stage2` never goes on with half the data:
+    0 every item finished; EXIT_ITEMS_FAILED (1) the run went through every item but some failed
+    on the endpoint, or every finished item ended `failed` (no reply ever parsed: a wrong model or
+    prompt); EXIT_WORK_LEFT (3) the run stopped with work left: --max_cost reached, the endpoint
+    looked down, or an edited item is not redone yet. 2 (bad input, fatal API error) comes from
+    cli.run_main. Every non-zero code means: rerun the same command to continue.
   - `BudgetExceeded` stops new items cleanly; `FatalAPIError` (bad key, unknown model) cancels the
     items in flight and propagates, so the script exits with code 2.
 """
@@ -38,7 +41,7 @@ from collections.abc import Awaitable, Callable
 
 from tqdm.auto import tqdm
 
-from huatuo_o1.io import ItemStore, OutputError, fingerprint
+from huatuo_o1.io import DEFAULT_MAX_RECORD_KB, ItemStore, OutputError, fingerprint
 from huatuo_o1.llm import (
     BudgetExceeded,
     FatalAPIError,
@@ -57,6 +60,9 @@ log = logging.getLogger(__name__)
 # Against endpoints with seconds of latency it costs nothing measurable and spares rate limiters
 # a burst of simultaneous requests.
 RAMP_STEP_S = 0.001
+
+EXIT_ITEMS_FAILED = 1  # every item was tried; some failed (a rerun retries them)
+EXIT_WORK_LEFT = 3  # stopped with items not done (budget, endpoint down, edited items)
 RAMP_MAX_S = 0.25
 
 
@@ -221,6 +227,13 @@ def add_run_args(parser, merged_help: str = "Merged output file") -> None:
         "--retry_failed", action="store_true", help="On resume, redo items whose replies never parsed."
     )
     parser.add_argument(
+        "--max_record_kb",
+        type=float,
+        default=DEFAULT_MAX_RECORD_KB,
+        help="Refuse (one line naming it, exit 2) an input record larger than this as JSON, in KB: "
+        "a record that large is a mistake and would cost a fortune in prompt tokens (0: no limit).",
+    )
+    parser.add_argument(
         "--max_consecutive_failures",
         type=int,
         default=20,
@@ -232,6 +245,8 @@ def check_run_args(args) -> None:
     """InputError (one line, exit 2) for values of `add_run_args` flags that cannot work."""
     from huatuo_o1.io import InputError
 
+    if args.max_record_kb < 0:
+        raise InputError(f"--max_record_kb must be 0 (no limit) or more (got {args.max_record_kb})")
     if args.max_consecutive_failures < 1:
         raise InputError(
             f"--max_consecutive_failures must be at least 1 (got {args.max_consecutive_failures})"
@@ -241,27 +256,29 @@ def check_run_args(args) -> None:
 def exit_code_for(report: RunReport, records: list[dict] | None = None) -> int:
     """The run's exit code (see the module doc), with one line on stdout for each reason it is not 0.
     `records`: the finished records of the input (all runs), to tell when every one of them failed."""
-    code = 0
+    failed = work_left = False
     if report.stopped_reason:
         print(
-            f"stopped: {report.stopped_reason}. Finished items are saved; rerun the same command to resume."
+            f"stopped: {report.stopped_reason}. Finished items are saved; rerun the same command to resume "
+            f"(exit code {EXIT_WORK_LEFT}: work left)."
         )
-        code = 0 if report.budget_stopped else 1
+        work_left = True
     elif report.failed:
         print(
-            f"{report.failed} item(s) failed on the endpoint (see the warnings); rerun the same command to retry them."
+            f"{report.failed} item(s) failed on the endpoint (see the warnings); rerun the same command to "
+            f"retry them (exit code {EXIT_ITEMS_FAILED})."
         )
-        code = 1
+        failed = True
     if report.stale_left:
         print(
             f"{report.stale_left} item(s) changed in the input since their result was made and are not redone "
             "yet: they are left out of the merged file; rerun the same command to redo them."
         )
-        code = 1
+        work_left = True
     if records and all(r.get("status") == "failed" for r in records):
         print(
             f"every finished item ({len(records)}) failed: no reply could be used (see `error` and the "
             "raw replies in the item files); check the model and endpoint, then rerun with --retry_failed."
         )
-        code = 1
-    return code
+        failed = True
+    return EXIT_WORK_LEFT if work_left else EXIT_ITEMS_FAILED if failed else 0

@@ -145,7 +145,7 @@ def test_construct_edited_item_not_redone_is_unfinished_and_exits_1(tmp_path):
     items[1]["answer"] = "Disease B2"
     write_json(data, items)
 
-    # --max_cost reached: the edited item's filter request is paid, then the budget stops the rewrite
+    # --max_cost reached: the edited item's filter prompt alone would pass it, so nothing is sent
     with FakeOpenAIServer(construct_responder) as srv:
         p = run(
             CONSTRUCT,
@@ -153,15 +153,15 @@ def test_construct_edited_item_not_redone_is_unfinished_and_exits_1(tmp_path):
                 data, out, srv.url, "--filter_data", "--price", "1000,1000", "--max_cost", "0.000001"
             ),
         )
-        assert srv.count() == 1
+        assert srv.count() == 0
     # the edited question is another item (items are keyed by content): unfinished, as any item the
-    # budget stopped before (exit 0); its old result is never merged
-    assert p.returncode == 0, p.stdout + p.stderr
+    # budget stopped before (exit 3: stopped with work left); its old result is never merged
+    assert p.returncode == 3, p.stdout + p.stderr
     recs, summary = merged(out)
     assert [r["process_id"] for r in recs] == [1, 3]  # the old result of item 2 is not merged
     assert summary["unfinished"] == 1
 
-    # the endpoint failing: same, exit 1
+    # the endpoint failing: the item was tried and failed, exit 1
     with FakeOpenAIServer(lambda req: FakeResponse(status=500)) as srv:
         p = run(CONSTRUCT, *construct_args(data, out, srv.url, "--filter_data", "--max_retries", "0"))
     assert p.returncode == 1
@@ -507,7 +507,7 @@ def test_url_credentials_never_reach_output_or_files(tmp_path):
         url = srv.url.replace("http://", "http://alice:TopSecretPw@")
         p = run(SEARCH, *search_args(data, out, url, "--max_retries", "0", "--max_consecutive_failures", "1"))
         assert srv.count() >= 1  # the URL was usable
-    assert p.returncode == 1
+    assert p.returncode == 3  # the endpoint looked down: stopped with work left
     seen = p.stdout + p.stderr + "".join(f.read_text() for f in out.rglob("*") if f.is_file())
     assert "***@127.0.0.1" in seen  # the failure names the endpoint, masked
     assert "TopSecretPw" not in seen and "alice" not in seen

@@ -38,8 +38,8 @@ def search_argv(data: Path, srv, out: Path, *extra) -> list[str]:
     ]  # fmt: skip
 
 
-def records(out: Path) -> dict[int, dict]:
-    recs = (json.loads(p.read_text()) for p in (out / "data_CoT_search").glob("*.json"))
+def records(out: Path, task: str = "data_CoT_search") -> dict[int, dict]:
+    recs = (json.loads(p.read_text()) for p in (out / task).glob("*.json"))
     return {r["process_id"]: r for r in recs}
 
 
@@ -247,7 +247,7 @@ def test_max_cost_refuses_a_batch_before_sending_it(tmp_path, capsys):
         rc = script.main(search_argv(data, srv, tmp_path / "o", *FAST, "--max_cost", "0.0001"))
         assert srv.batch_creates == 0 and srv.count("/v1/files") == 0
     out = capsys.readouterr().out
-    assert rc == 0 and "the next batch (3 requests, estimated" in out and "it was not sent" in out
+    assert rc == 3 and "the next batch (3 requests, estimated" in out and "it was not sent" in out
 
 
 def test_dry_run_shows_live_and_batch_prices(tmp_path, capsys):

@@ -42,7 +42,7 @@ def _eval(tmp_path, data, *extra, raw: bytes | None = None, server=None):
             capture_output=True,
             text=True,
             timeout=120,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
         )
         return proc, srv.requests
 
@@ -66,6 +66,8 @@ def test_question_must_be_a_string(tmp_path, question, message):
         (["--task", "a/b"], "must be a plain name"),
         (["--task", ".."], "must be a plain name"),
         (["--max_retries", "-1"], "--max_retries must be 0 or more"),
+        (["--model_name", "/"], "ends in no model name"),  # would scan the whole disk, name nothing
+        (["--model_name", "a/.."], "ends in no model name"),  # would write hidden result files
     ],
 )
 def test_bad_flags_are_one_line(tmp_path, extra, message):

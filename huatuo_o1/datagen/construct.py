@@ -33,7 +33,13 @@ import logging
 import os
 from pathlib import Path
 
-from huatuo_o1.batch import add_batch_args, check_batch_args, round_from_args, run_items_live_or_batched
+from huatuo_o1.batch import (
+    add_batch_args,
+    check_batch_args,
+    counts_as_try,
+    round_from_args,
+    run_items_live_or_batched,
+)
 from huatuo_o1.cli import run_async_stage, str2bool
 from huatuo_o1.contract import GROUND_TRUTH as GT
 from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
@@ -43,16 +49,20 @@ from huatuo_o1.datagen.decontam import EvalIndex, screen
 from huatuo_o1.datagen.difficulty import EXPECTED_REPLY_TOKENS as EXPECTED_SMALL_REPLY
 from huatuo_o1.datagen.difficulty import DifficultyFilter
 from huatuo_o1.io import (
+    DEFAULT_MAX_RECORD_KB,
     InputError,
     ItemStore,
     adopt_results,
     atomic_write_json,
     check_distinct_paths,
+    check_record_sizes,
     check_writable_dir,
     check_writable_file,
     content_key,
+    duplicate_note,
     keyed_by_content,
     load_records,
+    require_text,
     summary_path_for,
     write_merged,
 )
@@ -70,7 +80,7 @@ from huatuo_o1.llm import (
     price_for,
     usage_report,
 )
-from huatuo_o1.lock import run_lock
+from huatuo_o1.lock import item_claims, run_lock
 from huatuo_o1.parsing import extract_json, parse_filter_verdict
 from huatuo_o1.prompts import LANGUAGES, filter_prompt, rewrite_prompt
 from huatuo_o1.runner import RunReport, add_run_args, check_run_args, exit_code_for
@@ -88,19 +98,31 @@ STAGE_FIELDS = (OPEN_Q, GT, "status", "filter_verdict", "filter_reply", "error",
 STAGE_FIELDS += ("drop_step", "drop_reason", "difficulty")
 
 
-def load_mcq_items(path: str | Path) -> list[dict]:
-    """Read and validate docs/data_formats.md §1 input; number the items by position (`process_id`)."""
+MAX_OPTIONS = 26  # one letter each, A to Z
+
+
+def load_mcq_items(path: str | Path, max_record_kb: float | None = DEFAULT_MAX_RECORD_KB) -> list[dict]:
+    """Read and validate docs/data_formats.md §1 input; number the items by position (`process_id`).
+    A malformed item (io.require_text's rule), an `options` object of more than 26 entries or with
+    non-text values, or a record over --max_record_kb stops the run in one line naming it."""
     items = load_records(path, what="input")
+    check_record_sizes(path, items, max_record_kb)
     for i, item in enumerate(items, 1):
         where = f"{path}: item {i}"
         for key in ("question", "options", "answer"):
             if key not in item or item[key] in (None, ""):
                 raise InputError(f"{where} lacks field {key!r}")
-        if not isinstance(item["question"], str):
-            raise InputError(f"{where}: 'question' must be a string")
+        require_text(path, i, item, "question")
+        require_text(path, i, item, "answer")
         options = item["options"]
         if not isinstance(options, dict) or not options:
             raise InputError(f"{where}: 'options' must be a non-empty mapping of letter to text")
+        if len(options) > MAX_OPTIONS:
+            raise InputError(
+                f"{where}: 'options' has {len(options)} entries, more than {MAX_OPTIONS} (A to Z)"
+            )
+        if not all(isinstance(v, str) and v.strip() for v in options.values()):
+            raise InputError(f"{where}: every option must be text")
         idx = item.get("answer_idx")
         if idx not in (None, "") and idx not in options:
             raise InputError(f"{where}: answer_idx {idx!r} is not one of the options {list(options)}")
@@ -129,13 +151,19 @@ def other_result_folders(out_dir: Path, task: str) -> list[Path]:
     ]
 
 
-async def _ask_until_parsed(client: LLMClient, prompt: str, parse, max_tries: int, replies: list[str]):
-    for _ in range(max_tries):
+async def _ask_until_parsed(
+    client: LLMClient, prompt: str, parse, max_tries: int, replies: list[str], retry_failed: bool = False
+):
+    """Ask until `parse` accepts a reply, at most max_tries requests; under --retry_failed the
+    invalid replies an earlier run's batch paid for are reused but not counted (batch.counts_as_try)."""
+    tries = 0
+    while tries < max_tries:
         reply = await client.chat(prompt)
         replies.append(reply)
         parsed = parse(reply)
         if parsed:
             return parsed
+        tries += counts_as_try(retry_failed)
     return None
 
 
@@ -156,6 +184,7 @@ async def process_item(
     language: str,
     max_tries: int,
     difficulty: DifficultyFilter | None = None,
+    retry_failed: bool = False,
 ) -> dict:
     record = _fresh_record(item)
     if difficulty is not None:
@@ -166,7 +195,7 @@ async def process_item(
     if filter_data:
         replies: list[str] = []
         verdict = await _ask_until_parsed(
-            client, filter_prompt(item, language), parse_filter_verdict, max_tries, replies
+            client, filter_prompt(item, language), parse_filter_verdict, max_tries, replies, retry_failed
         )
         record["filter_reply"] = replies[-1]
         if verdict is None:
@@ -178,7 +207,7 @@ async def process_item(
             return record
     replies = []
     parsed = await _ask_until_parsed(
-        client, rewrite_prompt(item, language), _parse_rewrite, max_tries, replies
+        client, rewrite_prompt(item, language), _parse_rewrite, max_tries, replies, retry_failed
     )
     if parsed is None:
         record.update(
@@ -415,7 +444,7 @@ async def run(args) -> int:
             ("the summary of --output_path", summary_path_for(args.output_path)),
         ],
     )
-    items = load_mcq_items(args.data_path)
+    items = load_mcq_items(args.data_path, args.max_record_kb)
     if args.limit_num:
         items = items[: args.limit_num]
     task = task_name_for(args.data_path)
@@ -438,7 +467,12 @@ async def run(args) -> int:
     check_writable_dir(out_dir, "--output_dir")
     if args.output_path:
         check_writable_file(args.output_path, "--output_path")
-    with run_lock(out_dir / task, what="construct"):
+    # the folder lock covers this input's item folder; the claims cover its items, which results for
+    # other input file names in the same --output_dir may share (content-keyed)
+    with (
+        run_lock(out_dir / task, what="construct"),
+        item_claims(out_dir, "construct", map(item_key, todo)),
+    ):
         return await _run_locked(args, items, todo, dropped, decontam, task, out_dir)
 
 
@@ -455,7 +489,7 @@ async def _run_locked(args, items, todo, dropped, decontam, task: str, out_dir: 
         print(f"reused {reused} results of earlier runs (older layout or another input file name)")
     usage = Usage()
     # --batch_api: every item at once, their requests sent together as batches, round by round
-    batches = round_from_args(args, out_dir / task / "batches", reuse_answers=not args.retry_failed)
+    batches = round_from_args(args, out_dir / task / "batches")
     client = client_from_args(args, usage=usage, factory=batches.client if batches is not None else None)
     difficulty = None
 
@@ -467,6 +501,7 @@ async def _run_locked(args, items, todo, dropped, decontam, task: str, out_dir: 
             args.language,
             args.max_tries,
             difficulty,
+            retry_failed=args.retry_failed,
         )
 
     try:
@@ -487,16 +522,22 @@ async def _run_locked(args, items, todo, dropped, decontam, task: str, out_dir: 
         if difficulty is not None:
             await difficulty.close()
     finished = {r["content_id"]: r for r in store.load_finished(work, id_key="content_id")}
-    merged = []
+    merged, seen = [], set()
     for it in items:
-        pid = it["process_id"]
+        pid, key = it["process_id"], item_key(it)
+        if key in seen:  # a copy of an earlier item: done once, written once (io.duplicate_note)
+            continue
+        seen.add(key)
         if pid in dropped:
             merged.append(screened_record(it, *dropped[pid]))
-        elif item_key(it) in finished:
-            merged.append({**finished[item_key(it)], "process_id": pid})
+        elif key in finished:
+            merged.append({**finished[key], "process_id": pid})
     merged_path = write_merged(merged, out_dir, task, args.output_path)
     small_usage = {m: c.usage for m, c in difficulty.clients.items()} if difficulty else None
-    summary = summarize(report, merged, len(items), usage, args.model_name, args.price, decontam, small_usage)
+    summary = summarize(report, merged, len(seen), usage, args.model_name, args.price, decontam, small_usage)
+    summary["duplicates"] = len(items) - len(seen)
+    if summary["duplicates"]:
+        print(duplicate_note(summary["duplicates"]))
     if batches is not None:
         summary["batch_api"] = batches.summary()
     atomic_write_json(merged_path.with_name(merged_path.stem + "_summary.json"), summary)

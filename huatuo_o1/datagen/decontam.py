@@ -31,7 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from huatuo_o1.contract import MCQ_QUESTION, OPEN_QUESTION, PAPER_EVAL_FILE, SFT_QUESTION, read_eval_file
-from huatuo_o1.io import InputError, check_distinct_paths, json_bytes, load_records, write_file_set
+from huatuo_o1.io import (
+    InputError,
+    check_distinct_paths,
+    json_bytes,
+    load_records,
+    require_text,
+    write_file_set,
+)
 
 WINDOW = 64
 _BASE = 0x9E3779B97F4A7C15 | 1  # odd, so it has an inverse mod 2^64
@@ -317,6 +324,10 @@ def main(argv=None) -> int:
         [("--output", out), ("--dropped_output", bad)],
     )
     items = load_records(args.data_path, what="data")
+    for i, it in enumerate(items, 1):  # a field to screen that is not text: malformed, never copied unchecked
+        for f in fields:
+            if not isinstance(it.get(f), str | None):
+                require_text(args.data_path, i, it, f)
     index = EvalIndex.from_files(files, ignore_common=args.ignore_common)
     matches = screen(items, index, fields)
     unscreened = sum(1 for it in items if not any(isinstance(it.get(f), str) for f in fields))

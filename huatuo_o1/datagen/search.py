@@ -34,8 +34,11 @@ Label_CoT, one per reasoning step, aligned with `verify`), `verify`, `verificati
 verdict of every verifier call), `Long_CoT`, `prior_fail_try`, `search_result`, `status`
 (kept / dropped / failed) and `api_usage`.
 
-Strategy draws use one `random.Random` per item, seeded from (--seed, process_id): reproducible
-whatever the concurrency or the order items finish in, and the same on resume.
+Strategy draws use one `random.Random` per item, seeded from (--seed, the item's content id):
+reproducible whatever the concurrency or the order items finish in, and the same on resume. Without
+--seed, the seed is a random number drawn once per trace folder and saved in it (`.search_seed`):
+fresh randomness for a new folder, and a rerun after a kill asks exactly what the killed run asked,
+so the answers a batch already paid for are used (`folder_seed`).
 
 The run itself (resume, bounded concurrency, failure limits) is huatuo_o1/runner.py; the summary
 (right at the first try, after 1, 2, ... refinements, per strategy, by label guidance, dropped,
@@ -54,7 +57,13 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from huatuo_o1.batch import add_batch_args, check_batch_args, round_from_args, run_items_live_or_batched
+from huatuo_o1.batch import (
+    add_batch_args,
+    check_batch_args,
+    counts_as_try,
+    round_from_args,
+    run_items_live_or_batched,
+)
 from huatuo_o1.cli import add_dataclass_args, run_async_stage
 from huatuo_o1.contract import GROUND_TRUTH as GT
 from huatuo_o1.contract import OPEN_QUESTION as OPEN_Q
@@ -67,17 +76,22 @@ from huatuo_o1.contract import (
     STEP_THINKING,
 )
 from huatuo_o1.io import (
+    DEFAULT_MAX_RECORD_KB,
     InputError,
     ItemStore,
     adopt_results,
+    atomic_write_bytes,
     atomic_write_json,
     atomic_write_jsonl,
     check_distinct_paths,
+    check_record_sizes,
     check_writable_dir,
     check_writable_file,
     content_key,
+    duplicate_note,
     keyed_by_content,
     load_records,
+    require_text,
     summary_path_for,
     write_merged,
 )
@@ -93,7 +107,7 @@ from huatuo_o1.llm import (
     price_for,
     usage_report,
 )
-from huatuo_o1.lock import run_lock
+from huatuo_o1.lock import item_claims, run_lock
 from huatuo_o1.parsing import extract_json, parse_verdict, strip_think
 from huatuo_o1.prompts import (
     LANGUAGES,
@@ -133,7 +147,11 @@ class SearchConfig:
     )
     language: str = dataclasses.field(default="en", metadata={"help": "Prompt language: en or zh."})
     seed: int | None = dataclasses.field(
-        default=None, metadata={"help": "Seed of the strategy draws (None: fresh randomness)."}
+        default=None,
+        metadata={
+            "help": "Seed of the strategy draws (None: a random seed drawn once per trace folder and "
+            "saved there, so a rerun draws what the interrupted run drew)."
+        },
     )
     gen_kwargs: dict = dataclasses.field(
         default_factory=dict, metadata={"help": "Extra request parameters (e.g. max_tokens)."}
@@ -199,8 +217,26 @@ def draw_strategy(rng: random.Random, depth_index: int) -> str:
     return rng.choice(choices)
 
 
-def item_rng(seed: int | None, process_id) -> random.Random:
-    return random.Random(f"{seed}:{process_id}") if seed is not None else random.Random()
+def item_rng(seed: int | None, item_id) -> random.Random:
+    """The item's own generator: seeded from (seed, the item's id), fresh randomness without a seed."""
+    return random.Random(f"{seed}:{item_id}") if seed is not None else random.Random()
+
+
+SEED_FILE = ".search_seed"
+
+
+def folder_seed(folder: Path) -> int:
+    """The strategy seed saved in a trace folder, drawn and saved (atomically) the first time: a
+    rerun without --seed draws the strategies the interrupted run drew, so its requests are the
+    same and nothing a batch already answered is asked (and paid) again."""
+    path = Path(folder) / SEED_FILE
+    try:
+        return int(path.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        pass
+    seed = random.SystemRandom().randrange(2**62)
+    atomic_write_bytes(path, f"{seed}\n".encode())
+    return seed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,15 +260,25 @@ class ItemFailed(Exception):
 class Searcher:
     """Runs the method on one item at a time; `process` is what the runner calls."""
 
-    def __init__(self, client: LLMClient, verifier: LLMClient | None, config: SearchConfig):
+    def __init__(
+        self,
+        client: LLMClient,
+        verifier: LLMClient | None,
+        config: SearchConfig,
+        retry_failed: bool = False,
+    ):
         self.client = client
         self.verifier = verifier or client
         self.cfg = config
+        # --retry_failed: invalid replies an earlier run's batch paid for are kept but do not count
+        # as tries, so the failed step is asked again and every answer before it is reused
+        self.retry_failed = retry_failed
 
     async def _ask(self, d: dict, prompt: str, parse, what: str, client: LLMClient | None = None):
         """Ask until `parse` accepts the reply (at most max_tries requests); log every exchange."""
         client = client or self.client
-        for _ in range(max(1, self.cfg.max_tries)):
+        tries = 0
+        while tries < max(1, self.cfg.max_tries):
             reply = await client.chat(prompt, **self.cfg.gen_kwargs)
             d["gpt4_query_cot"].append(prompt)
             d["gpt4_response_cot"].append(reply)
@@ -240,6 +286,7 @@ class Searcher:
             if parsed is not None:
                 return parsed
             d["invalid_replies"] += 1
+            tries += counts_as_try(self.retry_failed)
         raise ItemFailed(f"{what} reply invalid after {max(1, self.cfg.max_tries)} tries")
 
     async def _verify(self, d: dict) -> bool:
@@ -310,7 +357,9 @@ class Searcher:
         q, lang = d[OPEN_Q], self.cfg.language
         current = [d]
         try:
-            d = await self._search(d, item_rng(self.cfg.seed, item.get("process_id")), current)
+            d = await self._search(
+                d, item_rng(self.cfg.seed, item.get("content_id", item.get("process_id"))), current
+            )
             if not d["verify"][-1]:
                 if not self.cfg.efficient_search:
                     d["status"] = DROPPED
@@ -360,18 +409,30 @@ def item_key(item: dict) -> str | None:
     return content_key(q, str(a))
 
 
-def load_search_items(path: str | Path) -> tuple[list[dict], int]:
-    """docs/data_formats.md §2 records numbered by input position; returns (searchable items, skipped count)."""
+def load_search_items(
+    path: str | Path, max_record_kb: float | None = DEFAULT_MAX_RECORD_KB
+) -> tuple[list[dict], int]:
+    """docs/data_formats.md §2 records numbered by input position; returns (searchable items, skipped
+    count). Skipped: records stage 1 filtered out or failed, and records with neither field (not
+    a verifiable problem). A record with one field of the two missing, empty or of the wrong kind
+    (a question that is a list, an answer that is an object) is malformed: InputError naming it
+    (io.require_text's rule); so is a record over --max_record_kb."""
     records = load_records(path, what="input")
+    check_record_sizes(path, records, max_record_kb)
     items = []
     for i, rec in enumerate(records, 1):
         rec["process_id"] = i
         q, a = rec.get(OPEN_Q), rec.get(GT)
         if rec.get("status") in ("filtered", "failed"):  # stage 1 kept its verdict, not the item
             continue
-        if isinstance(q, str) and q.strip() and a not in (None, "") and not isinstance(a, (dict, list)):
-            rec[GT] = str(a)
-            items.append(rec)
+        if q in (None, "") and a in (None, ""):  # not a verifiable problem: skipped and counted
+            continue
+        require_text(path, i, rec, OPEN_Q)
+        if isinstance(a, (int, float)) and not isinstance(a, bool):
+            a = str(a)  # a numeric answer (a dose, a count) is its text
+        rec[GT] = a
+        require_text(path, i, rec, GT)
+        items.append(rec)
     return items, len(records) - len(items)
 
 
@@ -616,7 +677,7 @@ async def run(args) -> int:
             ("--export_verifier_data", args.export_verifier_data),
         ],
     )
-    items, skipped = load_search_items(args.data_path)
+    items, skipped = load_search_items(args.data_path, args.max_record_kb)
     if args.limit_num:
         items = items[: args.limit_num]
     cfg = config_from_args(args)
@@ -634,7 +695,9 @@ async def run(args) -> int:
         check_writable_file(args.output_path, "--output_path")
     if args.export_verifier_data:
         check_writable_file(args.export_verifier_data, "--export_verifier_data")
-    with run_lock(out_dir / task, what="search"):
+    # the folder lock covers this input's trace folder; the claims cover its items, which traces for
+    # other input file names in the same --output_dir may share (content-keyed)
+    with run_lock(out_dir / task, what="search"), item_claims(out_dir, "search", map(item_key, items)):
         return await _run_locked(args, items, skipped, cfg, task, out_dir)
 
 
@@ -642,6 +705,8 @@ async def _run_locked(
     args, items: list[dict], skipped: int, cfg: SearchConfig, task: str, out_dir: Path
 ) -> int:
     store = ItemStore(out_dir / task)
+    if cfg.seed is None:  # the folder's own seed: a rerun asks exactly what this run asks
+        cfg = dataclasses.replace(cfg, seed=folder_seed(out_dir / task))
     if args.retry_failed:
         store.drop_status(FAILED)
     position = {}
@@ -654,7 +719,7 @@ async def _run_locked(
         print(f"reused {reused} traces of earlier runs (older layout or another input file name)")
     usage = Usage()
     # --batch_api: every item at once, their requests sent together as batches, round by round
-    batches = round_from_args(args, out_dir / task / "batches", reuse_answers=not args.retry_failed)
+    batches = round_from_args(args, out_dir / task / "batches")
     factory = batches.client if batches is not None else None
     client = client_from_args(args, usage=usage, factory=factory)
     usages = {"search": (usage, args.model_name)}
@@ -679,7 +744,7 @@ async def _run_locked(
         )
         usages["verifier"] = (vusage, vmodel)
         prices["verifier"] = price_for(vmodel, prices["search"] if vmodel == args.model_name else None)
-    searcher = Searcher(client, verifier, cfg)
+    searcher = Searcher(client, verifier, cfg, retry_failed=args.retry_failed)
 
     async def process(it):
         return await searcher.process({**it, "process_id": position[it["content_id"]]})
@@ -706,7 +771,11 @@ async def _run_locked(
     merged_path = write_merged(
         [r for r in records if r.get("status") == KEPT], out_dir, task, args.output_path
     )
-    summary = summarize(records, len(items), skipped, report, usages, prices)
+    summary = summarize(records, len(work), skipped, report, usages, prices)
+    summary["duplicates"] = len(items) - len(work)
+    summary["items_in_file"] += summary["duplicates"]
+    if summary["duplicates"]:
+        print(duplicate_note(summary["duplicates"]))
     if batches is not None:
         summary["batch_api"] = batches.summary()
     atomic_write_json(merged_path.with_name(merged_path.stem + "_summary.json"), summary)

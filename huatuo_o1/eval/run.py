@@ -258,6 +258,13 @@ def check_args(args: argparse.Namespace) -> None:
         )
     if args.backend == "hf" and not args.model_name:
         raise InputError("--backend hf needs --model_name (a local model folder)")
+    if args.model_name:
+        last = os.path.basename(os.path.normpath(args.model_name))
+        if last in ("", ".", "..") or last.startswith("."):
+            raise InputError(
+                f"--model_name {args.model_name!r} ends in no model name ({last!r}): its last path part "
+                "names the result files; give the model folder itself (e.g. ./ckpt/my-model)"
+            )
     if args.launch_server and (args.backend != "server" or args.api_url):
         raise InputError(
             "--launch_server starts a local SGLang server: it goes with --backend server and no --api_url"
@@ -371,11 +378,17 @@ def model_fingerprint(path: str | None) -> str | None:
     root = Path(path)
     h = hashlib.sha1()
     cfg = root / "config.json"
-    h.update(cfg.read_bytes() if cfg.is_file() else b"")
-    for f in sorted(root.rglob("*")):
-        if f.is_file() and f.name.endswith(WEIGHT_SUFFIXES):
-            st = f.stat()
-            h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    try:
+        h.update(cfg.read_bytes() if cfg.is_file() else b"")
+        # a model folder (config.json) is walked for its weights; any other folder only at its top,
+        # so a folder that is not a model (a home, the root) is never scanned whole
+        files = root.rglob("*") if cfg.is_file() else root.iterdir()
+        for f in sorted(files):
+            if f.name.endswith(WEIGHT_SUFFIXES) and f.is_file():
+                st = f.stat()
+                h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    except OSError as e:
+        raise InputError(f"--model_name {path}: cannot read the model folder ({e.strerror or e})") from None
     return h.hexdigest()[:16]
 
 

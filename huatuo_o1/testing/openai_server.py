@@ -14,7 +14,9 @@ class FakeResponse:
     For a 200 answer, `finish_reason` (e.g. "length": cut at max_tokens) is set on every choice;
     `reasoning_content` adds a reasoning model's draft to each chat message, and `null_content`
     sends the message's `content` as null; `body` replaces the whole JSON body (e.g. a gateway's
-    `{"error": {...}}` sent with status 200)."""
+    `{"error": {...}}` sent with status 200). `trickle` sends the body one byte every `trickle`
+    seconds (a reply that never stalls long enough for a read timeout); `echo_auth` appends the
+    request's Authorization header to the error message (a server that echoes credentials)."""
 
     def __init__(
         self,
@@ -29,7 +31,11 @@ class FakeResponse:
         null_content: bool = False,
         body: dict | None = None,
         cached_tokens: int = 0,
+        trickle: float = 0.0,
+        echo_auth: bool = False,
     ):
+        self.trickle = trickle
+        self.echo_auth = echo_auth
         self.text = text
         self.status = status
         self.headers = headers or {}
@@ -50,7 +56,10 @@ class FakeBatch:
     that ends `completed` answers every request, one that ends `expired` or `cancelled` answers only
     its first `answered` requests (the rest get a `batch_expired` / `batch_cancelled` error line),
     one that ends `failed` answers none and reports `errors` (a list of {"code", "message", "line"}).
-    `tamper_ids`: the results carry custom ids that do not match the requests (a confused proxy)."""
+    `tamper_ids`: the results carry custom ids that do not match the requests (a confused proxy).
+    `duplicate_errors`: every answered request also gets a 500 line under the same custom id in the
+    error file (a provider that retried a request and reported both tries). `files_gone`: its output
+    and error files are deleted as soon as it ends (files past their expiry, or removed by hand)."""
 
     def __init__(
         self,
@@ -58,11 +67,15 @@ class FakeBatch:
         answered: int = 0,
         errors: list[dict] | None = None,
         tamper_ids: bool = False,
+        duplicate_errors: bool = False,
+        files_gone: bool = False,
     ):
         self.statuses = list(statuses)
         self.answered = answered
         self.errors = errors
         self.tamper_ids = tamper_ids
+        self.duplicate_errors = duplicate_errors
+        self.files_gone = files_gone
 
 
 class FakeRequest:
@@ -127,6 +140,7 @@ class FakeOpenAIServer:
         self.files: dict[str, dict] = {}
         self.batches: dict[str, dict] = {}
         self.batch_creates = 0
+        self.abandoned = 0  # trickling replies whose client closed the connection before the end
         self.in_process = in_process
         self.model = model
         self.requests: list[FakeRequest] = []
@@ -144,6 +158,27 @@ class FakeOpenAIServer:
 
     def count(self, path_suffix: str = "") -> int:
         return sum(1 for r in self.requests if r.path.endswith(path_suffix))
+
+    def add_other_batches(self, n: int) -> None:
+        """n finished batches of someone else (another tool on the same account), newer than any
+        made so far: what a rerun must page through to find its own in the batch list."""
+        import time
+
+        with self._lock:
+            for _ in range(n):
+                self.batch_creates += 1
+                bid = f"batch_{self.batch_creates:05d}"
+                self.batches[bid] = {
+                    "id": bid,
+                    "object": "batch",
+                    "endpoint": "/v1/chat/completions",
+                    "errors": None,
+                    "input_file_id": "file-other",
+                    "completion_window": "24h",
+                    "status": "completed",
+                    "created_at": int(time.time()),
+                    "metadata": {"owner": "someone else"},
+                }
 
     def _next_reply(self, req: FakeRequest):
         if callable(self.responder):
@@ -241,7 +276,26 @@ class FakeOpenAIServer:
             reply = scripted(req)
             if isinstance(reply, FakeResponse) and reply.delay:
                 await asyncio.sleep(reply.delay)
+            if isinstance(reply, FakeResponse) and reply.echo_auth:
+                import copy
+
+                reply = copy.copy(reply)
+                reply.error = f"{reply.error}; you sent Authorization: {req.headers.get('authorization')}"
             status, out, headers = answer(request.path, body, reply)
+            if isinstance(reply, FakeResponse) and reply.trickle:
+                data = json.dumps(out).encode()
+                resp = web.StreamResponse(status=status, headers={"Content-Type": "application/json"})
+                resp.content_length = len(data)
+                await resp.prepare(request)
+                try:
+                    for i in range(len(data)):
+                        await resp.write(data[i : i + 1])
+                        await asyncio.sleep(reply.trickle)
+                except (ConnectionError, asyncio.CancelledError):
+                    self.abandoned += 1  # the client gave up and closed the connection
+                    raise
+                await resp.write_eof()
+                return resp
             return web.json_response(out, status=status, headers=headers)
 
         # -- Batch API ------------------------------------------------------------------------
@@ -338,12 +392,25 @@ class FakeOpenAIServer:
                     "error": None,
                 }
                 (out if st == 200 else err).append(row)
+                if st == 200 and script.duplicate_errors:
+                    body = {"error": {"message": "server error", "type": "server_error", "code": None}}
+                    err.append(
+                        {
+                            "id": rid + "_retry",
+                            "custom_id": cid,
+                            "response": {"status_code": 500, "request_id": rid, "body": body},
+                            "error": None,
+                        }
+                    )
             as_bytes = lambda rows: b"".join(json.dumps(r).encode() + b"\n" for r in rows)  # noqa: E731
             if out:
                 b["output_file_id"] = new_file(as_bytes(out), f"{b['id']}_output.jsonl", "batch_output")["id"]
             if err:
                 b["error_file_id"] = new_file(as_bytes(err), f"{b['id']}_error.jsonl", "batch_output")["id"]
             b["request_counts"] = {"total": len(lines), "completed": len(out), "failed": len(err)}
+            if script.files_gone:
+                for key in ("output_file_id", "error_file_id"):
+                    self.files.pop(b.get(key), None)
 
         def script_for(index: int) -> FakeBatch:
             s = self.batch_script
@@ -416,16 +483,30 @@ class FakeOpenAIServer:
 
         @batch_route
         async def list_batches(request):
+            """Newest first, `limit` per page (default 20, at most 100), `after` a batch id."""
             data = [batch_view(b) for b in reversed(list(self.batches.values()))]
+            after = request.query.get("after")
+            if after:
+                ids = [b["id"] for b in data]
+                data = data[ids.index(after) + 1 :] if after in ids else []
+            limit = max(1, min(100, int(request.query.get("limit", 20))))
+            page, more = data[:limit], len(data) > limit
             return web.json_response(
                 {
                     "object": "list",
-                    "data": data,
-                    "first_id": data[0]["id"] if data else None,
-                    "last_id": data[-1]["id"] if data else None,
-                    "has_more": False,
+                    "data": page,
+                    "first_id": page[0]["id"] if page else None,
+                    "last_id": page[-1]["id"] if page else None,
+                    "has_more": more,
                 }
             )
+
+        @batch_route
+        async def delete_file(request):
+            fid = request.match_info["fid"]
+            if self.files.pop(fid, None) is None:
+                return error(404, f"no file {fid}")
+            return web.json_response({"id": fid, "object": "file", "deleted": True})
 
         async def not_found(request):
             return error(404, f"no route {request.path}")
@@ -437,6 +518,7 @@ class FakeOpenAIServer:
         app.router.add_post("/v1/completions", post)
         app.router.add_post("/v1/files", upload)
         app.router.add_get("/v1/files/{fid}/content", file_content)
+        app.router.add_delete("/v1/files/{fid}", delete_file)
         app.router.add_post("/v1/batches", create_batch)
         app.router.add_get("/v1/batches", list_batches)
         app.router.add_get("/v1/batches/{bid}", get_batch)
