@@ -10,8 +10,8 @@ legacy trainer's dataset, dataloader and `_validate` (RayPPOTrainer) with its ag
 manager and get_custom_reward_fn loading our files by path). What stands in: the LLM behind the
 rollout (scripted replies), the served verifier (a loopback `/classify` that runs the tiny
 classifier as vLLM does), Ray (actors are called in this process: a handle whose
-`.method.remote(...)` is the method itself, `ray.get` runs the coroutines) and TransferQueue (an
-in-memory store, tests/verl_real/v1.py, that packs fields with TransferQueue's own code).
+`.method.remote(...)` is the method itself, `ray.get` runs the coroutines); V1's TransferQueue is
+the real one, its actors in this process (tests/verl_real/v1.py).
 
 Runs in the verl environment only (bash scripts/setup_verl_env.sh); skipped elsewhere.
 """
@@ -37,7 +37,7 @@ from huatuo_o1.rl.verl_reward import ServedClassifierVerifier  # noqa: E402
 from tests.helpers import REPO, run_script  # noqa: E402
 from tests.test_verl import _FakeVLLMClassify  # noqa: E402
 from tests.verl_real.recipe import compose, launcher_args  # noqa: E402
-from tests.verl_real.v1 import KVStore, in_process_agent_loop_manager  # noqa: E402
+from tests.verl_real.v1 import in_process_agent_loop_manager, in_process_transfer_queue  # noqa: E402
 
 DEMO = REPO / "data" / "demo_data.json"
 WELL = "## Thinking\n\nFever and cough suggest pneumonia.\n\n## Final Response\n\n{}"
@@ -200,31 +200,33 @@ def test_legacy_trainer_validation_scores_with_our_reward_file(
 def _v1_validate(monkeypatch, loop, verifier, tiny_lm_dir, tiny_verifier_dir, data_dir, dump, *extra, **env):
     """verl's V1 trainer (the class main_ppo's TaskRunnerV1 picks for the recipe's config) running
     its own `_validate` over the exported val split: verl's dataloader, agent loop, replay buffer,
-    `_compute_reward_colocate` and reward loop, with TransferQueue, Ray and the LLM standing in."""
+    `_compute_reward_colocate` and reward loop on a real TransferQueue, with Ray and the LLM standing
+    in. Returns the config, the trainer, its metrics and what TransferQueue still holds after it."""
     from omegaconf import OmegaConf
-    from verl.trainer.ppo.v1 import agent_loop_tq, get_trainer_cls, replay_buffer, trainer_base
+    from verl.trainer.ppo.v1 import get_trainer_cls
 
     config, manager, _, tok = _setup(monkeypatch, loop, tiny_lm_dir, tiny_verifier_dir, data_dir, verifier.address,
                                      f"trainer.validation_data_dir={dump}", *extra, **env)  # fmt: skip
-    store = KVStore()
-    for module in (trainer_base, replay_buffer, agent_loop_tq):
-        monkeypatch.setattr(module, "tq", store)
     config.transfer_queue.enable = True  # as TaskRunnerV1.run does
     OmegaConf.resolve(config)
-    trainer = get_trainer_cls(config.trainer.v1.trainer_mode)(config=config)
-    trainer._init_tokenizer()
-    trainer._init_dataloader()
-    trainer._init_dump_executor()
-    trainer.agent_loop_manager = in_process_agent_loop_manager(
-        monkeypatch, loop, config, _LLM(tok, _replies(tok)), manager.reward_loop_worker_handles
-    )
-    trainer.reward_loop_manager = manager
-    trainer.checkpoint_manager = SimpleNamespace(sleep_replicas=lambda: None, update_weights=lambda *a: None)
-    trainer.global_steps = 0
-    try:
-        return config, trainer, trainer._validate(), store
-    finally:
-        trainer._shutdown_dump_executor()
+    with in_process_transfer_queue(monkeypatch, config.transfer_queue) as tq:
+        trainer = get_trainer_cls(config.trainer.v1.trainer_mode)(config=config)
+        trainer._init_tokenizer()
+        trainer._init_dataloader()
+        trainer._init_dump_executor()
+        trainer.agent_loop_manager = in_process_agent_loop_manager(
+            monkeypatch, loop, config, _LLM(tok, _replies(tok)), manager.reward_loop_worker_handles
+        )
+        trainer.reward_loop_manager = manager
+        trainer.checkpoint_manager = SimpleNamespace(
+            sleep_replicas=lambda: None, update_weights=lambda *a: None
+        )
+        trainer.global_steps = 0
+        try:
+            metrics = trainer._validate()
+        finally:
+            trainer._shutdown_dump_executor()
+        return config, trainer, metrics, tq.kv_list()
 
 
 def test_v1_trainer_validation_scores_with_our_reward_file(
@@ -237,7 +239,7 @@ def test_v1_trainer_validation_scores_with_our_reward_file(
     compute_score on the decoded response, asked of the served verifier."""
     dump = tmp_path / "val"
     train = f"data.val_files={data_dir / 'train.parquet'}"  # validated on the larger split: more prompts
-    config, trainer, metrics, store = _v1_validate(monkeypatch, loop, verifier, tiny_lm_dir, tiny_verifier_dir,
+    config, trainer, metrics, left = _v1_validate(monkeypatch, loop, verifier, tiny_lm_dir, tiny_verifier_dir,
                                                    data_dir, dump, train)  # fmt: skip
     asked = _asked(verifier)  # before _expected asks it again
     assert config.trainer.use_v1 is True and config.reward.reward_model.enable is True
@@ -258,7 +260,7 @@ def test_v1_trainer_validation_scores_with_our_reward_file(
     assert [r["score"] for r in rows] == pytest.approx(expected)
     assert len(rows) > 10 and 0.0 in expected and len(set(expected)) > 1  # malformed and well formed
     assert metrics[f"val-core/{source}/reward/mean@1"] == pytest.approx(sum(expected) / len(expected))
-    assert not store.values  # V1 cleared its TransferQueue
+    assert not any(left.values())  # V1 cleared its TransferQueue
 
 
 def test_v1_validation_with_verls_naive_manager_fails_on_data_source(
