@@ -3,7 +3,7 @@
 The maths is huatuo_o1/rl/ppo_core.py (pure tensor functions); the reward is the verifier behind
 huatuo_o1/rl/ppo_reward.py. This module runs them under accelerate (+ DeepSpeed ZeRO-2/3), in the
 structure of trl 1.12's `PPOTrainer` (which trl removed after 1.12), so that one update equals one
-of trl's (tests/trl_ref): the same data order, sampling, forward passes, accumulation and logs.
+of trl's on the same prompts (tests/trl_ref): the same sampling, forward passes, accumulation and logs.
 
 One update (`train`):
 
@@ -939,7 +939,7 @@ def _shuffle_sampler(loader):
 
 
 class _EpochBatches:
-    """trl's dataloader, pass after pass, each pass shuffled by `seed + epoch`; the first pass
+    """The prompt loader, pass after pass, each pass shuffled by `seed + epoch`; the first pass
     iterated starts at global batch `start` (the batches of the finished updates are skipped).
 
     The shuffle and the DataLoader's worker base seed draw from dedicated generators, so iterating
@@ -962,7 +962,7 @@ class _EpochBatches:
 
     def __iter__(self):
         n = len(self.loader)
-        if n == 0:  # trl would wait for a batch forever (check_one_batch stops such runs earlier)
+        if n == 0:  # no batch would ever come (check_one_batch stops such runs earlier)
             raise InputError(
                 "the PPO training data holds no full batch; lower the batch flags or give more rows"
             )
@@ -1017,7 +1017,7 @@ def build_ppo_trainer(
     )  # may be empty: no batches
     verifier = make_verifier(script_args, args.reward_model_path, dtype=frozen_dtype, **remote)
 
-    set_seed(args.seed)  # the value head's random init (trl seeds only later) is reproducible
+    set_seed(args.seed)  # the value head's random init is reproducible (the trainer seeds only later)
     start_policy, value_path = policy_path, script_args.value_model_path or policy_path
     if resume_from:
         ckpt = Path(resume_from)
@@ -1058,7 +1058,7 @@ def build_ppo_trainer(
                 )
             m.resize_token_embeddings(vocab)
         set_pad_id(m, tokenizer.pad_token_id)
-    saved_eos = policy.generation_config.eos_token_id  # trl overwrites it with the stop token
+    saved_eos = policy.generation_config.eos_token_id  # the trainer narrows it to the stop token
 
     hook = RewardHook(tokenizer, data.table, verifier, script_args.reward_config())
 
@@ -1079,9 +1079,9 @@ def build_ppo_trainer(
 
 
 def check_one_batch(n_train: int, n_eval: int, args) -> None:
-    """InputError unless the training rows fill at least one PPO batch: trl's loader drops a ragged
-    last batch and its loop waits for the next batch forever when there is none."""
-    world = getattr(args, "world_size", None)  # trl fills it in only when the trainer is built
+    """InputError unless the training rows fill at least one PPO batch: the loader drops a ragged
+    last batch, so with none the loop would have no prompts."""
+    world = getattr(args, "world_size", None)  # filled in only when the trainer is built
     if not world:
         from accelerate import PartialState
 
@@ -1138,7 +1138,7 @@ def is_complete_checkpoint(ckpt: Path) -> bool:
 # one run per output folder (lock.py)
 @locked("ppo", lambda script_args, args, model_args: args.output_dir)
 def train_ppo(script_args: PPOScriptArguments, args, model_args) -> Path:
-    """Run trl's PPO with the verifier reward, resuming from the newest complete checkpoint of the
+    """Run PPO with the verifier reward, resuming from the newest complete checkpoint of the
     same model and data unless --resume False; save the final policy to <output_dir>/<run_name>."""
     identity = ppo_identity(script_args, args, model_args)
     resume_from = resume_point(

@@ -223,3 +223,27 @@ def test_one_update_equals_trl_1_12(name, tmp_path, tiny_lm_dir, data_file, monk
         for k, v in mine_model.state_dict().items():
             torch.testing.assert_close(v, their_sd[k], **TOL, msg=lambda msg, k=k, w=what: f"{w} {k}: {msg}")
         assert any(not torch.equal(v, initial[what][k]) for k, v in mine_model.state_dict().items()), what
+
+
+def test_every_trl_ppo_config_flag_is_kept_with_its_default():
+    """RL_stage2.py's command line: every field of trl 1.12's PPOConfig exists in ours with trl's
+    default, except the defaults the project has always changed (docs/differences.md)."""
+    import dataclasses
+
+    from trl.experimental.ppo import PPOConfig as TrlPPOConfig
+
+    from huatuo_o1.rl.ppo_config import PPOConfig
+
+    def defaults(cls):
+        out = {}
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = f.default_factory()
+        return out
+
+    ours, theirs = defaults(PPOConfig), defaults(TrlPPOConfig)
+    assert set(theirs) <= set(ours), set(theirs) - set(ours)
+    changed = {k for k in theirs if str(ours[k]) != str(theirs[k])}
+    assert changed == {"stop_token", "reward_model_path", "sft_model_path", "report_to"}
