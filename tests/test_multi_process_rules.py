@@ -97,17 +97,45 @@ def test_rloo_with_its_default_batch_on_few_rows_stops_before_loading_a_model(tm
 
 
 @no_gpu
-def test_a_cpu_only_machine_sets_use_cpu_for_every_script(tmp_path):
-    from huatuo_o1.rl import dpo, grpo, ppo, rloo
-    from huatuo_o1.rl.verifier_train import parse_args as verifier_args
+def test_a_cpu_only_launch_of_several_processes_sets_use_cpu(monkeypatch):
+    """transformers counts a launch's processes on CPU only with use_cpu (else DeepSpeed stops at
+    init: train_batch_size is not equal to micro_batch_per_gpu * gradient_acc_step * world_size)."""
+    from types import SimpleNamespace
 
-    common = ["--output_dir", str(tmp_path), "--report_to", "none"]
-    for module in (ppo, grpo, rloo, dpo):
-        _, args, _ = module.parse_args(common)
-        assert args.use_cpu, module.__name__
-    _, targs = verifier_args(common)
-    assert targs.use_cpu
-    assert pickle.loads(pickle.dumps(targs)).use_cpu  # the Trainer pickles its arguments
+    from huatuo_o1.train.multi_gpu import use_cpu_without_accelerator
+
+    def decided(**env) -> bool:
+        for k in ("WORLD_SIZE", "MASTER_ADDR"):
+            monkeypatch.delenv(k, raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        args = SimpleNamespace(use_cpu=False)
+        use_cpu_without_accelerator(args)
+        return args.use_cpu
+
+    assert decided(WORLD_SIZE="2", MASTER_ADDR="127.0.0.1")
+    assert not decided()  # one process: on the CPU anyway, nothing changed
+    assert not decided(WORLD_SIZE="2")  # no launcher's rendezvous: not a launch
+
+
+def test_every_training_script_asks_for_the_cpu_decision():
+    """The RL configs (PPO, GRPO, RLOO, DPO) take it in apply_compat_defaults, the verifier's
+    arguments in their own __post_init__ (its class pickles, as the Trainer needs)."""
+    import inspect
+
+    from huatuo_o1.rl import common
+    from huatuo_o1.rl.dpo_trainer import MedicalDPOConfig
+    from huatuo_o1.rl.grpo_trainer import MedicalGRPOConfig
+    from huatuo_o1.rl.ppo_trainer import MedicalPPOConfig
+    from huatuo_o1.rl.rloo_trainer import MedicalRLOOConfig
+    from huatuo_o1.rl.verifier_train import _training_arguments_class
+
+    assert "use_cpu_without_accelerator(cfg)" in inspect.getsource(common.apply_compat_defaults)
+    for cls in (MedicalPPOConfig, MedicalGRPOConfig, MedicalRLOOConfig, MedicalDPOConfig):
+        assert "apply_compat_defaults(self)" in inspect.getsource(cls.__post_init__), cls
+    cls = _training_arguments_class()
+    assert "use_cpu_without_accelerator(self)" in inspect.getsource(cls.__post_init__)
+    assert pickle.loads(pickle.dumps(cls(output_dir="o", report_to="none"))).output_dir == "o"
 
 
 def test_a_new_head_is_drawn_from_the_seed(tiny_lm_dir):

@@ -192,11 +192,11 @@ def train_verifier(script_args: VerifierScriptArguments, training_args) -> dict:
     train, held_out = split_eval(
         examples, training_args.seed, script_args.eval_fraction, script_args.max_eval_samples
     )
+    check_training_flags(model_paths=[("--model_name_or_path", script_args.model_name_or_path)])
     check_one_step(
         len(train), training_args.per_device_train_batch_size, training_args.gradient_accumulation_steps,
         world_size(), "examples",
     )  # fmt: skip
-    check_training_flags(model_paths=[("--model_name_or_path", script_args.model_name_or_path)])
 
     dtype = script_args.dtype if script_args.dtype in (None, "auto") else getattr(torch, script_args.dtype)
     path = script_args.model_name_or_path

@@ -50,10 +50,17 @@ def has_accelerator() -> bool:
     return bool(acc is not None and acc.is_available())
 
 
+def launched_processes() -> int:
+    """Processes of a real multi-process launch (a launcher sets WORLD_SIZE and the rendezvous
+    address MASTER_ADDR), else 1."""
+    return world_size() if os.environ.get("MASTER_ADDR") else 1
+
+
 def use_cpu_without_accelerator(args) -> None:
-    """Turn `use_cpu` on in a `TrainingArguments` (before its `__post_init__` runs) when this machine
-    has no accelerator, so a multi-process CPU launch counts all its processes."""
-    if hasattr(args, "use_cpu") and not args.use_cpu and not has_accelerator():
+    """Turn `use_cpu` on in a `TrainingArguments` (before its `__post_init__` runs) in a launch of
+    several processes on a machine without an accelerator, so that it counts all its processes (a
+    single process runs on the CPU there anyway)."""
+    if hasattr(args, "use_cpu") and not args.use_cpu and launched_processes() > 1 and not has_accelerator():
         args.use_cpu = True
 
 
