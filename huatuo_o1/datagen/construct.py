@@ -60,6 +60,7 @@ from huatuo_o1.llm import (
     LLMClient,
     Usage,
     add_client_args,
+    add_structured_outputs_arg,
     check_api_url,
     check_client_args,
     client_from_args,
@@ -72,7 +73,7 @@ from huatuo_o1.llm import (
 )
 from huatuo_o1.lock import run_lock
 from huatuo_o1.parsing import extract_json, parse_filter_verdict
-from huatuo_o1.prompts import LANGUAGES, filter_prompt, rewrite_prompt
+from huatuo_o1.prompts import FILTER_SCHEMA, LANGUAGES, REWRITE_SCHEMA, filter_prompt, rewrite_prompt
 from huatuo_o1.runner import RunReport, add_run_args, check_run_args, exit_code_for
 
 log = logging.getLogger(__name__)
@@ -129,9 +130,11 @@ def other_result_folders(out_dir: Path, task: str) -> list[Path]:
     ]
 
 
-async def _ask_until_parsed(client: LLMClient, prompt: str, parse, max_tries: int, replies: list[str]):
+async def _ask_until_parsed(
+    client: LLMClient, prompt: str, parse, max_tries: int, replies: list[str], schema: dict | None = None
+):
     for _ in range(max_tries):
-        reply = await client.chat(prompt)
+        reply = await client.chat(prompt, schema=schema)
         replies.append(reply)
         parsed = parse(reply)
         if parsed:
@@ -166,7 +169,7 @@ async def process_item(
     if filter_data:
         replies: list[str] = []
         verdict = await _ask_until_parsed(
-            client, filter_prompt(item, language), parse_filter_verdict, max_tries, replies
+            client, filter_prompt(item, language), parse_filter_verdict, max_tries, replies, FILTER_SCHEMA
         )
         record["filter_reply"] = replies[-1]
         if verdict is None:
@@ -178,7 +181,7 @@ async def process_item(
             return record
     replies = []
     parsed = await _ask_until_parsed(
-        client, rewrite_prompt(item, language), _parse_rewrite, max_tries, replies
+        client, rewrite_prompt(item, language), _parse_rewrite, max_tries, replies, REWRITE_SCHEMA
     )
     if parsed is None:
         record.update(
@@ -565,6 +568,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_client_args(p, default_model="gpt-4", default_num_process=10)
     p.add_argument("--language", choices=LANGUAGES, default="en", help="Prompt language.")
     p.add_argument("--max_tries", type=int, default=2, help="Requests per step when a reply does not parse.")
+    add_structured_outputs_arg(p)
     s = p.add_argument_group("free steps (before any request)")
     s.add_argument(
         "--decontaminate_against",
