@@ -502,4 +502,17 @@ def _cot_schema(name: str, opening: tuple = ()) -> dict:
 COT_SCHEMA = _cot_schema("reasoning_steps")
 # a refinement starts with the Verification that finds the last conclusion wrong
 COT_CONTINUE_SCHEMA = _cot_schema("reasoning_steps_continued", opening=(_step("Verification"),))
-NATURAL_SCHEMA = _schema("natural_reasoning", {"NaturalReasoning": _STRING})
+# the natural thinking one thought per line: as a list of lines, which the stage joins with line
+# breaks (a constrained reply then cannot come as one line, which the stage would not take)
+MAX_THOUGHT_LINES = 60
+NATURAL_SCHEMA = _schema(
+    "natural_reasoning",
+    {
+        "NaturalReasoning": {
+            "type": "array",
+            "items": _STRING,
+            "minItems": 2,
+            "maxItems": MAX_THOUGHT_LINES,
+        }
+    },
+)

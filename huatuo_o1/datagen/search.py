@@ -174,9 +174,12 @@ def parse_cot(reply: str) -> list[dict] | None:
 
 
 def parse_natural_reasoning(reply: str) -> str | None:
-    """The "NaturalReasoning" text of a reply; None unless it is a string with line breaks."""
+    """The "NaturalReasoning" text of a reply; None unless it is a string with line breaks. A list
+    of lines (what prompts.NATURAL_SCHEMA asks a constrained reply for) is joined with line breaks."""
     obj = extract_json(reply, ("NaturalReasoning",))
     text = obj.get("NaturalReasoning") if obj else None
+    if isinstance(text, list) and all(isinstance(x, str) for x in text):
+        text = "\n".join(x.strip() for x in text if x.strip())
     if not isinstance(text, str) or "\n" not in text.strip():
         return None
     return text.strip()
