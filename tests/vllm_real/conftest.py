@@ -9,10 +9,11 @@ suite) every test here is skipped before anything starts.
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 import pytest
 
-from huatuo_o1.testing.vllm_server import VLLMServer
+from huatuo_o1.testing.vllm_server import SERVED_NAME, VLLMServer
 
 _SERVER: list[VLLMServer] = []
 
@@ -28,7 +29,11 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def vllm(tmp_path_factory, default_model_dir):
-    """The running server: `.url` (base URL), `.served_name`, `.python` (the vLLM environment)."""
+    """The running server: `.url` (base URL), `.served_name`, `.python` (the vLLM environment).
+    HUATUO_VLLM_URL names one already serving the embedded model as "smol" (used as it is)."""
+    if os.environ.get("HUATUO_VLLM_URL"):
+        yield SimpleNamespace(url=os.environ["HUATUO_VLLM_URL"], served_name=SERVED_NAME)
+        return
     log = tmp_path_factory.mktemp("vllm") / "server.log"
     server = VLLMServer(log, python=os.environ["HUATUO_VLLM_PYTHON"], model=default_model_dir)
     _SERVER.append(server)
