@@ -5,7 +5,7 @@ them (on). Prints, for both, the requests each kept record cost and the share of
 not be used (did not parse, or were cut at max_tokens), and the ratio of kept records per request.
 
     bash scripts/setup_vllm_env.sh && .venv/bin/python -m huatuo_o1.models
-    .venv/bin/python bench/bench_structured_outputs.py [--items 24 --search_items 3]
+    .venv/bin/python bench/bench_structured_outputs.py [--items 24 --search_items 2]
 
 --api_url uses a server already running (serving the model as "smol"); else one is started for the
 benchmark and stopped at its end. No seed is sent (vLLM's CPU build stops on seeded requests), so
@@ -47,7 +47,7 @@ def stage1(url: str, out: Path, mode: str, items: int) -> dict:
     t = time.perf_counter()
     _quiet(stage1_main, ["--data_path", str(DEMO), "--filter_data", "--limit_num", str(items),
                          "--model_name", SERVED_NAME, "--api_url", url, "--output_dir", str(out),
-                         "--num_process", "8", "--structured_outputs", mode])  # fmt: skip
+                         "--num_process", "8", "--max_tokens", "400", "--structured_outputs", mode])  # fmt: skip
     s = _summary(out, "demo_data_verifiable_final_*_summary.json")
     requests = s["usage"]["requests"]
     # a reply was used when it gave the item's verdict or its rewrite
@@ -64,7 +64,7 @@ def stage1(url: str, out: Path, mode: str, items: int) -> dict:
 def stage2(url: str, stage1_out: Path, out: Path, mode: str, items: int, max_tokens: int) -> dict:
     [data] = [p for p in stage1_out.glob("demo_data_verifiable_final_*.json") if "summary" not in p.name]
     t = time.perf_counter()
-    _quiet(stage2_main, ["--data_path", str(data), "--limit_num", str(items), "--max_search_depth", "1",
+    _quiet(stage2_main, ["--data_path", str(data), "--limit_num", str(items), "--max_search_depth", "0",
                          "--max_tokens", str(max_tokens), "--model_name", SERVED_NAME, "--api_url", url,
                          "--output_dir", str(out), "--num_process", str(items), "--structured_outputs", mode])  # fmt: skip
     s = _summary(out, "*_CoT_search_final_*_summary.json")
@@ -88,8 +88,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--api_url", default=None, help="A vLLM server already serving the model as 'smol'.")
     ap.add_argument("--items", type=int, default=24, help="Stage-1 items (the demo file has 24).")
-    ap.add_argument("--search_items", type=int, default=3, help="Stage-2 items (of stage 1's kept ones).")
-    ap.add_argument("--max_tokens", type=int, default=1024, help="Stage 2's --max_tokens.")
+    ap.add_argument("--search_items", type=int, default=2, help="Stage-2 items (of stage 1's kept ones).")
+    ap.add_argument("--max_tokens", type=int, default=800, help="Stage 2's --max_tokens (stage 1 sends 400).")
     args = ap.parse_args()
     with contextlib.ExitStack() as stack:
         url = args.api_url

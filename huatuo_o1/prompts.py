@@ -456,12 +456,17 @@ def _object(properties: dict) -> dict:
 _STRING = {"type": "string"}
 
 
+# Longest title and content of one reasoning step, in characters: room for a thorough step, and a
+# bound on a small model that never closes its string (it would fill max_tokens, and the reply be cut)
+MAX_TITLE_CHARS, MAX_STEP_CHARS = 150, 1500
+
+
 def _step(action: str, titled: bool = False) -> dict:
     """One reasoning step: its action (fixed), a title for Inner Thinking, the content."""
     props = {"action": {"type": "string", "enum": [action]}}
     if titled:
-        props["title"] = _STRING
-    props["content"] = _STRING
+        props["title"] = {"type": "string", "maxLength": MAX_TITLE_CHARS}
+    props["content"] = {"type": "string", "maxLength": MAX_STEP_CHARS}
     return _object(props)
 
 
@@ -476,9 +481,9 @@ MAX_THINKING_STEPS = 8
 
 def _cot_schema(name: str, opening: tuple = ()) -> dict:
     """{"CoT": [...]} in the order the stage reads: the `opening` steps, 1 to MAX_THINKING_STEPS
-    Inner Thinking steps, a Final Conclusion, a Verification. The order needs `prefixItems`, which
-    vLLM and SGLang enforce and OpenAI's strict mode does not take, so the schema is sent with
-    "strict": false (OpenAI then takes it as guidance)."""
+    Inner Thinking steps, a Final Conclusion, a Verification. The order needs `prefixItems` (and the
+    step lengths `maxLength`), which vLLM and SGLang enforce and OpenAI's strict mode does not take,
+    so the schema is sent with "strict": false (OpenAI then takes it as guidance)."""
     thinking, conclusion, verification = (
         _step("Inner Thinking", True),
         _step("Final Conclusion"),

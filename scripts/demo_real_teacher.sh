@@ -24,7 +24,7 @@ step() { printf '\n==== %s ====\n' "$*"; }
 step "1. construct verifiable problems: 8 demo items, the teacher served by vLLM at $HUATUO_VLLM_URL"
 $PY construct_verifiable_medical_problems.py --data_path data/demo_data.json --filter_data --limit_num 8 \
   --model_name "$HUATUO_VLLM_MODEL" --api_url "$HUATUO_VLLM_URL" --output_dir "$OUT/stage1" \
-  --structured_outputs on
+  --structured_outputs on --max_tokens 400
 STAGE1=$(ls "$OUT"/stage1/demo_data_verifiable_final_*.json | grep -v _summary)
 
 step "2. search for complex reasoning paths: 2 of the kept problems"

@@ -355,6 +355,8 @@ def difficulty_price(args, model: str) -> tuple[float, float]:
 def check_args(args) -> None:
     if args.max_tries < 1:
         raise InputError(f"--max_tries must be at least 1 (got {args.max_tries})")
+    if args.max_tokens < 0:
+        raise InputError(f"--max_tokens must be 0 (not sent) or more (got {args.max_tokens})")
     if args.min_question_length < 0:
         raise InputError(f"--min_question_length must be 0 or more (got {args.min_question_length})")
     if args.decontam_ignore_common < 0:
@@ -459,7 +461,11 @@ async def _run_locked(args, items, todo, dropped, decontam, task: str, out_dir: 
     usage = Usage()
     # --batch_api: every item at once, their requests sent together as batches, round by round
     batches = round_from_args(args, out_dir / task / "batches", reuse_answers=not args.retry_failed)
-    client = client_from_args(args, usage=usage, factory=batches.client if batches is not None else None)
+    # --max_tokens: a cap on each reply (0: none sent, the requests of runs without it)
+    capped = {"default_kwargs": {"max_tokens": args.max_tokens}} if args.max_tokens else {}
+    client = client_from_args(
+        args, usage=usage, factory=batches.client if batches is not None else None, **capped
+    )
     difficulty = None
 
     async def process(it):
@@ -569,6 +575,13 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", choices=LANGUAGES, default="en", help="Prompt language.")
     p.add_argument("--max_tries", type=int, default=2, help="Requests per step when a reply does not parse.")
     add_structured_outputs_arg(p)
+    p.add_argument(
+        "--max_tokens",
+        type=int,
+        default=0,
+        help="max_tokens sent with every filter and rewrite request (default 0: not sent). A cap keeps "
+        "a small open teacher that never ends its reply from filling its whole context.",
+    )
     s = p.add_argument_group("free steps (before any request)")
     s.add_argument(
         "--decontaminate_against",

@@ -20,6 +20,7 @@ in its environment, stops the server, and exits with COMMAND's code.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import signal
@@ -111,6 +112,7 @@ class VLLMServer:
             cmd, stdout=log, stderr=subprocess.STDOUT, env=engine_env(), start_new_session=True, cwd=REPO
         )
         log.close()
+        atexit.register(self.stop)  # also when the caller exits without stopping it
         return self
 
     def log_tail(self, lines: int = 40) -> str:

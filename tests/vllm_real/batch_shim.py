@@ -20,7 +20,8 @@ from huatuo_o1.testing.vllm_server import REPO, engine_args, engine_env
 
 class RunBatchShim:
     """`with RunBatchShim(python, model, folder) as shim:` serves shim.url; every batch is one
-    run_batch process (its log beside the files); `shim.runs` lists (input, output) paths."""
+    run_batch process (its log beside the files), run while its create call waits; `shim.runs`
+    lists (input, output) paths."""
 
     def __init__(self, python: str | Path, model: str | Path, folder: Path, served_name: str = "smol"):
         self.python, self.model, self.folder, self.served_name = str(python), str(model), folder, served_name
@@ -81,7 +82,9 @@ class RunBatchShim:
                  "status": "in_progress", "output_file_id": None, "error_file_id": None,
                  "created_at": int(time.time()), "metadata": body.get("metadata")}  # fmt: skip
             self.batches[bid] = b
-            threading.Thread(target=self._run, args=(b,), daemon=True).start()
+            # answered before the create call returns: the stage's first poll finds it ended, instead
+            # of its backoff (doubling up to minutes) waiting past the run
+            await asyncio.get_running_loop().run_in_executor(None, self._run, b)
             return web.json_response(b)
 
         async def get(request):

@@ -9,6 +9,7 @@ suite) every test here is skipped before anything starts.
 from __future__ import annotations
 
 import os
+import signal
 from types import SimpleNamespace
 
 import pytest
@@ -37,10 +38,17 @@ def vllm(tmp_path_factory, default_model_dir):
     log = tmp_path_factory.mktemp("vllm") / "server.log"
     server = VLLMServer(log, python=os.environ["HUATUO_VLLM_PYTHON"], model=default_model_dir)
     _SERVER.append(server)
+    # a CI timeout's SIGTERM: end the run as Ctrl-C does, so the server is stopped on the way out
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     with server:
         print(f"\nvLLM ready after {server.ready_after_s:.0f} s")
         yield server
+    signal.signal(signal.SIGTERM, previous)
     _SERVER.clear()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -25,7 +25,7 @@ def test_stage1_stage2_sft_records_with_structured_outputs(vllm, default_model_d
     r = run_script(
         "construct_verifiable_medical_problems.py", "--data_path", DEMO, "--filter_data",
         "--limit_num", 6, "--model_name", vllm.served_name, "--api_url", vllm.url,
-        "--output_dir", out, "--structured_outputs", "on", "--num_process", 6,
+        "--output_dir", out, "--structured_outputs", "on", "--num_process", 6, "--max_tokens", 400,
         timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
@@ -36,7 +36,7 @@ def test_stage1_stage2_sft_records_with_structured_outputs(vllm, default_model_d
 
     r = run_script(
         "search_for_complex_reasoning_path.py", "--data_path", stage1, "--limit_num", 1,
-        "--max_search_depth", 1, "--max_tokens", 1200, "--model_name", vllm.served_name,
+        "--max_search_depth", 0, "--max_tokens", 1200, "--model_name", vllm.served_name,
         "--api_url", vllm.url, "--output_dir", out, "--structured_outputs", "on",
         timeout=600,
     )  # fmt: skip
@@ -66,7 +66,7 @@ def test_dpo_pairs_from_the_server_backend_and_its_llm_judge(vllm, default_model
         "scripts/make_dpo_pairs.py", "--model_path", default_model_dir, "--data_path", data,
         "--output", out, "--backend", "server", "--api_url", vllm.url,
         "--served_model_name", vllm.served_name, "--n_samples", 3, "--max_new_tokens", 24,
-        "--seed", "None", "--sft_target", "plain", "--verifier", "llm", "--judge_model", vllm.served_name,
+        "--seed", "None", "--sft_target", "response", "--verifier", "llm", "--judge_model", vllm.served_name,
         "--judge_api_url", vllm.url, "--structured_outputs", "on",
         timeout=600,
     )  # fmt: skip
