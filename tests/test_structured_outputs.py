@@ -219,3 +219,12 @@ def test_on_keeps_other_errors_as_they_are():
         with pytest.raises(FatalAPIError) as err:
             asyncio.run(go(srv.url))
     assert "--structured_outputs" not in str(err.value)
+
+
+def test_stage1_max_tokens_caps_every_request_when_given(tmp_path):
+    with FakeOpenAIServer(stage1_reply) as srv:
+        p = _stage1(tmp_path, srv, "--max_tokens", "64")
+        assert p.returncode == 0, p.stderr
+        assert [r.body["max_tokens"] for r in srv.requests] == [64] * 6
+    p = _stage1(tmp_path, srv, "--max_tokens", "-1")
+    assert_one_line_error(p, "--max_tokens must be 0")
