@@ -228,3 +228,12 @@ def test_stage1_max_tokens_caps_every_request_when_given(tmp_path):
         assert [r.body["max_tokens"] for r in srv.requests] == [64] * 6
     p = _stage1(tmp_path, srv, "--max_tokens", "-1")
     assert_one_line_error(p, "--max_tokens must be 0")
+
+
+def test_dpo_pairs_take_structured_outputs_and_no_seed():
+    """The DPO pair maker against a server that must get no seed (vLLM's CPU build): --seed None."""
+    from huatuo_o1.rl.dpo_pairs import make_parser
+
+    ns = make_parser().parse_args(["--seed", "None", "--structured_outputs", "off", "--limit", "3"])
+    assert ns.seed is None and ns.structured_outputs == "off" and ns.limit == 3
+    assert make_parser().parse_args([]).structured_outputs == "auto"
