@@ -1,8 +1,9 @@
 """Structured outputs with an open teacher: stages 1 and 2 on the demo data against a real vLLM
 server (the CPU build, .venv-vllm) serving the embedded default model, run twice in the same run:
 without schemas (--structured_outputs off, the baseline: free-form JSON instructions only) and with
-them (on). Prints, for both, the requests each kept record cost and the share of replies that could
-not be used (did not parse, or were cut at max_tokens), and the ratio of kept records per request.
+them (on). Prints, for both, the requests each kept record cost, the share of replies that did not
+parse and the share cut at max_tokens (asked again), and the ratio of kept records per request.
+Stage 2 searches the demo file's own verifiable problems in both modes (the same input).
 
     bash scripts/setup_vllm_env.sh && .venv/bin/python -m huatuo_o1.models
     .venv/bin/python bench/bench_structured_outputs.py [--items 24 --search_items 2]
@@ -49,46 +50,55 @@ def stage1(url: str, out: Path, mode: str, items: int) -> dict:
                          "--model_name", SERVED_NAME, "--api_url", url, "--output_dir", str(out),
                          "--num_process", "8", "--max_tokens", "400", "--structured_outputs", mode])  # fmt: skip
     s = _summary(out, "demo_data_verifiable_final_*_summary.json")
-    requests = s["usage"]["requests"]
+    requests, cut = s["usage"]["requests"], s["usage"]["retries"]
     # a reply was used when it gave the item's verdict or its rewrite
-    used = s["filter_verdicts"] and sum(s["filter_verdicts"].values())
-    used = (used or 0) + s["kept"]
-    return {
-        "requests": requests,
-        "kept": s["kept"],
-        "unusable": requests - used,
-        "s": time.perf_counter() - t,
-    }
+    used = sum((s.get("filter_verdicts") or {}).values()) + s["kept"]
+    return _result(requests, s["kept"], used, cut, time.perf_counter() - t)
 
 
-def stage2(url: str, stage1_out: Path, out: Path, mode: str, items: int, max_tokens: int) -> dict:
-    [data] = [p for p in stage1_out.glob("demo_data_verifiable_final_*.json") if "summary" not in p.name]
+def stage2(url: str, out: Path, mode: str, items: int, max_tokens: int) -> dict:
+    """On the demo file's own verifiable problems: the same input in both modes."""
     t = time.perf_counter()
-    _quiet(stage2_main, ["--data_path", str(data), "--limit_num", str(items), "--max_search_depth", "0",
+    _quiet(stage2_main, ["--data_path", str(DEMO), "--limit_num", str(items), "--max_search_depth", "0",
                          "--max_tokens", str(max_tokens), "--model_name", SERVED_NAME, "--api_url", url,
                          "--output_dir", str(out), "--num_process", str(items), "--structured_outputs", mode])  # fmt: skip
     s = _summary(out, "*_CoT_search_final_*_summary.json")
-    requests = s["usage_this_run"]["search"]["requests"]
-    used = 0
-    for rec in (json.loads(p.read_text()) for p in out.glob("*_CoT_search/*.json")):
-        used += len(rec.get("gpt4_response_cot") or []) - int(rec.get("invalid_replies") or 0)
-    kept = sum(
-        1 for p in out.glob("*_CoT_search/*.json") if json.loads(p.read_text()).get("status") == "kept"
-    )
-    return {"requests": requests, "kept": kept, "unusable": requests - used, "s": time.perf_counter() - t}
+    usage = s["usage_this_run"]["search"]
+    records = [json.loads(p.read_text()) for p in out.glob("*_CoT_search/*.json")]
+    used = sum(len(r.get("gpt4_response_cot") or []) - int(r.get("invalid_replies") or 0) for r in records)
+    kept = sum(1 for r in records if r.get("status") == "kept")
+    return _result(usage["requests"], kept, used, usage["retries"], time.perf_counter() - t)
+
+
+def _result(requests: int, kept: int, used: int, cut: int, seconds: float) -> dict:
+    """Counts of one run; `cut`: replies cut at max_tokens (asked again); the other replies the stage
+    did not use did not parse."""
+    return {
+        "requests": requests,
+        "kept": kept,
+        "cut": cut,
+        "unparsed": max(0, requests - used - cut),
+        "s": seconds,
+    }
 
 
 def row(name: str, r: dict) -> str:
     per_kept = f"{r['requests'] / r['kept']:.1f}" if r["kept"] else "inf (none kept)"
-    share = r["unusable"] / r["requests"] if r["requests"] else 0.0
-    return f"{name:<22} {r['requests']:>8} {r['kept']:>5} {per_kept:>16} {share:>12.0%} {r['s']:>8.0f}"
+    unparsed = r["unparsed"] / r["requests"] if r["requests"] else 0.0
+    cut = r["cut"] / r["requests"] if r["requests"] else 0.0
+    return f"{name:<22} {r['requests']:>8} {r['kept']:>5} {per_kept:>16} {unparsed:>9.0%} {cut:>6.0%} {r['s']:>8.0f}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--api_url", default=None, help="A vLLM server already serving the model as 'smol'.")
     ap.add_argument("--items", type=int, default=24, help="Stage-1 items (the demo file has 24).")
-    ap.add_argument("--search_items", type=int, default=2, help="Stage-2 items (of stage 1's kept ones).")
+    ap.add_argument(
+        "--search_items",
+        type=int,
+        default=2,
+        help="Stage-2 items (of the demo file's own verifiable problems).",
+    )
     ap.add_argument("--max_tokens", type=int, default=800, help="Stage 2's --max_tokens (stage 1 sends 400).")
     args = ap.parse_args()
     with contextlib.ExitStack() as stack:
@@ -101,9 +111,11 @@ def main() -> None:
         results = {}
         for mode in ("off", "on"):
             s1 = stage1(url, tmp / mode, mode, args.items)
-            s2 = stage2(url, tmp / mode, tmp / mode / "s2", mode, args.search_items, args.max_tokens)
+            s2 = stage2(url, tmp / mode / "s2", mode, args.search_items, args.max_tokens)
             results[mode] = (s1, s2)
-    print(f"{'run':<22} {'requests':>8} {'kept':>5} {'requests/kept':>16} {'unusable':>12} {'seconds':>8}")
+    print(
+        f"{'run':<22} {'requests':>8} {'kept':>5} {'requests/kept':>16} {'unparsed':>9} {'cut':>6} {'seconds':>8}"
+    )
     for mode in ("off", "on"):
         s1, s2 = results[mode]
         print(row(f"stage 1, schemas {mode}", s1))
