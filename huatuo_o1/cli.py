@@ -33,7 +33,7 @@ def str2bool(value: str | bool) -> bool:
 def add_dataclass_args(parser, cls, exclude: Iterable[str] = (), choices: dict | None = None) -> None:
     """One `--<field>` flag per field of the dataclass `cls` (name, default and help from its
     declaration), so a setting is declared once. bool fields take True/False (`str2bool`);
-    `X | None` fields take an X; `choices` maps a field name to its allowed values."""
+    `X | None` fields take an X or the word None; `choices` maps a field name to its allowed values."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in exclude:
@@ -43,6 +43,8 @@ def add_dataclass_args(parser, cls, exclude: Iterable[str] = (), choices: dict |
         if args:  # X | None
             kind = args[0]
         kwargs = {"type": str2bool if kind is bool else kind, "help": f.metadata.get("help")}
+        if args and kind is not bool:
+            kwargs["type"] = _or_none(kind)
         if f.default is not dataclasses.MISSING:
             kwargs["default"] = f.default
         elif f.default_factory is not dataclasses.MISSING:
@@ -50,6 +52,16 @@ def add_dataclass_args(parser, cls, exclude: Iterable[str] = (), choices: dict |
         if choices and f.name in choices:
             kwargs["choices"] = choices[f.name]
         parser.add_argument(f"--{f.name}", **kwargs)
+
+
+def _or_none(kind):
+    """argparse type of an `X | None` flag: the word None, else an X."""
+
+    def convert(text: str):
+        return None if text == "None" else kind(text)
+
+    convert.__name__ = getattr(kind, "__name__", "value")  # argparse names the type in its errors
+    return convert
 
 
 HELP_ALL = "--help_all"

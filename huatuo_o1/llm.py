@@ -33,6 +33,15 @@ How a request goes:
      minutes of backoff. Once it has answered, dropped connections are retried like any transient
      failure (step 4); so are connect timeouts (a slow server is not a wrong URL).
 
+10. Structured outputs (`--structured_outputs auto|on|off`): a request whose reply must be JSON
+     or a fixed verdict carries its prompt's JSON schema (prompts.py) as `response_format`, so a
+     server with constrained decoding (OpenAI, vLLM, SGLang) can only answer in that shape. `auto`
+     (the default) sends it and, where the endpoint refuses a schema (an HTTP 400/422 that goes
+     away without it), says so in one line and sends that schema's requests free-form from then
+     on; `on` never falls back; `off` sends none (the request bodies, and so the Batch API
+     fingerprints, of runs without schemas). The schema is part of the body, so of the request's
+     fingerprint.
+
 The API key is only handed to the `openai` client object; it is never printed or logged, and any
 echo of it in a server's error message is masked before it reaches an exception. Credentials inside
 a URL (`http://user:pass@host`) are masked the same way (`mask_url`, `mask_secrets`) wherever a URL
@@ -49,6 +58,7 @@ import contextvars
 import dataclasses
 import email.utils
 import json
+import logging
 import os
 import random
 import re
@@ -61,7 +71,10 @@ import httpx
 import openai
 
 from huatuo_o1.io import InputError, clean_json, clean_text
+from huatuo_o1.prompts import STRUCTURED_OUTPUTS
 from huatuo_o1.redact import mask_secrets, mask_url, secret_forms
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +165,18 @@ class ReplyUnusable(RequestRejected):
 class _ErrorBody(Exception):
     """A 200 reply without choices (an `{"error": ...}` body): retried like a 5xx."""
 
+
+def response_format_for(schema: dict | None, mode: str) -> dict | None:
+    """The `response_format` of a request whose reply follows `schema` ({"name", "strict",
+    "schema"}, as prompts.py writes them); None with no schema or with mode "off"."""
+    if schema is None or mode == "off":
+        return None
+    return {"type": "json_schema", "json_schema": schema}
+
+
+# HTTP statuses an endpoint refuses an unsupported `response_format` with (--structured_outputs auto
+# then asks again without it)
+SCHEMA_REFUSED_STATUS = (400, 422)
 
 # Requests (the first included) for one reply cut at max_tokens or holding no answer
 UNUSABLE_REPLY_TRIES = 2
@@ -402,9 +427,16 @@ class LLMClient:
         budget: Budget | None = None,
         env_key: bool = True,
         strict_replies: bool = True,
+        structured_outputs: str = "auto",
     ):
         self.model = model
         self.strict_replies = strict_replies
+        if structured_outputs not in STRUCTURED_OUTPUTS:
+            raise InputError(
+                f"--structured_outputs must be one of {', '.join(STRUCTURED_OUTPUTS)} (got {structured_outputs!r})"
+            )
+        self.structured_outputs = structured_outputs
+        self.refused_schemas: dict[str, str] = {}  # schema name -> the endpoint's refusal (auto)
         self.base_url = normalize_base_url(api_url)
         self.display_url = mask_url(self.base_url) or "https://api.openai.com/v1"
         self._endpoint = self.base_url or "https://api.openai.com/v1"
@@ -439,8 +471,11 @@ class LLMClient:
         """Send one chat request (a user prompt or a message list); return the reply text."""
         return (await self.chat_n(prompt, 1, **kwargs))[0]
 
-    async def chat_n(self, prompt: str | list[dict], n: int, **kwargs) -> list[str]:
-        """One chat request for n samples; return their texts."""
+    async def chat_n(
+        self, prompt: str | list[dict], n: int, schema: dict | None = None, **kwargs
+    ) -> list[str]:
+        """One chat request for n samples; return their texts. `schema`: the JSON schema the reply
+        follows (prompts.py), sent as `response_format` as --structured_outputs says (step 10)."""
         if isinstance(prompt, str):
             messages = [{"role": "user", "content": clean_text(prompt)}]
         else:
@@ -448,7 +483,12 @@ class LLMClient:
         body = {"model": self.model, "messages": messages, **self.default_kwargs, **kwargs}
         if n != 1:
             body["n"] = n
-        resp = await self._post_usable("/chat/completions", body, chat=True)
+        refused = schema is not None and schema.get("name") in self.refused_schemas
+        fmt = None if refused else response_format_for(schema, self.structured_outputs)
+        if fmt is None:
+            resp = await self._post_usable("/chat/completions", body, chat=True)
+        else:
+            resp = await self._post_structured(body, fmt)
         return [
             self.mask_reply(clean_text((c.get("message") or {}).get("content") or ""))
             for c in resp.get("choices") or []
@@ -536,7 +576,9 @@ class LLMClient:
             msg = f"not found at {where}: model {self.model!r} or endpoint does not exist (HTTP 404)"
         else:
             msg = f"request rejected by {where} (HTTP {status})"
-        return FatalAPIError(f"{msg}: {detail}" if detail else msg)
+        err = FatalAPIError(f"{msg}: {detail}" if detail else msg)
+        err.status = status  # what a schema's refusal is told by (LLMClient._post_structured)
+        return err
 
     def _error_body_reason(self, resp) -> str:
         """What a 200 reply without choices said, masked and short."""
@@ -580,6 +622,33 @@ class LLMClient:
                 if msg.get("content") is None:
                     return "held no answer (null content)"
         return None
+
+    async def _post_structured(self, body: dict, fmt: dict) -> dict:
+        """A chat request with its schema; under `auto`, a refusal the same request without the
+        schema does not get sends that schema's requests free-form from then on, said once (step 10)."""
+        try:
+            return await self._post_usable("/chat/completions", {**body, "response_format": fmt}, chat=True)
+        except FatalAPIError as err:
+            if getattr(err, "status", None) not in SCHEMA_REFUSED_STATUS:
+                raise  # a bad key, an unknown model, a rejected batch: not the schema
+            if self.structured_outputs != "auto":
+                raise FatalAPIError(
+                    f"{err}; --structured_outputs on: the endpoint must take JSON schemas "
+                    "(auto falls back to free-form requests, off sends none)"
+                ) from None
+            refused = err
+        resp = await self._post_usable("/chat/completions", body, chat=True)
+        name = fmt["json_schema"].get("name", "")
+        if name not in self.refused_schemas:
+            self.refused_schemas[name] = str(refused)
+            log.warning(
+                "%s refused the JSON schema %r (%s); its requests go free-form from now on "
+                "(--structured_outputs auto)",
+                self.display_url,
+                name,
+                str(refused)[:200],
+            )
+        return resp
 
     async def _post_usable(self, path: str, body: dict, chat: bool) -> dict:
         """`_post`, asked again with the same request while a choice is cut or holds no answer
@@ -764,6 +833,18 @@ def add_client_args(parser, default_model: str = "gpt-4", default_num_process: i
     )
 
 
+def add_structured_outputs_arg(parser) -> None:
+    """--structured_outputs, for the scripts whose prompts expect JSON or a fixed verdict."""
+    parser.add_argument(
+        "--structured_outputs",
+        choices=STRUCTURED_OUTPUTS,
+        default="auto",
+        help="Send each JSON or verdict request with its strict JSON schema (constrained decoding on "
+        "OpenAI, vLLM, SGLang): auto falls back to free form where the endpoint refuses schemas, on "
+        "never falls back, off sends none (the requests of runs without schemas, for their caches).",
+    )
+
+
 def check_client_args(args) -> None:
     """InputError (one line, exit 2) for values of `add_client_args` flags that cannot work; the API
     stages call it before reading any data, so nothing is paid for a run that was misconfigured."""
@@ -809,6 +890,7 @@ def client_from_args(args, usage: Usage | None = None, factory=None, **overrides
         price=args.price,
         max_cost=args.max_cost,
         usage=usage,
+        structured_outputs=getattr(args, "structured_outputs", "off"),
     )
     kw.update(overrides)
     return (factory or LLMClient)(**kw)

@@ -8,6 +8,12 @@ parsing, released data and released models depend on them:
   verifier : <Model Response> ... </Model Response>, <Reference Answer> ... </Reference Answer>,
              answer True or False.
 Stage 2 (search) prompts live below the stage-1 ones.
+
+Structured outputs: each prompt whose reply must be JSON or a fixed verdict has a strict JSON
+schema here (`*_SCHEMA`, sent as `response_format` by llm.LLMClient with --structured_outputs), so
+an endpoint with constrained decoding can only answer in the shape the parsers read. The schemas
+use the prompts' own JSON keys; a verdict comes as {"verdict": "<one of the fixed words>"}, which
+the free-form parsers read too (parsing.py), as they read replies sent without a schema.
 """
 
 from __future__ import annotations
@@ -420,3 +426,98 @@ def eval_prompt(item: dict, strict: bool = False) -> str:
     """The user turn of evaluation (the question as given, not stripped, as the original)."""
     template = EVAL_PROMPT_STRICT if strict else EVAL_PROMPT
     return template.format(question=item["question"], option_str=format_options(item["options"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Structured outputs: the JSON schema of each reply that must be JSON or a fixed verdict
+# ---------------------------------------------------------------------------------------------
+# Strict schemas in the subset OpenAI, vLLM and SGLang all take: every property required, no other
+# properties, enums for fixed words. The final response is free text and has none.
+
+# --structured_outputs: send the schemas and fall back to free form where refused / always / never
+STRUCTURED_OUTPUTS = ("auto", "on", "off")
+VERIFY_VERDICTS = ("True", "False")
+
+
+def _schema(name: str, properties: dict) -> dict:
+    """A strict json_schema entry of `response_format`: an object with exactly `properties`."""
+    return {"name": name, "strict": True, "schema": _object(properties)}
+
+
+def _object(properties: dict) -> dict:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+_STRING = {"type": "string"}
+
+
+# Longest title and content of one reasoning step, in characters: room for a thorough step, and a
+# bound on a small model that never closes its string (it would fill max_tokens, and the reply be cut)
+MAX_TITLE_CHARS, MAX_STEP_CHARS = 150, 1500
+
+
+def _step(action: str, titled: bool = False) -> dict:
+    """One reasoning step: its action (fixed), a title for Inner Thinking, the content."""
+    props = {"action": {"type": "string", "enum": [action]}}
+    if titled:
+        props["title"] = {"type": "string", "maxLength": MAX_TITLE_CHARS}
+    props["content"] = {"type": "string", "maxLength": MAX_STEP_CHARS}
+    return _object(props)
+
+
+FILTER_SCHEMA = _schema("filter_verdict", {"verdict": {"type": "string", "enum": list(FILTER_VERDICTS)}})
+REWRITE_SCHEMA = _schema(
+    "open_ended_question", {"Open-ended Verifiable Question": _STRING, "Ground-True Answer": _STRING}
+)
+VERIFY_SCHEMA = _schema("verification", {"verdict": {"type": "string", "enum": list(VERIFY_VERDICTS)}})
+# Most Inner Thinking steps a reasoning-steps schema allows in one reply
+MAX_THINKING_STEPS = 8
+
+
+def _cot_schema(name: str, opening: tuple = ()) -> dict:
+    """{"CoT": [...]} in the order the stage reads: the `opening` steps, 1 to MAX_THINKING_STEPS
+    Inner Thinking steps, a Final Conclusion, a Verification. The order needs `prefixItems` (and the
+    step lengths `maxLength`), which vLLM and SGLang enforce and OpenAI's strict mode does not take,
+    so the schema is sent with "strict": false (OpenAI then takes it as guidance)."""
+    thinking, conclusion, verification = (
+        _step("Inner Thinking", True),
+        _step("Final Conclusion"),
+        _step("Verification"),
+    )
+    shapes = []
+    for k in range(1, MAX_THINKING_STEPS + 1):
+        steps = [*opening, *[thinking] * k, conclusion, verification]
+        shapes.append(
+            {
+                "type": "array",
+                "prefixItems": steps,
+                "items": False,
+                "minItems": len(steps),
+                "maxItems": len(steps),
+            }
+        )
+    return {"name": name, "strict": False, "schema": _object({"CoT": {"anyOf": shapes}})}
+
+
+COT_SCHEMA = _cot_schema("reasoning_steps")
+# a refinement starts with the Verification that finds the last conclusion wrong
+COT_CONTINUE_SCHEMA = _cot_schema("reasoning_steps_continued", opening=(_step("Verification"),))
+# the natural thinking one thought per line: as a list of lines, which the stage joins with line
+# breaks (a constrained reply then cannot come as one line, which the stage would not take)
+MAX_THOUGHT_LINES = 60
+NATURAL_SCHEMA = _schema(
+    "natural_reasoning",
+    {
+        "NaturalReasoning": {
+            "type": "array",
+            "items": _STRING,
+            "minItems": 2,
+            "maxItems": MAX_THOUGHT_LINES,
+        }
+    },
+)

@@ -70,6 +70,7 @@ from huatuo_o1.llm import (
     LLMClient,
     Usage,
     add_client_args,
+    add_structured_outputs_arg,
     check_api_url,
     check_client_args,
     client_from_args,
@@ -82,7 +83,7 @@ from huatuo_o1.llm import (
 )
 from huatuo_o1.lock import item_claims, run_lock
 from huatuo_o1.parsing import extract_json, parse_filter_verdict
-from huatuo_o1.prompts import LANGUAGES, filter_prompt, rewrite_prompt
+from huatuo_o1.prompts import FILTER_SCHEMA, LANGUAGES, REWRITE_SCHEMA, filter_prompt, rewrite_prompt
 from huatuo_o1.runner import RunReport, add_run_args, check_run_args, exit_code_for
 
 log = logging.getLogger(__name__)
@@ -152,13 +153,20 @@ def other_result_folders(out_dir: Path, task: str) -> list[Path]:
 
 
 async def _ask_until_parsed(
-    client: LLMClient, prompt: str, parse, max_tries: int, replies: list[str], retry_failed: bool = False
+    client: LLMClient,
+    prompt: str,
+    parse,
+    max_tries: int,
+    replies: list[str],
+    retry_failed: bool = False,
+    schema: dict | None = None,
 ):
     """Ask until `parse` accepts a reply, at most max_tries requests; under --retry_failed the
-    invalid replies an earlier run's batch paid for are reused but not counted (batch.counts_as_try)."""
+    invalid replies an earlier run's batch paid for are reused but not counted (batch.counts_as_try).
+    `schema`: the reply's JSON schema (prompts.py), sent as --structured_outputs says."""
     tries = 0
     while tries < max_tries:
-        reply = await client.chat(prompt)
+        reply = await client.chat(prompt, schema=schema)
         replies.append(reply)
         parsed = parse(reply)
         if parsed:
@@ -195,7 +203,13 @@ async def process_item(
     if filter_data:
         replies: list[str] = []
         verdict = await _ask_until_parsed(
-            client, filter_prompt(item, language), parse_filter_verdict, max_tries, replies, retry_failed
+            client,
+            filter_prompt(item, language),
+            parse_filter_verdict,
+            max_tries,
+            replies,
+            retry_failed=retry_failed,
+            schema=FILTER_SCHEMA,
         )
         record["filter_reply"] = replies[-1]
         if verdict is None:
@@ -207,7 +221,13 @@ async def process_item(
             return record
     replies = []
     parsed = await _ask_until_parsed(
-        client, rewrite_prompt(item, language), _parse_rewrite, max_tries, replies, retry_failed
+        client,
+        rewrite_prompt(item, language),
+        _parse_rewrite,
+        max_tries,
+        replies,
+        retry_failed=retry_failed,
+        schema=REWRITE_SCHEMA,
     )
     if parsed is None:
         record.update(
@@ -381,6 +401,8 @@ def difficulty_price(args, model: str) -> tuple[float, float]:
 def check_args(args) -> None:
     if args.max_tries < 1:
         raise InputError(f"--max_tries must be at least 1 (got {args.max_tries})")
+    if args.max_tokens < 0:
+        raise InputError(f"--max_tokens must be 0 (not sent) or more (got {args.max_tokens})")
     if args.min_question_length < 0:
         raise InputError(f"--min_question_length must be 0 or more (got {args.min_question_length})")
     if args.decontam_ignore_common < 0:
@@ -490,7 +512,11 @@ async def _run_locked(args, items, todo, dropped, decontam, task: str, out_dir: 
     usage = Usage()
     # --batch_api: every item at once, their requests sent together as batches, round by round
     batches = round_from_args(args, out_dir / task / "batches")
-    client = client_from_args(args, usage=usage, factory=batches.client if batches is not None else None)
+    # --max_tokens: a cap on each reply (0: none sent, the requests of runs without it)
+    capped = {"default_kwargs": {"max_tokens": args.max_tokens}} if args.max_tokens else {}
+    client = client_from_args(
+        args, usage=usage, factory=batches.client if batches is not None else None, **capped
+    )
     difficulty = None
 
     async def process(it):
@@ -606,6 +632,14 @@ def make_parser() -> argparse.ArgumentParser:
     add_client_args(p, default_model="gpt-4", default_num_process=10)
     p.add_argument("--language", choices=LANGUAGES, default="en", help="Prompt language.")
     p.add_argument("--max_tries", type=int, default=2, help="Requests per step when a reply does not parse.")
+    add_structured_outputs_arg(p)
+    p.add_argument(
+        "--max_tokens",
+        type=int,
+        default=0,
+        help="max_tokens sent with every filter and rewrite request (default 0: not sent). A cap keeps "
+        "a small open teacher that never ends its reply from filling its whole context.",
+    )
     s = p.add_argument_group("free steps (before any request)")
     s.add_argument(
         "--decontaminate_against",

@@ -99,6 +99,7 @@ from huatuo_o1.llm import (
     LLMClient,
     Usage,
     add_client_args,
+    add_structured_outputs_arg,
     check_api_url,
     check_client_args,
     client_from_args,
@@ -110,8 +111,12 @@ from huatuo_o1.llm import (
 from huatuo_o1.lock import item_claims, run_lock
 from huatuo_o1.parsing import extract_json, parse_verdict, strip_think
 from huatuo_o1.prompts import (
+    COT_CONTINUE_SCHEMA,
+    COT_SCHEMA,
     LANGUAGES,
+    NATURAL_SCHEMA,
     SEARCH_STRATEGIES,
+    VERIFY_SCHEMA,
     final_response_prompt,
     init_cot_prompt,
     label_guided_prompt,
@@ -187,9 +192,12 @@ def parse_cot(reply: str) -> list[dict] | None:
 
 
 def parse_natural_reasoning(reply: str) -> str | None:
-    """The "NaturalReasoning" text of a reply; None unless it is a string with line breaks."""
+    """The "NaturalReasoning" text of a reply; None unless it is a string with line breaks. A list
+    of lines (what prompts.NATURAL_SCHEMA asks a constrained reply for) is joined with line breaks."""
     obj = extract_json(reply, ("NaturalReasoning",))
     text = obj.get("NaturalReasoning") if obj else None
+    if isinstance(text, list) and all(isinstance(x, str) for x in text):
+        text = "\n".join(x.strip() for x in text if x.strip())
     if not isinstance(text, str) or "\n" not in text.strip():
         return None
     return text.strip()
@@ -274,12 +282,21 @@ class Searcher:
         # as tries, so the failed step is asked again and every answer before it is reused
         self.retry_failed = retry_failed
 
-    async def _ask(self, d: dict, prompt: str, parse, what: str, client: LLMClient | None = None):
-        """Ask until `parse` accepts the reply (at most max_tries requests); log every exchange."""
+    async def _ask(
+        self,
+        d: dict,
+        prompt: str,
+        parse,
+        what: str,
+        client: LLMClient | None = None,
+        schema: dict | None = None,
+    ):
+        """Ask until `parse` accepts the reply (at most max_tries requests); log every exchange.
+        `schema`: the reply's JSON schema (prompts.py), sent as --structured_outputs says."""
         client = client or self.client
         tries = 0
         while tries < max(1, self.cfg.max_tries):
-            reply = await client.chat(prompt, **self.cfg.gen_kwargs)
+            reply = await client.chat(prompt, schema=schema, **self.cfg.gen_kwargs)
             d["gpt4_query_cot"].append(prompt)
             d["gpt4_response_cot"].append(reply)
             parsed = parse(reply)
@@ -293,7 +310,9 @@ class Searcher:
         conclusion = d["Long_CoT"][-2]["content"]
         prompt = verify_prompt(conclusion, d[GT], self.cfg.language)
         try:
-            verdict = await self._ask(d, prompt, parse_verdict, "verifier", client=self.verifier)
+            verdict = await self._ask(
+                d, prompt, parse_verdict, "verifier", client=self.verifier, schema=VERIFY_SCHEMA
+            )
         except ItemFailed:
             verdict = None  # the verifier never said True or False: count it as not verified
         d["verify"].append(bool(verdict))
@@ -309,7 +328,9 @@ class Searcher:
         """Steps 2-5; returns the trace of the last attempt (earlier ones in its prior_fail_try).
         `current[0]` always holds the trace being extended, for the caller to keep on ItemFailed."""
         q, lang = d[OPEN_Q], self.cfg.language
-        steps = await self._ask(d, init_cot_prompt(q, lang), parse_cot, "initial reasoning")
+        steps = await self._ask(
+            d, init_cot_prompt(q, lang), parse_cot, "initial reasoning", schema=COT_SCHEMA
+        )
         self._add_steps(d, steps, INIT, replace_last=False)
         await self._verify(d)
         initial = copy.deepcopy(d)
@@ -327,7 +348,9 @@ class Searcher:
                     break
                 strategy = draw_strategy(rng, depth)
                 prompt = refine_prompt(q, previous_reasoning(d["Long_CoT"]), strategy, lang)
-                steps = await self._ask(d, prompt, parse_cot, f"refinement ({strategy})")
+                steps = await self._ask(
+                    d, prompt, parse_cot, f"refinement ({strategy})", schema=COT_CONTINUE_SCHEMA
+                )
                 self._add_steps(d, steps, f"Re_CoT_{strategy}", replace_last=True)
                 refinements += 1
                 await self._verify(d)
@@ -365,13 +388,19 @@ class Searcher:
                     d["status"] = DROPPED
                     return d
                 prompt = label_guided_prompt(q, previous_reasoning(d["Long_CoT"]), d[GT], lang)
-                steps = await self._ask(d, prompt, parse_cot, "label-guided refinement")
+                steps = await self._ask(
+                    d, prompt, parse_cot, "label-guided refinement", schema=COT_CONTINUE_SCHEMA
+                )
                 self._add_steps(d, steps, LABEL, replace_last=True)
                 d["verify"].append(True)  # accepted without verification (the method's rule)
                 d["search_result"]["label_guided"] = True
             thought = stream_of_search(d["Long_CoT"])
             d[SFT_COT] = await self._ask(
-                d, natural_reasoning_prompt(thought, q, lang), parse_natural_reasoning, "natural rewrite"
+                d,
+                natural_reasoning_prompt(thought, q, lang),
+                parse_natural_reasoning,
+                "natural rewrite",
+                schema=NATURAL_SCHEMA,
             )
             d[SFT_RESPONSE] = await self._ask(
                 d,
@@ -819,6 +848,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="Verifiable problems (JSON list or JSONL, docs/data_formats.md §2).",
     )
     add_client_args(p, default_model="gpt-4", default_num_process=5)
+    add_structured_outputs_arg(p)
     add_dataclass_args(p, SearchConfig, exclude={"gen_kwargs"}, choices={"language": LANGUAGES})
     p.add_argument(
         "--paper_settings",

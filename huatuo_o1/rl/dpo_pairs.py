@@ -45,6 +45,7 @@ from huatuo_o1.contract import (
 )
 from huatuo_o1.formats import DEFAULT_SFT_TARGET, SFT_TARGET_HELP, SFT_TARGETS
 from huatuo_o1.io import InputError, ItemStore, atomic_write_json, atomic_write_jsonl, content_key
+from huatuo_o1.prompts import STRUCTURED_OUTPUTS
 from huatuo_o1.rl.rewards import (
     DEFAULT_REWARD_THRESHOLD,
     VERIFIER_KINDS,
@@ -103,6 +104,13 @@ class DPOPairsArguments:
         default=DEFAULT_REWARD_THRESHOLD,
         metadata={"help": "Correct when the verifier's P(True) is above this."},
     )
+    structured_outputs: str = field(
+        default="auto",
+        metadata={
+            "help": "The LLM judge's True/False as a strict JSON schema (--verifier llm): auto falls back "
+            "to free form where the endpoint refuses schemas, on never falls back, off sends none."
+        },
+    )
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow model code from the model's repository."}
     )
@@ -114,7 +122,8 @@ def make_parser() -> argparse.ArgumentParser:
         "a correct with an incorrect one (docs/ablations.md).",
     )
     add_dataclass_args(p, DPOPairsArguments, choices={"backend": ("hf", "server"), "sft_target": SFT_TARGETS,
-                                                       "verifier": VERIFIER_KINDS})  # fmt: skip
+                                                       "verifier": VERIFIER_KINDS,
+                                                       "structured_outputs": STRUCTURED_OUTPUTS})  # fmt: skip
     return p
 
 
@@ -290,6 +299,7 @@ def main(argv: list[str] | None = None, verifier: Verifier | None = None) -> int
         settings = VerifierSettings(
             kind=args.verifier, reward_model_path=args.reward_model_path, judge_model=args.judge_model,
             api_url=args.judge_api_url, trust_remote_code=args.trust_remote_code,
+            structured_outputs=args.structured_outputs,
         )  # fmt: skip
         verifier = build_verifier(settings)
     cfg = RewardConfig(reward_threshold=args.reward_threshold, sft_target=args.sft_target)

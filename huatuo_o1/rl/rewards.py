@@ -264,6 +264,7 @@ class LLMJudgeVerifier(Verifier):
         api_url: str | None = None,
         max_concurrency: int = 10,
         language: str = "en",
+        structured_outputs: str = "auto",
         **gen_kwargs,
     ):
         self.model = None  # no torch module: nothing for the trainer to move or shard
@@ -272,6 +273,7 @@ class LLMJudgeVerifier(Verifier):
         self.api_url = api_url
         self.max_concurrency = max_concurrency
         self.language = language
+        self.structured_outputs = structured_outputs
         self.gen_kwargs = gen_kwargs
         self.failures = 0
 
@@ -283,18 +285,20 @@ class LLMJudgeVerifier(Verifier):
         # connection pool belongs to the event loop that asyncio.run creates for this batch.
         from huatuo_o1.llm import LLMClient, RequestRejected, TransientAPIError
         from huatuo_o1.parsing import parse_verdict
-        from huatuo_o1.prompts import verify_prompt
+        from huatuo_o1.prompts import VERIFY_SCHEMA, verify_prompt
 
         client = LLMClient(
             model=self.judge_model,
             api_key=self._api_key,
             api_url=self.api_url,
             max_concurrency=self.max_concurrency,
+            structured_outputs=self.structured_outputs,
         )
 
         async def one(ans, ref):
             try:
-                reply = await client.chat(verify_prompt(ans, ref, language=self.language), **self.gen_kwargs)
+                prompt = verify_prompt(ans, ref, language=self.language)
+                reply = await client.chat(prompt, schema=VERIFY_SCHEMA, **self.gen_kwargs)
             except (TransientAPIError, RequestRejected):  # e.g. an answer too long for the judge
                 self.failures += 1
                 return False
@@ -360,6 +364,7 @@ class VerifierSettings:
     max_length: int = VERIFIER_MAX_LENGTH
     batch_size: int = 8
     trust_remote_code: bool = False
+    structured_outputs: str = "auto"  # the judge's JSON schema: auto, on or off (llm.STRUCTURED_OUTPUTS)
 
     @classmethod
     def of(cls, script_args, reward_model_path: str | None, trust_remote_code: bool = False):
@@ -398,6 +403,7 @@ def build_verifier(settings: VerifierSettings, dtype=None) -> Verifier:
             api_key=settings.api_key,
             api_url=settings.api_url,
             max_concurrency=settings.max_concurrency,
+            structured_outputs=settings.structured_outputs,
         )
     if kind == "exact":
         return ExactMatchVerifier()
