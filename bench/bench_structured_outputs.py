@@ -65,8 +65,10 @@ def stage2(url: str, out: Path, mode: str, items: int, max_tokens: int) -> dict:
     s = _summary(out, "*_CoT_search_final_*_summary.json")
     usage = s["usage_this_run"]["search"]
     records = [json.loads(p.read_text()) for p in out.glob("*_CoT_search/*.json")]
-    used = sum(len(r.get("gpt4_response_cot") or []) - int(r.get("invalid_replies") or 0) for r in records)
+    # the replies that came back whole and did not parse (each trace counts its own)
+    unparsed = sum(int(r.get("invalid_replies") or 0) for r in records)
     kept = sum(1 for r in records if r.get("status") == "kept")
+    used = usage["requests"] - usage["retries"] - unparsed
     return _result(usage["requests"], kept, used, usage["retries"], time.perf_counter() - t)
 
 
