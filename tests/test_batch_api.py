@@ -412,31 +412,34 @@ def test_a_failed_request_line_is_retried_next_round_and_a_rejected_one_fails_it
     assert sizes[:2] == [2, 1]  # round 2: only the request that failed with HTTP 500, sent again
 
 
+async def ask_batched(folder: Path, srv, kill: bool):
+    """One question through a batch round in `folder`; with `kill`, cancelled once its batch is
+    polled (the run killed while the batch is in flight)."""
+    rnd = BatchRound(BatchState(folder), poll_interval=0.001)
+    client = rnd.client(model="gpt-4o", api_url=srv.url, api_key="sk-x", usage=Usage())
+    try:
+        task = asyncio.ensure_future(client.chat("question"))
+        if not kill:
+            return await task
+        while not srv.count("/v1/batches/batch_00001"):
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await rnd.close()
+        await client.close()
+
+
 def test_a_batch_created_but_not_recorded_is_found_by_its_metadata(tmp_path):
     """Killed between creating a batch and saving its id: the rerun finds it in the batch list."""
     stuck = FakeBatch(statuses=["in_progress"])
 
-    async def ask(srv, kill: bool):
-        rnd = BatchRound(BatchState(tmp_path / "b"), poll_interval=0.001)
-        client = rnd.client(model="gpt-4o", api_url=srv.url, api_key="sk-x", usage=Usage())
-        try:
-            task = asyncio.ensure_future(client.chat("question"))
-            if not kill:
-                return await task
-            while not srv.count("/v1/batches/batch_00001"):
-                await asyncio.sleep(0.005)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-        finally:
-            await rnd.close()
-            await client.close()
-
     with FakeOpenAIServer(lambda req: "the reply", batches=stuck) as srv:
-        asyncio.run(ask(srv, kill=True))
+        asyncio.run(ask_batched(tmp_path / "b", srv, kill=True))
         [path] = (tmp_path / "b").glob("*.json")
         rec = json.loads(path.read_text())
         path.write_text(json.dumps({**rec, "status": "pending", "batch_id": None}))  # id never saved
         stuck.statuses.append("completed")
-        assert asyncio.run(ask(srv, kill=False)) == "the reply"
+        assert asyncio.run(ask_batched(tmp_path / "b", srv, kill=False)) == "the reply"
         assert srv.batch_creates == 1 and srv.count("/v1/batches") >= 1

@@ -16,7 +16,7 @@ from huatuo_o1.datagen import search as script
 from huatuo_o1.llm import Usage
 from huatuo_o1.testing import search as sm
 from huatuo_o1.testing.openai_server import FakeBatch, FakeOpenAIServer, FakeResponse
-from tests.test_batch_api import FAST, batch_lines, make_data, records, without_usage
+from tests.test_batch_api import FAST, ask_batched, batch_lines, make_data, records, without_usage
 
 
 def argv(data: Path, srv, out: Path, *extra) -> list[str]:
@@ -138,30 +138,14 @@ def test_a_result_file_deleted_on_the_server_resends_only_its_requests(tmp_path)
 def test_a_batch_not_recorded_is_found_beyond_the_first_page_of_the_batch_list(tmp_path):
     stuck = FakeBatch(statuses=["in_progress"])
 
-    async def ask(srv, kill: bool):
-        rnd = BatchRound(BatchState(tmp_path / "b"), poll_interval=0.001)
-        client = rnd.client(model="gpt-4o", api_url=srv.url, api_key="sk-x", usage=Usage())
-        try:
-            task = asyncio.ensure_future(client.chat("question"))
-            if not kill:
-                return await task
-            while not srv.count("/v1/batches/batch_00001"):
-                await asyncio.sleep(0.005)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-        finally:
-            await rnd.close()
-            await client.close()
-
     with FakeOpenAIServer(lambda req: "the reply", batches=stuck) as srv:
-        asyncio.run(ask(srv, kill=True))
+        asyncio.run(ask_batched(tmp_path / "b", srv, kill=True))
         [path] = (tmp_path / "b").glob("*.json")
         rec = json.loads(path.read_text())
         path.write_text(json.dumps({**rec, "status": "pending", "batch_id": None}))  # id never saved
         srv.add_other_batches(250)  # newer batches of other tools: the saved one is on page 3
         stuck.statuses.append("completed")
-        assert asyncio.run(ask(srv, kill=False)) == "the reply"
+        assert asyncio.run(ask_batched(tmp_path / "b", srv, kill=False)) == "the reply"
         uploads = sum(1 for r in srv.requests if r.path == "/v1/files")
     assert uploads == 1  # found, not sent again
 

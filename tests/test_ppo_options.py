@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -14,13 +15,17 @@ from huatuo_o1.io import InputError
 from huatuo_o1.rl.options import apply_global_batch, model_dtypes
 
 
-@pytest.fixture()
-def data_file(tmp_path):
+def write_rl_rows(path: Path) -> Path:
+    """Eight verifiable problems, one drug each, as an RL data file."""
     rows = [{"Open-ended Verifiable Question": f"Q{i}: which drug for case {i}?", "Ground-True Answer": f"drug {i}"}
             for i in range(8)]  # fmt: skip
-    p = tmp_path / "rl.json"
-    p.write_text(json.dumps(rows))
-    return p
+    path.write_text(json.dumps(rows))
+    return path
+
+
+@pytest.fixture()
+def data_file(tmp_path):
+    return write_rl_rows(tmp_path / "rl.json")
 
 
 def _argv(lm, data, out, *extra):

@@ -8,21 +8,17 @@ at the stop token.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
+
+from tests.test_ppo_options import write_rl_rows
 
 pytestmark = pytest.mark.gpu
 
 
 @pytest.fixture()
 def data_file(tmp_path):
-    rows = [{"Open-ended Verifiable Question": f"Q{i}: which drug for case {i}?", "Ground-True Answer": f"drug {i}"}
-            for i in range(8)]  # fmt: skip
-    p = tmp_path / "rl.json"
-    p.write_text(json.dumps(rows))
-    return p
+    return write_rl_rows(tmp_path / "rl.json")
 
 
 def test_vllm_rollouts_equal_generate_when_greedy(tmp_path, data_file, tiny_lm_dir):
