@@ -19,7 +19,7 @@ module as make_parser() beside main(argv); the top-level scripts only call main.
             difficulty, stage1_split, search (verifier-guided reasoning search -> SFT data)
   train/    stage 3 and what every trainer shares: sft, sft_data, checkpoints, run_record,
             multi_gpu, checks, plots, save_only_model, mfu, show_answer
-  rl/       stage 4: ppo / ppo_config / ppo_core / ppo_trainer / ppo_reward / ppo_vllm,
+  rl/       stage 4: ppo / ppo_args / ppo_config / ppo_core / ppo_trainer / ppo_reward / ppo_vllm,
             grpo / grpo_trainer, rewards, data, options, common, verifier_train, verl_data, verl_reward
   eval/     stage 5: run, backends, scoring, original, data, chart, rebuild, serving
   testing/  test doubles: tiny_models, openai_server (the loopback GPT-4o), search (scripted model)

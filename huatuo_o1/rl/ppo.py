@@ -15,35 +15,16 @@ is huatuo_o1/rl/ppo_core.py, the trainer huatuo_o1/rl/ppo_trainer.py; this modul
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
 
 from huatuo_o1.cli import dataclass_parser
-from huatuo_o1.rl.common import RLScriptArguments, run_policy_training
-from huatuo_o1.train.checkpoints import resume_field
+from huatuo_o1.rl.common import run_policy_training
+from huatuo_o1.rl.ppo_args import PPOScriptArguments
 
 EPILOG = (
     "Also every PPO setting (trl 1.12's PPOConfig fields) / transformers TrainingArguments / trl "
     "ModelConfig flag (--learning_rate, --total_episodes, --kl_coef, --response_length, --model_name_or_path, --reward_model_path, "
     "--global_batch_size, ...): --help_all lists them with their defaults."
 )
-
-
-@dataclass
-class PPOScriptArguments(RLScriptArguments):
-    value_model_path: str | None = field(
-        default=None,
-        metadata={
-            "help": "Value model initialisation (policy-tokenizer family, 1-logit head added); default: policy."
-        },
-    )
-    trust_remote_code: bool = field(
-        default=False,
-        metadata={"help": "Allow model code from the models' repositories (the original always passed it)."},
-    )
-    resume: bool | None = resume_field(
-        restores="policy, value model, optimizer, scheduler, data position",
-        same="the same model, data and result-changing flags (a larger --total_episodes continues it)",
-    )
 
 
 def make_parser() -> argparse.ArgumentParser:

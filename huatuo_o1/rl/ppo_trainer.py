@@ -86,7 +86,7 @@ from huatuo_o1.rl.options import (
     is_deepspeed_run,
     model_dtypes,
 )
-from huatuo_o1.rl.ppo import PPOScriptArguments
+from huatuo_o1.rl.ppo_args import PPOScriptArguments
 from huatuo_o1.rl.ppo_config import MedicalPPOConfig, PPOConfig  # noqa: F401  (MedicalPPOConfig: old name)
 from huatuo_o1.rl.ppo_reward import RewardHook, sequence_scores
 from huatuo_o1.train.checkpoints import (
