@@ -30,8 +30,15 @@ STAGE1=$(ls "$OUT"/stage1/demo_data_verifiable_final_*.json | grep -v _summary)
 step "2. search for complex reasoning paths: 2 of the kept problems"
 $PY search_for_complex_reasoning_path.py --data_path "$STAGE1" --limit_num 2 --max_search_depth 1 \
   --max_tokens 1200 --model_name "$HUATUO_VLLM_MODEL" --api_url "$HUATUO_VLLM_URL" \
-  --output_dir "$OUT/stage2" --structured_outputs on
+  --output_dir "$OUT/stage2" --structured_outputs on || rc=$?
+# exit 1: an item failed (a small teacher's reply cut at --max_tokens on every try); kept for a rerun
+if [ "${rc:-0}" -ne 0 ] && [ "${rc:-0}" -ne 1 ]; then exit "$rc"; fi
 SFT_DATA=$(ls "$OUT"/stage2/*_CoT_search_final_*.json | grep -v _summary)
+if [ "$($PY -c 'import json, sys; print(len(json.load(open(sys.argv[1]))))' "$SFT_DATA")" = 0 ]; then
+  echo "stage 2 kept no record this time (a 135M teacher's replies are long and unseeded here);" \
+    "rerun this script: finished work is kept and only the failed items are asked again" >&2
+  exit 1
+fi
 
 step "3. SFT of the default model on the stage-2 records ($SFT_DATA)"
 $PY SFT_stage1.py --model_path "$MODEL" --data_path "$SFT_DATA" --experiment_name real_teacher_sft \
