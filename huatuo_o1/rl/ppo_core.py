@@ -44,6 +44,19 @@ def first_true_indices(bools: torch.Tensor) -> torch.Tensor:
     return torch.min(zero_or_index, dim=-1).values
 
 
+def model_inputs(query_responses: torch.Tensor, pad_token_id: int) -> dict:
+    """The keyword inputs of a model run on prompt + response ids: pads masked to id 0 and out of
+    the attention mask, positions counted from 0 over each row's real tokens (left pads skipped).
+
+    query_responses: (B, L) -> input_ids, attention_mask, position_ids, each (B, L)."""
+    attention_mask = query_responses != pad_token_id
+    return {
+        "input_ids": torch.masked_fill(query_responses, ~attention_mask, 0),
+        "attention_mask": attention_mask,
+        "position_ids": attention_mask.cumsum(1) - attention_mask.long(),
+    }
+
+
 def truncate_after_stop(
     responses: torch.Tensor, stop_token_id: int | None, pad_token_id: int
 ) -> torch.Tensor:

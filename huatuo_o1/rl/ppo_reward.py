@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from huatuo_o1.rl.data import PromptTable
-from huatuo_o1.rl.ppo_core import first_true_indices
+from huatuo_o1.rl.ppo_core import first_true_indices, model_inputs
 from huatuo_o1.rl.rewards import RewardConfig, Verifier, score_responses
 
 
@@ -33,14 +33,9 @@ def sequence_scores(model: nn.Module, query_responses: torch.Tensor, pad_token_i
     `model` is a sequence classifier (value model, verifier, RewardHook): its backbone
     (`base_model_prefix`) runs on the ids with pads masked to 0, and `score` on the last hidden
     state. Positions count from 0 over each row's real tokens (left pads skipped)."""
-    attention_mask = query_responses != pad_token_id
-    position_ids = attention_mask.cumsum(1) - attention_mask.long()
     backbone = getattr(model, model.base_model_prefix)
-    input_ids = torch.masked_fill(query_responses, ~attention_mask, 0)
     output = backbone(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
+        **model_inputs(query_responses, pad_token_id),
         return_dict=True,
         output_hidden_states=True,
         use_cache=False,

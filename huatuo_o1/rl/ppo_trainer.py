@@ -129,15 +129,8 @@ class PolicyAndValue(nn.Module):
 
 def forward(model: nn.Module, query_responses: torch.Tensor, pad_token_id: int):
     """The model on prompt + response ids (pads masked to 0, positions over the real tokens)."""
-    attention_mask = query_responses != pad_token_id
-    position_ids = attention_mask.cumsum(1) - attention_mask.long()
-    input_ids = torch.masked_fill(query_responses, ~attention_mask, 0)
     return model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        return_dict=True,
-        output_hidden_states=True,
+        **core.model_inputs(query_responses, pad_token_id), return_dict=True, output_hidden_states=True
     )
 
 
