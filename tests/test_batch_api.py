@@ -299,7 +299,8 @@ def test_per_batch_limits_split_a_round(tmp_path):
     assert sizes == [2, 2, 1] * 4  # 4 rounds (init, verify, rewrite, response), 3 batches each
 
 
-def test_stage1_batched_matches_live(tmp_path):
+def write_mcq(path: Path, numbers) -> Path:
+    """Stage-1 input: one two-option question per number, answer B."""
     items = [
         {
             "question": f"Question number {i}: a patient with finding F{i}. What is the diagnosis?",
@@ -307,10 +308,14 @@ def test_stage1_batched_matches_live(tmp_path):
             "answer_idx": "B",
             "answer": f"Disease B{i}",
         }
-        for i in range(1, 5)
+        for i in numbers
     ]
-    data = tmp_path / "mcq.json"
-    data.write_text(json.dumps(items))
+    path.write_text(json.dumps(items))
+    return path
+
+
+def test_stage1_batched_matches_live(tmp_path):
+    data = write_mcq(tmp_path / "mcq.json", range(1, 5))
 
     def responder(req):
         n = int(req.prompt.split("Question number ")[1].split(":")[0])

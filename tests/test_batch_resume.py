@@ -16,7 +16,15 @@ from huatuo_o1.datagen import search as script
 from huatuo_o1.llm import Usage
 from huatuo_o1.testing import search as sm
 from huatuo_o1.testing.openai_server import FakeBatch, FakeOpenAIServer, FakeResponse
-from tests.test_batch_api import FAST, ask_batched, batch_lines, make_data, records, without_usage
+from tests.test_batch_api import (
+    FAST,
+    ask_batched,
+    batch_lines,
+    make_data,
+    records,
+    without_usage,
+    write_mcq,
+)
 
 
 def argv(data: Path, srv, out: Path, *extra) -> list[str]:
@@ -184,17 +192,7 @@ def test_a_failed_error_line_left_over_is_not_reused_as_an_answer(tmp_path):
 def test_stage1_retry_failed_reuses_the_filter_verdict_and_asks_the_rewrite_again(tmp_path):
     from huatuo_o1.datagen import construct
 
-    items = [
-        {
-            "question": f"Question number {i}: a patient with finding F{i}. What is the diagnosis?",
-            "options": {"A": f"Disease A{i}", "B": f"Disease B{i}"},
-            "answer_idx": "B",
-            "answer": f"Disease B{i}",
-        }
-        for i in (1, 2)
-    ]
-    data = tmp_path / "mcq.json"
-    data.write_text(json.dumps(items))
+    data = write_mcq(tmp_path / "mcq.json", (1, 2))
     broken = {"on": True}
 
     def responder(req):
