@@ -172,13 +172,13 @@ def check_batch_args(args) -> None:
         raise InputError(f"--batch_max_mb must be above 0 (got {args.batch_max_mb})")
 
 
-def round_from_args(args, folder: Path, reuse_answers: bool = True) -> BatchRound | None:
+def round_from_args(args, folder: Path) -> BatchRound | None:
     """The run's BatchRound when --batch_api is on (its saved batches under `folder`), else None."""
     if not getattr(args, "batch_api", False):
         return None
     check_batch_args(args)
     return BatchRound(
-        BatchState(folder, reuse_answers=reuse_answers),
+        BatchState(folder),
         poll_interval=args.batch_poll_interval,
         max_requests=args.batch_max_requests,
         max_bytes=int(args.batch_max_mb * 2**20),
@@ -195,7 +195,7 @@ class BatchState:
     `<local id>.json` (status pending -> submitted -> done or failed, the batch id, the endpoint)
     and `<local id>.results.jsonl` (one outcome per request of a finished batch)."""
 
-    def __init__(self, folder: str | Path, reuse_answers: bool = True):
+    def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         self.records: dict[str, dict] = {}
         self.answers: dict[str, tuple] = {}  # custom id -> a usable outcome (an HTTP 200 reply)
@@ -216,7 +216,7 @@ class BatchState:
             if rec.get("status") in ("pending", "submitted"):
                 for cid in self.saved_ids(rec["local_id"]):
                     self.waiting[cid] = rec["local_id"]
-            elif rec.get("status") == "done" and reuse_answers:
+            elif rec.get("status") == "done":
                 for cid, outcome in self._load_results(rec["local_id"]).items():
                     if outcome[0] == OK:
                         self.answers[cid] = outcome
