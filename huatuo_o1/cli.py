@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 import sys
 import threading
@@ -121,12 +122,39 @@ def run_main(main: Callable[[], int | None]) -> None:
         code = main()
     except (InputError, OutputError, FatalAPIError) as e:
         print(f"error: {mask_secrets(' '.join(str(e).split()))}", file=sys.stderr)  # one line, no credentials
-        sys.exit(EXIT_BAD_INPUT)
+        exit_process(EXIT_BAD_INPUT)
     except KeyboardInterrupt as e:
         how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
         print(f"{how}: results written so far are kept; rerun the same command to resume", file=sys.stderr)
-        sys.exit(143 if isinstance(e, Terminated) else 130)
-    sys.exit(code or 0)
+        exit_process(143 if isinstance(e, Terminated) else 130)
+    exit_process(code or 0)
+
+
+def exit_process(code: int) -> typing.NoReturn:
+    """End the script with `code`. A process of a distributed launch (torchrun / `accelerate launch`
+    set LOCAL_RANK) that imported torch.distributed skips the interpreter's teardown: its
+    collective backend (gloo) can still hold worker threads and tensors that the teardown frees after
+    Python is half gone, which aborts a finished run now and then ("terminate called without an
+    active exception", SIGABRT) and makes the launcher report it as failed. Everything the teardown
+    would have saved is saved first: the process group closed, an open wandb run finished, log
+    handlers and stdout/stderr flushed."""
+    if "LOCAL_RANK" not in os.environ or "torch.distributed" not in sys.modules:
+        sys.exit(code)
+    try:
+        dist = sys.modules["torch.distributed"]
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and getattr(wandb, "run", None) is not None:
+            wandb.finish(exit_code=code)
+    finally:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed or broken pipe has nothing left to save
+                pass
+        os._exit(code)
 
 
 # What the libraries say on every RL run about their own internal calls, with nothing for the user

@@ -133,6 +133,42 @@ def test_every_training_main_closes_its_process_group(monkeypatch):
     assert calls == ["ppo/grpo"] * 4 + ["sft", "verifier"]
 
 
+LAUNCHED_RANK = """
+import logging, sys
+import torch.distributed as dist
+from huatuo_o1.cli import run_main
+from huatuo_o1.io import InputError
+
+def main():
+    dist.init_process_group("gloo", init_method="file://{store}", rank=0, world_size=1)
+    logging.basicConfig(filename="{log}", level=logging.INFO)
+    logging.info("logged before the exit")
+    print("printed before the exit")
+    if sys.argv[1] == "bad":
+        raise InputError("bad input")
+    return 3
+
+run_main(main)
+"""
+
+
+@pytest.mark.parametrize("how, code", [("ends", 3), ("bad", 2)])
+def test_a_launched_rank_exits_with_its_code_and_keeps_its_output(tmp_path, how, code):
+    """A rank of a distributed launch leaves without the interpreter's teardown (where gloo's threads
+    can abort a finished run): its exit code is the script's, and what it printed or logged is flushed
+    (stdout to a pipe is block-buffered, so a bare os._exit would lose it)."""
+    import os
+
+    script = LAUNCHED_RANK.format(store=tmp_path / "store", log=tmp_path / "log.txt")
+    env = {**os.environ, "LOCAL_RANK": "0", "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, "-c", script, how], env=env, capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)  # fmt: skip
+    assert r.returncode == code, r.stderr
+    assert "printed before the exit" in r.stdout
+    assert "logged before the exit" in (tmp_path / "log.txt").read_text()
+    assert ("error: bad input" in r.stderr) == (how == "bad")
+
+
 def test_training_logging_drops_only_the_listed_library_notices(caplog):
     import logging
 
