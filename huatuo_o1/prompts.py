@@ -453,45 +453,82 @@ def _object(properties: dict) -> dict:
     }
 
 
-_STRING = {"type": "string"}
+FILTER_SCHEMA = _schema("filter_verdict", {"verdict": {"type": "string", "enum": list(FILTER_VERDICTS)}})
+VERIFY_SCHEMA = _schema("verification", {"verdict": {"type": "string", "enum": list(VERIFY_VERDICTS)}})
 
-
-# Longest title and content of one reasoning step, in characters: room for a thorough step, and a
-# bound on a small model that never closes its string (it would fill max_tokens, and the reply be cut)
+# ---- Sizing the schemas to max_tokens --------------------------------------------------------
+# A constrained reply ends only where its schema lets it. A small model writes each string up to its
+# bound and takes every step the schema allows, so a schema whose longest reply is longer than the
+# request's max_tokens gets that reply cut on every try (asked again, paid again, then the item
+# fails). With a max_tokens, every bound below is sized so that the longest reply the schema allows
+# fits in it: the text bounds come from the tokens left after the JSON around them, at
+# CHARS_PER_TOKEN (a low estimate of the characters one token carries, so the estimate errs towards
+# shorter bounds), and a reasoning reply has fewer steps before any step gets shorter than
+# MIN_STEP_CHARS. Without a max_tokens (0 / None) the bounds are the largest ones below.
+CHARS_PER_TOKEN = {"en": 3, "zh": 1}
+REPLY_TOKENS = 20  # the reply's outer object, its key and the whitespace around them
+FIELD_TOKENS = 12  # one string field: its key, quotes, punctuation and whitespace around them
+STEP_TOKENS = 30  # one reasoning step's action (a fixed word) and the JSON around its fields
+# Longest title and content of one reasoning step, in characters: room for a thorough step
 MAX_TITLE_CHARS, MAX_STEP_CHARS = 150, 1500
+MIN_STEP_CHARS = 200  # below this a reply has fewer steps instead
+# Most Inner Thinking steps a reasoning-steps schema allows in one reply
+MAX_THINKING_STEPS = 8
+# the natural thinking, one thought per line: most lines, and the shortest line bound before fewer
+MAX_THOUGHT_LINES, MIN_LINE_CHARS = 60, 150
+MAX_ANSWER_CHARS = 200  # a ground-truth answer is a short phrase
 
 
-def _step(action: str, titled: bool = False) -> dict:
-    """One reasoning step: its action (fixed), a title for Inner Thinking, the content."""
+def _chars(tokens: int, language: str) -> int:
+    return max(1, tokens) * CHARS_PER_TOKEN[_check_language(language)]
+
+
+def _bounded(max_chars: int | None, min_chars: int = 1) -> dict:
+    """A string of `min_chars` to `max_chars` characters (no upper bound for None); at least one, as
+    a constrained reply can otherwise give an empty string, which no stage can use."""
+    bound = {"type": "string", "minLength": min_chars}
+    return bound if max_chars is None else {**bound, "maxLength": max_chars}
+
+
+def _step(action: str, title: int | None, content: int) -> dict:
+    """One reasoning step: its action (fixed), a title of at most `title` characters (Inner Thinking
+    steps; None: no title), the content."""
     props = {"action": {"type": "string", "enum": [action]}}
-    if titled:
-        props["title"] = {"type": "string", "maxLength": MAX_TITLE_CHARS}
-    props["content"] = {"type": "string", "maxLength": MAX_STEP_CHARS}
+    if title is not None:
+        props["title"] = _bounded(title)
+    props["content"] = _bounded(content)
     return _object(props)
 
 
-FILTER_SCHEMA = _schema("filter_verdict", {"verdict": {"type": "string", "enum": list(FILTER_VERDICTS)}})
-REWRITE_SCHEMA = _schema(
-    "open_ended_question", {"Open-ended Verifiable Question": _STRING, "Ground-True Answer": _STRING}
-)
-VERIFY_SCHEMA = _schema("verification", {"verdict": {"type": "string", "enum": list(VERIFY_VERDICTS)}})
-# Most Inner Thinking steps a reasoning-steps schema allows in one reply
-MAX_THINKING_STEPS = 8
+def cot_bounds(max_tokens: int | None, language: str = "en", opening: int = 0) -> tuple[int, int, int]:
+    """(most Inner Thinking steps, title chars, content chars) of a reasoning reply of at most
+    `max_tokens` tokens that starts with `opening` fixed steps (sizing rule above)."""
+    if not max_tokens:
+        return MAX_THINKING_STEPS, MAX_TITLE_CHARS, MAX_STEP_CHARS
+    for steps in range(MAX_THINKING_STEPS, 0, -1):
+        per_step = (max_tokens - REPLY_TOKENS) // (opening + steps + 2) - STEP_TOKENS
+        text = _chars(per_step, language)
+        title = min(MAX_TITLE_CHARS, max(1, text // 5))
+        content = min(MAX_STEP_CHARS, text - title)
+        if content >= MIN_STEP_CHARS or steps == 1:
+            return steps, title, max(1, content)
+    raise AssertionError("unreachable")
 
 
-def _cot_schema(name: str, opening: tuple = ()) -> dict:
-    """{"CoT": [...]} in the order the stage reads: the `opening` steps, 1 to MAX_THINKING_STEPS
-    Inner Thinking steps, a Final Conclusion, a Verification. The order needs `prefixItems` (and the
-    step lengths `maxLength`), which vLLM and SGLang enforce and OpenAI's strict mode does not take,
-    so the schema is sent with "strict": false (OpenAI then takes it as guidance)."""
-    thinking, conclusion, verification = (
-        _step("Inner Thinking", True),
-        _step("Final Conclusion"),
-        _step("Verification"),
-    )
+def cot_schema(max_tokens: int | None = None, language: str = "en", continued: bool = False) -> dict:
+    """{"CoT": [...]} in the order the stage reads: (a refinement, `continued`: the Verification that
+    finds the last conclusion wrong), 1 to N Inner Thinking steps, a Final Conclusion, a
+    Verification; N and the text bounds sized to `max_tokens` (cot_bounds). The order needs
+    `prefixItems` (and the text bounds `maxLength`), which vLLM and SGLang enforce and OpenAI's strict
+    mode does not take, so the schema is sent with "strict": false (OpenAI then takes it as guidance)."""
+    opening = 1 if continued else 0
+    most, title, content = cot_bounds(max_tokens, language, opening)
+    first = [_step("Verification", None, content)] * opening
+    thinking = _step("Inner Thinking", title, content)
+    closing = [_step("Final Conclusion", None, content), _step("Verification", None, content)]
     shapes = []
-    for k in range(1, MAX_THINKING_STEPS + 1):
-        steps = [*opening, *[thinking] * k, conclusion, verification]
+    for k in range(1, most + 1):
+        steps = [*first, *[thinking] * k, *closing]
         shapes.append(
             {
                 "type": "array",
@@ -501,23 +538,55 @@ def _cot_schema(name: str, opening: tuple = ()) -> dict:
                 "maxItems": len(steps),
             }
         )
+    name = "reasoning_steps_continued" if continued else "reasoning_steps"
     return {"name": name, "strict": False, "schema": _object({"CoT": {"anyOf": shapes}})}
 
 
-COT_SCHEMA = _cot_schema("reasoning_steps")
-# a refinement starts with the Verification that finds the last conclusion wrong
-COT_CONTINUE_SCHEMA = _cot_schema("reasoning_steps_continued", opening=(_step("Verification"),))
-# the natural thinking one thought per line: as a list of lines, which the stage joins with line
-# breaks (a constrained reply then cannot come as one line, which the stage would not take)
-MAX_THOUGHT_LINES = 60
-NATURAL_SCHEMA = _schema(
-    "natural_reasoning",
-    {
-        "NaturalReasoning": {
-            "type": "array",
-            "items": _STRING,
-            "minItems": 2,
-            "maxItems": MAX_THOUGHT_LINES,
-        }
-    },
-)
+def natural_schema(max_tokens: int | None = None, language: str = "en") -> dict:
+    """The natural thinking as a list of lines, which the stage joins with line breaks (a constrained
+    reply then cannot come as one line, which the stage would not take); with a `max_tokens`, as many
+    lines as fit with MIN_LINE_CHARS each at least (sizing rule above)."""
+    lines, line = MAX_THOUGHT_LINES, None
+    if max_tokens:
+        for lines in range(MAX_THOUGHT_LINES, 1, -1):
+            line = _chars((max_tokens - REPLY_TOKENS) // lines - FIELD_TOKENS // 2, language)
+            if line >= MIN_LINE_CHARS:
+                break
+    lines_schema = {"type": "array", "items": _bounded(line), "minItems": 2, "maxItems": lines}
+    return {
+        "name": "natural_reasoning",
+        "strict": False,
+        "schema": _object({"NaturalReasoning": lines_schema}),
+    }
+
+
+def response_schema(max_tokens: int | None = None, language: str = "en") -> dict:
+    """The final response, {"Response": "<text>"}: free text in JSON, so that a constrained reply ends
+    within `max_tokens` (a small model's free-form answer often runs on until it is cut)."""
+    text = _chars(max_tokens - REPLY_TOKENS - FIELD_TOKENS, language) if max_tokens else None
+    return {"name": "final_response", "strict": False, "schema": _object({"Response": _bounded(text)})}
+
+
+def rewrite_schema(max_tokens: int | None = None, language: str = "en") -> dict:
+    """Stage 1's open-ended question and its short ground-truth answer, both non-empty; with a
+    `max_tokens`, the question takes what the answer (at most MAX_ANSWER_CHARS) leaves."""
+    answer, question = MAX_ANSWER_CHARS, None
+    if max_tokens:
+        text = _chars(max_tokens - REPLY_TOKENS - 2 * FIELD_TOKENS, language)
+        answer = min(MAX_ANSWER_CHARS, max(1, text // 4))
+        question = max(1, text - answer)
+    return {
+        "name": "open_ended_question",
+        "strict": False,
+        "schema": _object(
+            {"Open-ended Verifiable Question": _bounded(question), "Ground-True Answer": _bounded(answer)}
+        ),
+    }
+
+
+# The schemas of requests sent without a max_tokens
+REWRITE_SCHEMA = rewrite_schema()
+COT_SCHEMA = cot_schema()
+COT_CONTINUE_SCHEMA = cot_schema(continued=True)
+NATURAL_SCHEMA = natural_schema()
+RESPONSE_SCHEMA = response_schema()

@@ -2,7 +2,8 @@
 # The real-teacher demo: stages 1 and 2 for real against a local vLLM server (vLLM's CPU build in
 # .venv-vllm) serving the embedded default model as the teacher, with structured outputs, then SFT
 # of the same model on what they produced. A 135M teacher's quality; every stage really runs.
-# Outputs go to demo_out/real_teacher/ (git-ignored). About 10-15 minutes on 2 cores.
+# Outputs go to demo_out/real_teacher/ (git-ignored). On 2 cores, once the environments exist: about
+# 1 minute for the three stages plus the server's start (half a minute to a few minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -31,11 +32,13 @@ step "2. search for complex reasoning paths: 2 of the kept problems"
 $PY search_for_complex_reasoning_path.py --data_path "$STAGE1" --limit_num 2 --max_search_depth 1 \
   --max_tokens 1200 --model_name "$HUATUO_VLLM_MODEL" --api_url "$HUATUO_VLLM_URL" \
   --output_dir "$OUT/stage2" --structured_outputs on || rc=$?
-# exit 1: an item failed (a small teacher's reply cut at --max_tokens on every try); kept for a rerun
+# exit 1: an item failed on the endpoint (its replies cut at --max_tokens on every try, which the
+# schemas sized to --max_tokens make rare);
+# what was kept goes on to SFT, and a rerun retries only the failed item
 if [ "${rc:-0}" -ne 0 ] && [ "${rc:-0}" -ne 1 ]; then exit "$rc"; fi
 SFT_DATA=$(ls "$OUT"/stage2/*_CoT_search_final_*.json | grep -v _summary)
 if [ "$($PY -c 'import json, sys; print(len(json.load(open(sys.argv[1]))))' "$SFT_DATA")" = 0 ]; then
-  echo "stage 2 kept no record this time (a 135M teacher's replies are long and unseeded here);" \
+  echo "stage 2 kept no record this time (a 135M teacher, unseeded sampling);" \
     "rerun this script: finished work is kept and only the failed items are asked again" >&2
   exit 1
 fi

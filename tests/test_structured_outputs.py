@@ -164,6 +164,8 @@ def search_reply(req):
         return json.dumps({"verdict": text})
     if _schema_name(req) == "natural_reasoning":
         return json.dumps({"NaturalReasoning": ["Hmm, let me think.", "Oh, I see.", "So that is it."]})
+    if _schema_name(req) == "final_response":
+        return json.dumps({"Response": "The answer, in JSON."})
     return text
 
 
@@ -183,10 +185,59 @@ def test_stage2_sends_the_schema_of_each_step(tmp_path):
         ("refine", "reasoning_steps_continued"),
         ("verify", "verification"),
         ("natural", "natural_reasoning"),
-        ("response", None),  # the final response is free text
+        ("response", "final_response"),
     ]
+    # each schema sized to the stage's default --max_tokens (8192)
+    assert srv.requests[0].body["response_format"]["json_schema"] == prompts.cot_schema(8192)
     [rec] = [json.loads(f.read_text()) for f in (tmp_path / "out" / "data_CoT_search").glob("*.json")]
     assert rec["status"] == "kept" and rec["Complex_CoT"] == "Hmm, let me think.\nOh, I see.\nSo that is it."
+    assert rec["Response"] == "The answer, in JSON."
+
+
+def longest_reply(node: dict) -> str:
+    """The longest JSON text (without whitespace) that a schema allows."""
+    if "anyOf" in node:
+        return max((longest_reply(n) for n in node["anyOf"]), key=len)
+    if "enum" in node:
+        return json.dumps(max(node["enum"], key=len))
+    if node["type"] == "string":
+        return json.dumps("x" * node["maxLength"])
+    if node["type"] == "object":
+        return (
+            "{" + ",".join(f"{json.dumps(k)}:{longest_reply(v)}" for k, v in node["properties"].items()) + "}"
+        )
+    items = [longest_reply(n) for n in node.get("prefixItems", [])] or [longest_reply(node["items"])] * node[
+        "maxItems"
+    ]
+    return "[" + ",".join(items) + "]"
+
+
+@pytest.mark.parametrize("max_tokens", [300, 800, 1200, 2048, 8192])
+def test_sized_schemas_let_no_reply_run_past_max_tokens(max_tokens):
+    """A small teacher writes every string to its bound and takes every step allowed: the longest
+    reply each schema allows, at 3 characters a token (a low estimate), fits in max_tokens, so a
+    constrained reply is never cut (which would be paid for and asked again)."""
+    schemas = [prompts.cot_schema(max_tokens), prompts.cot_schema(max_tokens, continued=True),
+               prompts.natural_schema(max_tokens), prompts.response_schema(max_tokens),
+               prompts.rewrite_schema(max_tokens)]  # fmt: skip
+    for schema in schemas:
+        tokens = len(longest_reply(schema["schema"])) / prompts.CHARS_PER_TOKEN["en"]
+        assert tokens <= max_tokens, schema["name"]
+    # fewer steps before shorter ones: from 800 tokens on, every step has room to say something
+    most, _, content = prompts.cot_bounds(max_tokens, opening=1)
+    assert 1 <= most <= prompts.MAX_THINKING_STEPS
+    assert content >= prompts.MIN_STEP_CHARS or max_tokens < 800
+    # the paper's recipe (no small cap) keeps the largest bounds
+    assert prompts.cot_bounds(8192) == prompts.cot_bounds(None) == (8, 150, 1500)
+
+
+def test_the_final_response_parses_from_its_schema_or_free_form():
+    from huatuo_o1.datagen.search import parse_final_response
+
+    assert parse_final_response('{"Response": "  Aspirin.\\nTake it daily. "}') == "Aspirin.\nTake it daily."
+    assert parse_final_response('{"Response": "  "}') is None
+    assert parse_final_response("<think>draft</think>Aspirin daily.") == "Aspirin daily."
+    assert parse_final_response("") is None
 
 
 def test_the_llm_judge_sends_the_verdict_schema():

@@ -83,7 +83,7 @@ from huatuo_o1.llm import (
 )
 from huatuo_o1.lock import item_claims, run_lock
 from huatuo_o1.parsing import extract_json, parse_filter_verdict
-from huatuo_o1.prompts import FILTER_SCHEMA, LANGUAGES, REWRITE_SCHEMA, filter_prompt, rewrite_prompt
+from huatuo_o1.prompts import FILTER_SCHEMA, LANGUAGES, filter_prompt, rewrite_prompt, rewrite_schema
 from huatuo_o1.runner import RunReport, add_run_args, check_run_args, exit_code_for
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,10 @@ async def process_item(
     max_tries: int,
     difficulty: DifficultyFilter | None = None,
     retry_failed: bool = False,
+    max_tokens: int = 0,
 ) -> dict:
+    """One item through the filter and the rewrite. `max_tokens`: the cap each reply is sent with
+    (0: none), which the rewrite's schema is sized to (prompts.rewrite_schema)."""
     record = _fresh_record(item)
     if difficulty is not None:
         record["difficulty"], reason = await difficulty.judge(item)
@@ -227,7 +230,7 @@ async def process_item(
         max_tries,
         replies,
         retry_failed=retry_failed,
-        schema=REWRITE_SCHEMA,
+        schema=rewrite_schema(max_tokens or None, language),
     )
     if parsed is None:
         record.update(
@@ -528,6 +531,7 @@ async def _run_locked(args, items, todo, dropped, decontam, task: str, out_dir: 
             args.max_tries,
             difficulty,
             retry_failed=args.retry_failed,
+            max_tokens=args.max_tokens,
         )
 
     try:

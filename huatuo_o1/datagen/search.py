@@ -111,17 +111,17 @@ from huatuo_o1.llm import (
 from huatuo_o1.lock import item_claims, run_lock
 from huatuo_o1.parsing import extract_json, parse_verdict, strip_think
 from huatuo_o1.prompts import (
-    COT_CONTINUE_SCHEMA,
-    COT_SCHEMA,
     LANGUAGES,
-    NATURAL_SCHEMA,
     SEARCH_STRATEGIES,
     VERIFY_SCHEMA,
+    cot_schema,
     final_response_prompt,
     init_cot_prompt,
     label_guided_prompt,
     natural_reasoning_prompt,
+    natural_schema,
     refine_prompt,
+    response_schema,
     verify_prompt,
 )
 from huatuo_o1.runner import RunReport, add_run_args, check_run_args, exit_code_for
@@ -193,7 +193,7 @@ def parse_cot(reply: str) -> list[dict] | None:
 
 def parse_natural_reasoning(reply: str) -> str | None:
     """The "NaturalReasoning" text of a reply; None unless it is a string with line breaks. A list
-    of lines (what prompts.NATURAL_SCHEMA asks a constrained reply for) is joined with line breaks."""
+    of lines (what prompts.natural_schema asks a constrained reply for) is joined with line breaks."""
     obj = extract_json(reply, ("NaturalReasoning",))
     text = obj.get("NaturalReasoning") if obj else None
     if isinstance(text, list) and all(isinstance(x, str) for x in text):
@@ -201,6 +201,16 @@ def parse_natural_reasoning(reply: str) -> str | None:
     if not isinstance(text, str) or "\n" not in text.strip():
         return None
     return text.strip()
+
+
+def parse_final_response(reply: str) -> str | None:
+    """The final response: the "Response" of a reply in prompts.response_schema's shape, else the
+    free-form reply (after any <think> draft); None when empty."""
+    obj = extract_json(reply, ("Response",))
+    if obj is not None:
+        text = obj["Response"]
+        return (text.strip() or None) if isinstance(text, str) else None
+    return strip_think(reply).strip() or None
 
 
 def previous_reasoning(long_cot: list[dict]) -> str:
@@ -281,6 +291,12 @@ class Searcher:
         # --retry_failed: invalid replies an earlier run's batch paid for are kept but do not count
         # as tries, so the failed step is asked again and every answer before it is reused
         self.retry_failed = retry_failed
+        # each reply's JSON schema, its bounds sized so that the longest reply fits in max_tokens
+        max_tokens, lang = config.gen_kwargs.get("max_tokens"), config.language
+        self.cot_schema = cot_schema(max_tokens, lang)
+        self.continue_schema = cot_schema(max_tokens, lang, continued=True)
+        self.natural_schema = natural_schema(max_tokens, lang)
+        self.response_schema = response_schema(max_tokens, lang)
 
     async def _ask(
         self,
@@ -329,7 +345,7 @@ class Searcher:
         `current[0]` always holds the trace being extended, for the caller to keep on ItemFailed."""
         q, lang = d[OPEN_Q], self.cfg.language
         steps = await self._ask(
-            d, init_cot_prompt(q, lang), parse_cot, "initial reasoning", schema=COT_SCHEMA
+            d, init_cot_prompt(q, lang), parse_cot, "initial reasoning", schema=self.cot_schema
         )
         self._add_steps(d, steps, INIT, replace_last=False)
         await self._verify(d)
@@ -349,7 +365,7 @@ class Searcher:
                 strategy = draw_strategy(rng, depth)
                 prompt = refine_prompt(q, previous_reasoning(d["Long_CoT"]), strategy, lang)
                 steps = await self._ask(
-                    d, prompt, parse_cot, f"refinement ({strategy})", schema=COT_CONTINUE_SCHEMA
+                    d, prompt, parse_cot, f"refinement ({strategy})", schema=self.continue_schema
                 )
                 self._add_steps(d, steps, f"Re_CoT_{strategy}", replace_last=True)
                 refinements += 1
@@ -389,7 +405,7 @@ class Searcher:
                     return d
                 prompt = label_guided_prompt(q, previous_reasoning(d["Long_CoT"]), d[GT], lang)
                 steps = await self._ask(
-                    d, prompt, parse_cot, "label-guided refinement", schema=COT_CONTINUE_SCHEMA
+                    d, prompt, parse_cot, "label-guided refinement", schema=self.continue_schema
                 )
                 self._add_steps(d, steps, LABEL, replace_last=True)
                 d["verify"].append(True)  # accepted without verification (the method's rule)
@@ -400,13 +416,14 @@ class Searcher:
                 natural_reasoning_prompt(thought, q, lang),
                 parse_natural_reasoning,
                 "natural rewrite",
-                schema=NATURAL_SCHEMA,
+                schema=self.natural_schema,
             )
             d[SFT_RESPONSE] = await self._ask(
                 d,
                 final_response_prompt(d[SFT_COT], q, lang),
-                lambda r: strip_think(r).strip() or None,
+                parse_final_response,
                 "final response",
+                schema=self.response_schema,
             )
             d[SFT_QUESTION] = q
             d["status"] = KEPT

@@ -35,8 +35,9 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 DEFAULT_MODEL = REPO / "models" / "SmolLM2-135M-Instruct"
 SERVED_NAME = "smol"
-# The embedded model's context; the stages' prompts and replies fit in it.
-MAX_MODEL_LEN = 2048
+# The context the server admits (the embedded model takes 8192): a stage-2 refinement's prompt (the
+# instructions, the question, the previous reasoning) plus a 1200-token reply fit in it.
+MAX_MODEL_LEN = 4096
 READY_TIMEOUT_S = 480.0
 
 
