@@ -128,6 +128,35 @@ def test_dpo_one_step_saves(tmp_path, tiny_lm_dir):
     assert (a.learning_rate, a.beta, a.global_batch_size) == (1e-6, 1.0, 128)
 
 
+def test_dpo_names_the_pairs_trl_drops_and_refuses_too_few_left(tmp_path, tiny_lm_dir, caplog):
+    """trl drops, silently, a pair whose prompt alone fills --max_length: the run says so, and
+    refuses to start when the pairs left no longer fill one optimizer step."""
+    from huatuo_o1.io import InputError
+    from huatuo_o1.rl import dpo
+    from huatuo_o1.rl.dpo_trainer import build_dpo_trainer
+
+    data = tmp_path / "pairs.jsonl"
+    prompts = ["Q1?", "Q2?", "Q3: " + "why " * 20]  # the chat template alone is ~25 tokens
+    data.write_text(
+        "\n".join(json.dumps({"prompt": p, "chosen": "aspirin", "rejected": "heparin"}) for p in prompts)
+    )
+
+    def build(global_batch):
+        s, a, m = dpo.parse_args(
+            ["--model_name_or_path", str(tiny_lm_dir), "--dataset_name", str(data), "--output_dir",
+             str(tmp_path / "o"), "--per_device_train_batch_size", "1", "--global_batch_size", str(global_batch),
+             "--report_to", "none", "--max_length", "32"]
+        )  # fmt: skip
+        return build_dpo_trainer(s, a, m)
+
+    with caplog.at_level("WARNING", logger="huatuo_o1.rl.dpo_trainer"):
+        trainer = build(2)
+    assert len(trainer.train_dataset) == 2
+    assert "dropped 1 of 3 train pairs whose prompt alone fills --max_length 32: training on 2" in caplog.text
+    with pytest.raises(InputError, match="2 training pairs are fewer than one optimizer step of 3 pairs"):
+        build(3)
+
+
 def test_pair_maker_samples_in_process_with_the_hf_backend(tiny_lm_dir, tmp_path):
     data = tmp_path / "p.json"
     data.write_text(json.dumps([{OPEN_QUESTION: "Q0 drug?", GROUND_TRUTH: "aspirin"}]))

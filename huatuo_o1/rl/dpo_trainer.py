@@ -120,13 +120,32 @@ def build_dpo_trainer(script_args: DPOScriptArguments, args, model_args):
         **attn,
     )
     log.info("DPO data: %d train pairs, %d held out", len(train), len(held))
-    return DPOTrainer(
+    trainer = DPOTrainer(
         model=policy,
         args=args,
         train_dataset=Dataset.from_list(train),
         eval_dataset=Dataset.from_list(held) if held and args.eval_strategy != "no" else None,
         processing_class=tokenizer,
     )
+    check_pairs_kept(len(train), len(trainer.train_dataset), args)
+    return trainer
+
+
+def check_pairs_kept(given: int, kept: int, args) -> None:
+    """Say how many train pairs trl dropped, and refuse a run they leave without one optimizer step.
+
+    trl drops, without a word, each pair whose prompt alone fills --max_length (no chosen or
+    rejected token would be left). The run then trains on fewer pairs than the file gives, and its
+    last optimizer step may be a partial one, which one process and several train differently
+    (docs/multi_gpu.md)."""
+    if kept == given:
+        return
+    if args.process_index == 0:
+        log.warning(
+            "dropped %d of %d train pairs whose prompt alone fills --max_length %s: training on %d",
+            given - kept, given, args.max_length, kept,
+        )  # fmt: skip
+    check_one_rl_step(kept, args, "pairs")
 
 
 # trl DPOConfig flags that change the trained policy (a larger --max_steps continues a run)
