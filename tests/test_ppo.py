@@ -253,9 +253,9 @@ def test_ppo_scores_reach_the_pinned_position_for_the_right_rows(tmp_path, tiny_
     seen = []  # (rewards before whitening, the rows trl scored) per rollout batch
     real_whiten = ppo_core.whiten_rewards
 
-    def spy(rewards, padding_mask_p1):
+    def spy(rewards, padding_mask_p1, total=None):
         seen.append((rewards.clone(), list(trainer.reward_hook.scorer.last_batch)))
-        return real_whiten(rewards, padding_mask_p1)
+        return real_whiten(rewards, padding_mask_p1, total)
 
     monkeypatch.setattr(ppo_core, "whiten_rewards", spy)
     trainer.train()

@@ -150,3 +150,23 @@ def test_modules_import_only_downward():
         assert not any(m.endswith(("ppo_trainer", "ppo_vllm")) for m in top_imports(rl / name)), name
     for name in ("ppo.py", "ppo_config.py", "ppo_core.py", "ppo_reward.py", "ppo_trainer.py"):
         assert "trl.experimental" not in (rl / name).read_text(), name
+
+
+def test_whitening_over_processes_equals_whitening_the_global_batch():
+    """With `total` summing over processes, each process's slice is whitened with the moments of the
+    whole global batch: the slices equal the global batch whitened on one process (what makes 2 ranks
+    give 1 rank's advantages; trl whitened each slice alone, which differs)."""
+    gen = torch.Generator().manual_seed(0)
+    values = torch.randn(6, 5, generator=gen) * 3 + 1
+    mask = torch.rand(6, 5, generator=gen) > 0.3
+    one = core.whiten(values, mask)
+    # two processes with unequal token counts; `total` stands for accelerator.reduce(sum), which
+    # returns on every process the sum of its three sums (tokens, values, squared deviations)
+    slices = [(values[:2], mask[:2]), (values[2:], mask[2:])]
+    n = sum(m.sum() for _, m in slices).to(values.dtype)
+    mean = sum((v * m).sum() for v, m in slices) / n
+    squares = sum(((v - mean) ** 2 * m).sum() for v, m in slices)
+    for (v, m), rows in zip(slices, (slice(0, 2), slice(2, 6)), strict=True):
+        sums = iter([n, mean * n, squares])
+        torch.testing.assert_close(core.whiten(v, m, total=lambda t, s=sums: next(s)), one[rows])
+    assert not torch.allclose(core.whiten(*slices[0]), one[:2])

@@ -15,7 +15,9 @@ One step of PPO on a rollout batch:
    plus the verifier's score (1 right, 0.1 wrong, 0 without the `## Thinking` format; minus
    `--missing_eos_penalty` when no eos was generated, `penalize_missing_eos`) on one token.
 3. `whiten` of the rewards (`--whiten_rewards`), then `gae_advantages` with gamma and lam, returns
-   = advantages + values, advantages whitened.
+   = advantages + values, advantages whitened. In a multi-process run both are whitened over the
+   global batch (every process's rows together, `masked_moments`), so 8 GPUs give the numbers one
+   gives at the same global batch; trl whitened each process's rows alone (the same on one process).
 4. For each PPO epoch, mini-batch and micro-batch: `policy_loss` (clipped ratio) +
    `vf_coef * value_loss` (clipped value), one backward.
 
@@ -114,21 +116,40 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor, axis: int | None = Non
 
 def masked_var(values: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
     """Variance where `mask` is True (Bessel-corrected unless `unbiased` is False)."""
-    mean = masked_mean(values, mask)
-    variance = masked_mean((values - mean) ** 2, mask)
+    return masked_moments(values, mask, unbiased=unbiased)[1]
+
+
+def masked_moments(
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    total=None,
+    unbiased: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, variance) of `values` where `mask` is True. `total` sums a tensor over every process of
+    a distributed run, so that the moments are those of all processes' values together (None: this
+    process's values alone)."""
+    total = total or (lambda t: t)
+    n = total(mask.sum().to(values.dtype))
+    mean = total((values * mask).sum()) / n
+    variance = total(((values - mean) ** 2 * mask).sum()) / n
     if unbiased:
-        n = mask.sum()
         if n == 0:
             raise ValueError("whitening over no token: raise the mini-batch size")
         variance = variance * (n / (n - 1))
-    return variance
+    return mean, variance
 
 
-def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
-    """(values - mean) / std over the masked positions; `shift_mean=False` keeps the mean.
+def whiten(
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    shift_mean: bool = True,
+    total=None,
+) -> torch.Tensor:
+    """(values - mean) / std over the masked positions; `shift_mean=False` keeps the mean. With
+    `total` (masked_moments), the mean and std are those of the whole global batch, on every process.
 
     values, mask: (B, T) -> (B, T). Unmasked positions are transformed too (callers zero them)."""
-    mean, var = masked_mean(values, mask), masked_var(values, mask)
+    mean, var = masked_moments(values, mask, total)
     out = (values - mean) * torch.rsqrt(var + 1e-8)
     if not shift_mean:
         out += mean
@@ -178,10 +199,10 @@ def token_rewards(
     return rewards, non_score_reward
 
 
-def whiten_rewards(rewards: torch.Tensor, padding_mask_p1: torch.Tensor) -> torch.Tensor:
+def whiten_rewards(rewards: torch.Tensor, padding_mask_p1: torch.Tensor, total=None) -> torch.Tensor:
     """`--whiten_rewards`: rewards scaled to unit variance over the valid tokens (mean kept), zero
-    after them. (B, T) -> (B, T)."""
-    out = whiten(rewards, mask=~padding_mask_p1, shift_mean=False)
+    after them; `total`: over all processes (whiten). (B, T) -> (B, T)."""
+    out = whiten(rewards, mask=~padding_mask_p1, shift_mean=False, total=total)
     return torch.masked_fill(out, padding_mask_p1, 0)
 
 
@@ -204,9 +225,10 @@ def gae_advantages(
     return advantages, advantages + values
 
 
-def whiten_advantages(advantages: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
-    """Advantages whitened over the response tokens, zero after them. (B, T) -> (B, T)."""
-    return torch.masked_fill(whiten(advantages, ~padding_mask), padding_mask, 0)
+def whiten_advantages(advantages: torch.Tensor, padding_mask: torch.Tensor, total=None) -> torch.Tensor:
+    """Advantages whitened over the response tokens, zero after them; `total`: over all processes
+    (whiten). (B, T) -> (B, T)."""
+    return torch.masked_fill(whiten(advantages, ~padding_mask, total=total), padding_mask, 0)
 
 
 def policy_loss(

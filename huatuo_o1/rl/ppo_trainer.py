@@ -504,6 +504,9 @@ class PPOTrainer(Trainer):
             context_length=context_length,
         )
 
+    def _sum_over_processes(self, t: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.reduce(t.to(self.accelerator.device), reduction="sum")
+
     @torch.no_grad()
     def _advantages(self, ro: Rollout) -> Rollout:
         """Masks, missing-eos penalty, KL penalty + score, (whitened) rewards, GAE (ppo_core)."""
@@ -519,10 +522,12 @@ class PPOTrainer(Trainer):
         ro.values = torch.masked_fill(ro.values, ro.padding_mask_p1, 0)
         ro.kl = core.kl_penalty(ro.logprobs, ro.ref_logprobs, args.kl_estimator)
         ro.rewards, ro.non_score_reward = core.token_rewards(ro.kl, ro.scores, seq_len, args.kl_coef)
+        # whitened over the global batch: the sums of every process's rows (ppo_core step 3)
+        total = self._sum_over_processes if self.accelerator.num_processes > 1 else None
         if args.whiten_rewards:
-            ro.rewards = core.whiten_rewards(ro.rewards, ro.padding_mask_p1)
+            ro.rewards = core.whiten_rewards(ro.rewards, ro.padding_mask_p1, total)
         advantages, ro.returns = core.gae_advantages(ro.rewards, ro.values, args.gamma, args.lam)
-        ro.advantages = core.whiten_advantages(advantages, ro.padding_mask)
+        ro.advantages = core.whiten_advantages(advantages, ro.padding_mask, total)
         return ro
 
     def _ppo_epochs(self, ro: Rollout) -> dict[str, torch.Tensor]:
