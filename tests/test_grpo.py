@@ -61,3 +61,21 @@ def test_grpo_few_steps(tmp_path, tiny_lm_dir, tiny_verifier_dir):
 
     trainer.save_model(str(final_dir(a.output_dir, a.run_name)))
     AutoModelForCausalLM.from_pretrained(out / "g")
+
+
+def test_reproducible_sampling_is_refused_with_vllm(tmp_path, tiny_lm_dir):
+    """vLLM samples itself: --reproducible_sampling with --use_vllm stops in one line (before vLLM is
+    looked for) instead of silently sampling per process."""
+    from huatuo_o1.io import InputError
+    from huatuo_o1.rl import grpo
+    from huatuo_o1.rl.grpo_trainer import build_grpo_trainer
+
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps([{OPEN_QUESTION: f"Q{i}?", GROUND_TRUTH: f"a{i}"} for i in range(10)]))
+    s, a, m = grpo.parse_args(
+        ["--model_name_or_path", str(tiny_lm_dir), "--verifier", "exact", "--dataset_name", str(data),
+         "--output_dir", str(tmp_path / "o"), "--use_vllm", "True", "--reproducible_sampling", "True",
+         "--report_to", "none"]
+    )  # fmt: skip
+    with pytest.raises(InputError, match="--reproducible_sampling .* drop one of --use_vllm"):
+        build_grpo_trainer(s, a, m)

@@ -19,4 +19,13 @@ class GRPOScriptArguments(RLScriptArguments):
     reward_model_path: str | None = field(
         default=None, metadata={"help": "Verifier: a 2-label sequence classifier folder or hub name."}
     )
+    reproducible_sampling: bool = field(
+        default=False,
+        metadata={
+            "help": "Draw each completion's tokens from a hash of (--seed, step, prompt, copy number) "
+            "instead of each process's random generator: the same rollouts on any number of GPUs, so a "
+            "run can be reproduced or compared on another GPU count (transformers generation only, not "
+            "--use_vllm; huatuo_o1/rl/keyed_sampling.py)."
+        },
+    )
     resume: bool | None = resume_field()

@@ -111,6 +111,11 @@ def build_group_trainer(trainer_cls, script_args: GRPOScriptArguments, args, mod
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
 
+    if args.use_vllm and script_args.reproducible_sampling:
+        raise InputError(
+            "--reproducible_sampling draws in transformers' generate; vLLM samples itself: "
+            "drop one of --use_vllm and --reproducible_sampling"
+        )
     if args.use_vllm and importlib.util.find_spec("vllm") is None:
         raise InputError(
             "--use_vllm True needs vLLM, which is not installed: pip install -r requirements-vllm.txt "
@@ -163,6 +168,10 @@ def build_group_trainer(trainer_cls, script_args: GRPOScriptArguments, args, mod
     vmodel = getattr(verifier, "model", None)
     if vmodel is not None:
         vmodel.to(trainer.accelerator.device)
+    if script_args.reproducible_sampling:
+        from huatuo_o1.rl import keyed_sampling
+
+        keyed_sampling.install(trainer)
     trainer.rl_data = data
     return trainer
 
@@ -225,6 +234,8 @@ def group_identity(result_flags: tuple, script_args, args, model_args) -> dict:
         settings["gradient_accumulation_steps"] = None
     settings.update({name: getattr(script_args, name, None) for name in SCRIPT_RESULT_FLAGS})
     settings["dtype"] = model_args.dtype
+    if getattr(script_args, "reproducible_sampling", False):  # recorded only when on: older runs resume
+        settings["reproducible_sampling"] = True
     return run_identity(
         {
             "model_name_or_path": model_args.model_name_or_path,

@@ -2,10 +2,11 @@
 
 Under ZeRO-3 each trains two steps with a checkpoint after each, is cut back to checkpoint-1 (as if
 killed after step 1) and the same command resumes at step 2, logging each step once; under ZeRO-2
-each trains and saves. Every final model loads with every tensor whole. DPO and the verifier also
-log the one-process losses at both steps at the same global batch and seed, and the verifier
-starts from the same loss under ZeRO-3, ZeRO-2 and no DeepSpeed (its new head is drawn from
---seed)."""
+each trains and saves. Every final model loads with every tensor whole. Each also logs the
+one-process numbers at the same global batch and seed: GRPO and RLOO (with --reproducible_sampling,
+so both layouts sample the same rollouts) their rewards, reward std and losses at both steps, DPO
+and the verifier their losses; the verifier starts from the same loss under ZeRO-3, ZeRO-2 and no
+DeepSpeed (its new head is drawn from --seed)."""
 
 from __future__ import annotations
 
@@ -59,24 +60,105 @@ def resume_after_kill(config, script, args, out, tmp_path, key):
     return first
 
 
+ANSWERS = ("## Thinking\n\nReasoning.\n\n## Final Response\n\ndrug A",
+           "## Thinking\n\nReasoning.\n\n## Final Response\n\ndrug B")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def two_answer_policy(tiny_lm_dir, tmp_path_factory):
+    """The tiny random model plus two added tokens, each a whole well-formed answer ("drug A", "drug
+    B"), which a `sequence_bias` in its generation config makes it write, then eos: every completion
+    is one of the two, drawn at the model's odds, so within a group some are right and some wrong
+    (the exact verifier gives 1.0 or 0.1) and the advantages are not zero."""
+    from tokenizers import AddedToken
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dst = tmp_path_factory.mktemp("two_answer_policy")
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    tok.add_tokens([AddedToken(a, normalized=False, special=False) for a in ANSWERS])
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm_dir)
+    model.resize_token_embeddings(len(tok))
+    bias = []
+    for answer in ANSWERS:
+        tid = tok.convert_tokens_to_ids(answer)
+        bias += [[[tid], 40.0], [[tid, tok.eos_token_id], 80.0]]
+    model.generation_config.sequence_bias = bias
+    tok.save_pretrained(dst)
+    model.save_pretrained(dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def ab_data(tmp_path_factory):
+    rows = [{"Open-ended Verifiable Question": f"Case {i}: which drug?", "Ground-True Answer": "drug A" if i % 2 else "drug B"}
+            for i in range(12)]  # fmt: skip
+    return write_json(tmp_path_factory.mktemp("ab") / "ab.json", rows)
+
+
+# GRPO and RLOO at the same global batch (4 completions of 2 prompts a step) and seed, with
+# --reproducible_sampling (each completion drawn from its key, not from a process's RNG): the same
+# rollouts on one process and on two ranks, so the same rewards, the same group advantages (their
+# std is logged, and the loss at step 1, where the policy ratio is 1, is minus their token mean) and
+# the same losses. Step 1 up to float32 summation order (1e-5 relative). Step 2 follows one Adam
+# step, whose update is about lr x the sign of each gradient, so a near-zero gradient summed in
+# another order moves its weight the other way by a whole lr: a few 1e-3 relative there (seen: 1.4e-3
+# on RLOO's KL), against tens of percent for other rollouts (without --reproducible_sampling, GRPO's
+# step-2 loss came out 2.3 times the one-process loss).
+GROUP_SAME = ("reward", "reward_std", "rewards/medical_verifier/mean", "completions/mean_length", "loss", "kl",
+              "entropy")  # fmt: skip
+
+
+def group_args(script, policy, data, out, accumulation, *extra):
+    args = ["--model_name_or_path", policy, "--verifier", "exact", "--dataset_name", data, "--output_dir", out,
+            "--run_name", "final", "--per_device_train_batch_size", "2", "--num_generations", "2",
+            "--max_completion_length", "4", "--max_steps", "2", "--report_to", "none", "--logging_steps", "1",
+            "--save_strategy", "steps", "--save_steps", "1", "--malformed_reward", "0.5", "--seed", "3",
+            "--reproducible_sampling", "True", "--learning_rate", "1e-3", "--beta", "0.1", *extra]  # fmt: skip
+    if script == "RL_stage2_rloo.py":
+        return [*args, "--global_batch_size", "4"]
+    return [*args, "--gradient_accumulation_steps", str(accumulation)]
+
+
+def one_process_state(script, tmp_path_factory, policy, data):
+    tmp = tmp_path_factory.mktemp("one_" + script.split(".")[0])
+    launch(None, script, *group_args(script, policy, data, tmp / "out", 2), cwd=tmp)
+    return trainer_state(tmp / "out" / "checkpoint-2")
+
+
+def assert_same_as_one_process(two: dict, one: dict):
+    rewards = logged(two, "rewards/medical_verifier/mean")
+    assert len(rewards) == 2 and any(0.1 < r < 1 for _, r in rewards), rewards  # right and wrong in a step
+    assert any(v != 0 for _, v in logged(two, "reward_std")), "no group with different rewards"
+    for key in GROUP_SAME:
+        for step, rel in ((0, 1e-5), (1, 1e-2)):
+            assert logged(two, key)[step][1] == pytest.approx(logged(one, key)[step][1], rel=rel, abs=1e-6), (
+                key,
+                step + 1,
+            )
+
+
+@pytest.fixture(scope="module")
+def grpo_one_process(tmp_path_factory, two_answer_policy, ab_data):
+    return one_process_state("RL_stage2_grpo.py", tmp_path_factory, two_answer_policy, ab_data)
+
+
 @pytest.mark.parametrize("config", ["zero3", "zero2"])
-def test_grpo_two_ranks(config, tmp_path, tiny_lm_dir, rl_data):
+def test_grpo_two_ranks(config, tmp_path, two_answer_policy, ab_data, grpo_one_process):
     out = tmp_path / "grpo"
-    args = ["--model_name_or_path", tiny_lm_dir, "--verifier", "exact", "--dataset_name", rl_data,
-            "--output_dir", out, "--run_name", "final", "--per_device_train_batch_size", "2", "--num_generations",
-            "2", "--max_completion_length", "4", "--max_steps", "2", "--report_to", "none", "--logging_steps", "1",
-            "--save_strategy", "steps", "--save_steps", "1", "--malformed_reward", "0.5"]  # fmt: skip
-    resume_after_kill(config, "RL_stage2_grpo.py", args, out, tmp_path, "reward")
+    args = group_args("RL_stage2_grpo.py", two_answer_policy, ab_data, out, 1)
+    first = resume_after_kill(config, "RL_stage2_grpo.py", args, out, tmp_path, "reward")
+    assert_same_as_one_process(first, grpo_one_process)
     assert_whole_model(out / "final")
 
 
-def test_rloo_two_ranks_zero3(tmp_path, tiny_lm_dir, rl_data):
+def test_rloo_two_ranks_zero3(tmp_path, tmp_path_factory, two_answer_policy, ab_data):
     out = tmp_path / "rloo"
-    args = ["--model_name_or_path", tiny_lm_dir, "--verifier", "exact", "--dataset_name", rl_data,
-            "--output_dir", out, "--run_name", "final", "--per_device_train_batch_size", "2", "--global_batch_size",
-            "4", "--max_completion_length", "4", "--max_steps", "2", "--report_to", "none", "--logging_steps", "1",
-            "--save_strategy", "steps", "--save_steps", "1", "--malformed_reward", "0.5"]  # fmt: skip
-    resume_after_kill("zero3", "RL_stage2_rloo.py", args, out, tmp_path, "rewards/medical_verifier/mean")
+    args = group_args("RL_stage2_rloo.py", two_answer_policy, ab_data, out, 1)
+    first = resume_after_kill(
+        "zero3", "RL_stage2_rloo.py", args, out, tmp_path, "rewards/medical_verifier/mean"
+    )
+    one = one_process_state("RL_stage2_rloo.py", tmp_path_factory, two_answer_policy, ab_data)
+    assert_same_as_one_process(first, one)
     assert_whole_model(out / "final")
 
 
