@@ -171,6 +171,28 @@ def launch(config: str | None, script: str, *args, processes: int = 2, cwd: Path
     return r
 
 
+def preempt(config: str, script: str, *args, cwd: Path, once_logged: str) -> Path:
+    """What a scheduler's preemption does: start a launch, SIGTERM the launcher once `once_logged` is
+    in its output, and check the ending: the launcher exits 1 (torch's elastic agent turns the signal
+    into an exception: docs/multi_gpu.md), each rank printed its one line, one checkpoint was saved,
+    named after its step (>= 1) and holding every rank's ZeRO optimizer shard. Its path."""
+    run = start(config, script, *args, cwd=cwd)
+    deadline = time.monotonic() + 180
+    while once_logged not in run.text() and run.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert run.proc.poll() is None, run.text()[-4000:]
+    os.kill(run.proc.pid, signal.SIGTERM)
+    r = run.wait()
+    assert r.returncode == 1, r.stdout[-4000:]
+    assert r.stdout.count("terminated (SIGTERM): results written so far are kept") == 2  # both ranks
+    ckpts = sorted(Path(cwd).rglob("checkpoint-*"))
+    assert len(ckpts) == 1, ckpts
+    step = trainer_state(ckpts[0])["global_step"]
+    assert step >= 1 and ckpts[0].name == f"checkpoint-{step}"
+    assert len(list((ckpts[0] / f"global_step{step}").glob("*optim_states.pt"))) == 2  # one per rank
+    return ckpts[0]
+
+
 def trainer_state(ckpt: Path) -> dict:
     return json.loads((ckpt / "trainer_state.json").read_text())
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.multirank.launching import assert_whole_model, launch, logged, trainer_state, write_json
+from tests.multirank.launching import assert_whole_model, launch, logged, preempt, trainer_state, write_json
 
 pytestmark = pytest.mark.slow
 
@@ -120,31 +120,13 @@ def test_ppo_sigterm_to_the_launcher_saves_a_complete_checkpoint(tmp_path, forma
     checkpoint together (the path that used to hang: the gathered policy and value model), with
     every rank's optimizer shard and a whole value model, and exit 143 with one line each; the same
     command, given the episodes of one more update, resumes from it."""
-    import os
-    import signal
-    import time
-
-    from tests.multirank.launching import start
-
     out = tmp_path / "ppo"
     args = [*ppo_args(formatted_policy, ab_data, out, 4000), "--save_strategy", "no", "--sigterm_grace", "60"]
-    run = start("zero3", "RL_stage2.py", *args, cwd=tmp_path)
-    deadline = time.monotonic() + 180
-    while "'objective/kl'" not in run.text() and run.proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert run.proc.poll() is None, run.text()[-4000:]
-    os.kill(run.proc.pid, signal.SIGTERM)
-    r = run.wait()
-    assert r.returncode == 1, r.stdout[-4000:]
-    assert r.stdout.count("terminated (SIGTERM): results written so far are kept") == 2  # both ranks
-    ckpts = sorted(out.glob("checkpoint-*"))
-    assert len(ckpts) == 1, ckpts
-    step = trainer_state(ckpts[0])["global_step"]
-    assert step >= 1 and ckpts[0].name == f"checkpoint-{step}"
-    assert len(list((ckpts[0] / f"global_step{step}").glob("*optim_states.pt"))) == 2  # one per rank
-    assert_whole_model(ckpts[0] / "value_model", "AutoModelForSequenceClassification", tokenizer=False)
+    ckpt = preempt("zero3", "RL_stage2.py", *args, cwd=tmp_path, once_logged="'objective/kl'")
+    step = trainer_state(ckpt)["global_step"]
+    assert_whole_model(ckpt / "value_model", "AutoModelForSequenceClassification", tokenizer=False)
     episodes = str((step + 1) * 4)
     r = launch("zero3", "RL_stage2.py", *ppo_args(formatted_policy, ab_data, out, episodes), "--save_strategy",
                "no", cwd=tmp_path)  # fmt: skip
-    assert f"resuming from {ckpts[0]}" in r.stdout
+    assert f"resuming from {ckpt}" in r.stdout
     assert_whole_model(out / "final")

@@ -74,32 +74,16 @@ def test_sigterm_to_the_launcher_saves_a_complete_checkpoint_on_every_rank(tmp_p
     passes SIGTERM to the ranks, which finish the step, save one checkpoint together (every rank's
     ZeRO-3 shard) and exit 143 with one line; `accelerate launch` itself exits 1 (torch's elastic
     agent turns the signal into an exception: docs/multi_gpu.md). The same command then resumes."""
-    import os
-    import signal
-    import time
-
-    from tests.multirank.launching import start
+    from tests.multirank.launching import preempt
 
     out = tmp_path / "out"
     run_dir = out / "sft_stage1"
     args = [*sft_args(tiny_lm_dir, sft_data, out, tmp_path), "--n_epochs", "100", "--save_steps", "1000",
             "--sigterm_grace", "60"]  # fmt: skip
-    run = start("zero3", "SFT_stage1.py", *args, cwd=tmp_path)
-    deadline = time.monotonic() + 180
-    while "'loss'" not in run.text() and run.proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert run.proc.poll() is None, run.text()[-4000:]
-    os.kill(run.proc.pid, signal.SIGTERM)
-    r = run.wait()
-    assert r.returncode == 1, r.stdout[-4000:]
-    assert r.stdout.count("terminated (SIGTERM): results written so far are kept") == 2  # both ranks
-    ckpts = sorted(run_dir.glob("checkpoint-*"))
-    assert len(ckpts) == 1, ckpts
-    step = trainer_state(ckpts[0])["global_step"]
-    assert step >= 1 and ckpts[0].name == f"checkpoint-{step}"
-    shards = sorted(p.name for p in (ckpts[0] / f"global_step{step}").glob("*optim_states.pt"))
-    assert len(shards) == 2, shards  # one ZeRO-3 optimizer shard per rank
-    assert_whole_model(ckpts[0])
+    ckpt = preempt("zero3", "SFT_stage1.py", *args, cwd=tmp_path, once_logged="'loss'")
+    assert ckpt.parent == run_dir
+    step = trainer_state(ckpt)["global_step"]
+    assert_whole_model(ckpt)
     # the same command resumes from it (one more step, then a finished run)
     r = launch("zero3", "SFT_stage1.py", *args[:-2], "--max_steps", str(step + 1), cwd=tmp_path)
-    assert f"resuming from {ckpts[0]}" in r.stdout
+    assert f"resuming from {ckpt}" in r.stdout
