@@ -9,8 +9,9 @@ parsing, released data and released models depend on them:
              answer True or False.
 Stage 2 (search) prompts live below the stage-1 ones.
 
-Structured outputs: each prompt whose reply must be JSON or a fixed verdict has a strict JSON
-schema here (`*_SCHEMA`, sent as `response_format` by llm.LLMClient with --structured_outputs), so
+Structured outputs: each prompt whose reply must be JSON or a fixed verdict has a JSON schema here
+(the verdicts' `*_SCHEMA`; the `*_schema` functions size the others to the request's max_tokens),
+sent as `response_format` by llm.LLMClient with --structured_outputs, so
 an endpoint with constrained decoding can only answer in the shape the parsers read. The schemas
 use the prompts' own JSON keys; a verdict comes as {"verdict": "<one of the fixed words>"}, which
 the free-form parsers read too (parsing.py), as they read replies sent without a schema.
@@ -439,9 +440,11 @@ STRUCTURED_OUTPUTS = ("auto", "on", "off")
 VERIFY_VERDICTS = ("True", "False")
 
 
-def _schema(name: str, properties: dict) -> dict:
-    """A strict json_schema entry of `response_format`: an object with exactly `properties`."""
-    return {"name": name, "strict": True, "schema": _object(properties)}
+def _schema(name: str, properties: dict, strict: bool = True) -> dict:
+    """A json_schema entry of `response_format`: an object with exactly `properties`. `strict=False`
+    for schemas with bounds OpenAI's strict mode does not take (OpenAI then takes them as guidance;
+    vLLM and SGLang enforce them)."""
+    return {"name": name, "strict": strict, "schema": _object(properties)}
 
 
 def _object(properties: dict) -> dict:
@@ -539,7 +542,7 @@ def cot_schema(max_tokens: int | None = None, language: str = "en", continued: b
             }
         )
     name = "reasoning_steps_continued" if continued else "reasoning_steps"
-    return {"name": name, "strict": False, "schema": _object({"CoT": {"anyOf": shapes}})}
+    return _schema(name, {"CoT": {"anyOf": shapes}}, strict=False)
 
 
 def natural_schema(max_tokens: int | None = None, language: str = "en") -> dict:
@@ -553,18 +556,14 @@ def natural_schema(max_tokens: int | None = None, language: str = "en") -> dict:
             if line >= MIN_LINE_CHARS:
                 break
     lines_schema = {"type": "array", "items": _bounded(line), "minItems": 2, "maxItems": lines}
-    return {
-        "name": "natural_reasoning",
-        "strict": False,
-        "schema": _object({"NaturalReasoning": lines_schema}),
-    }
+    return _schema("natural_reasoning", {"NaturalReasoning": lines_schema}, strict=False)
 
 
 def response_schema(max_tokens: int | None = None, language: str = "en") -> dict:
     """The final response, {"Response": "<text>"}: free text in JSON, so that a constrained reply ends
     within `max_tokens` (a small model's free-form answer often runs on until it is cut)."""
     text = _chars(max_tokens - REPLY_TOKENS - FIELD_TOKENS, language) if max_tokens else None
-    return {"name": "final_response", "strict": False, "schema": _object({"Response": _bounded(text)})}
+    return _schema("final_response", {"Response": _bounded(text)}, strict=False)
 
 
 def rewrite_schema(max_tokens: int | None = None, language: str = "en") -> dict:
@@ -575,18 +574,5 @@ def rewrite_schema(max_tokens: int | None = None, language: str = "en") -> dict:
         text = _chars(max_tokens - REPLY_TOKENS - 2 * FIELD_TOKENS, language)
         answer = min(MAX_ANSWER_CHARS, max(1, text // 4))
         question = max(1, text - answer)
-    return {
-        "name": "open_ended_question",
-        "strict": False,
-        "schema": _object(
-            {"Open-ended Verifiable Question": _bounded(question), "Ground-True Answer": _bounded(answer)}
-        ),
-    }
-
-
-# The schemas of requests sent without a max_tokens
-REWRITE_SCHEMA = rewrite_schema()
-COT_SCHEMA = cot_schema()
-COT_CONTINUE_SCHEMA = cot_schema(continued=True)
-NATURAL_SCHEMA = natural_schema()
-RESPONSE_SCHEMA = response_schema()
+    fields = {"Open-ended Verifiable Question": _bounded(question), "Ground-True Answer": _bounded(answer)}
+    return _schema("open_ended_question", fields, strict=False)

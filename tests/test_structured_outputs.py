@@ -29,11 +29,12 @@ from tests.test_api_stages import (
 
 SCHEMAS = {
     "filter": prompts.FILTER_SCHEMA,
-    "rewrite": prompts.REWRITE_SCHEMA,
+    "rewrite": prompts.rewrite_schema(),
     "verify": prompts.VERIFY_SCHEMA,
-    "init": prompts.COT_SCHEMA,
-    "refine": prompts.COT_CONTINUE_SCHEMA,
-    "natural": prompts.NATURAL_SCHEMA,
+    "init": prompts.cot_schema(),
+    "refine": prompts.cot_schema(continued=True),
+    "natural": prompts.natural_schema(),
+    "response": prompts.response_schema(),
 }
 
 
@@ -58,11 +59,11 @@ def test_schemas_are_closed_objects_with_every_property_required():
         for obj in _objects(s["schema"]):
             assert obj["additionalProperties"] is False and obj["required"] == list(obj["properties"])
     assert prompts.FILTER_SCHEMA["schema"]["properties"]["verdict"]["enum"] == list(prompts.FILTER_VERDICTS)
-    assert set(prompts.REWRITE_SCHEMA["schema"]["properties"]) == {OPEN_Q, GT}
+    assert set(SCHEMAS["rewrite"]["schema"]["properties"]) == {OPEN_Q, GT}
 
 
 def test_cot_schemas_fix_the_order_the_stage_reads():
-    for schema, opening in ((prompts.COT_SCHEMA, []), (prompts.COT_CONTINUE_SCHEMA, ["Verification"])):
+    for schema, opening in ((SCHEMAS["init"], []), (SCHEMAS["refine"], ["Verification"])):
         shapes = schema["schema"]["properties"]["CoT"]["anyOf"]
         assert len(shapes) == prompts.MAX_THINKING_STEPS
         for k, shape in enumerate(shapes, 1):

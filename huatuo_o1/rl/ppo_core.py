@@ -114,18 +114,14 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor, axis: int | None = Non
     return (values * mask).sum() / mask.sum()
 
 
-def masked_var(values: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
-    """Variance where `mask` is True (Bessel-corrected unless `unbiased` is False)."""
-    return masked_moments(values, mask, unbiased=unbiased)[1]
-
-
 def masked_moments(
     values: torch.Tensor,
     mask: torch.Tensor,
     total=None,
     unbiased: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, variance) of `values` where `mask` is True. `total` sums a tensor over every process of
+    """(mean, variance) of `values` where `mask` is True, the variance Bessel-corrected unless
+    `unbiased` is False. `total` sums a tensor over every process of
     a distributed run, so that the moments are those of all processes' values together (None: this
     process's values alone)."""
     total = total or (lambda t: t)
